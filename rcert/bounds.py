@@ -1,0 +1,92 @@
+"""Statistics of ``p0`` and the Theorem 1 family of margins (SPEC sections 3-5).
+
+Plain numpy functions over arrays of inputs. Conventions shared by every margin:
+
+* a margin is never negative: when ``t(p) <= 0`` the input is not r-robust even
+  unperturbed and its margin is 0 (Theorem 1 says nothing there);
+* a zero Jacobian with ``t(p) > 0`` gives an unbounded margin, ``inf``, never a division
+  by zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def clopper_pearson_lower(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    """One-sided Clopper-Pearson lower confidence bound on a binomial proportion.
+
+    The ``alpha`` quantile of ``Beta(k, n - k + 1)``, and 0 when ``k = 0`` (SPEC section 3).
+    It is below the true ``p0`` with probability at least ``1 - alpha``.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        lower = stats.beta.ppf(alpha, k, n - k + 1)
+    return np.where(k > 0, lower, 0.0)
+
+
+def capped_p_hat(p_hat: np.ndarray, n: int) -> np.ndarray:
+    """``p_hat`` capped at ``1 - 1/(2n)`` so that ``Phi^{-1}`` stays finite (SPEC section 4)."""
+    return np.minimum(np.asarray(p_hat, dtype=np.float64), 1.0 - 0.5 / n)
+
+
+def probit_gap(p: np.ndarray, m: float) -> np.ndarray:
+    """``t(p) = Phi^{-1}(p) - Phi^{-1}(m)``, the numerator of Theorem 1 over ``s_min``."""
+    return stats.norm.ppf(np.asarray(p, dtype=np.float64)) - stats.norm.ppf(m)
+
+
+def _margin(numerator: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """``numerator / norm``, with the conventions above for ``numerator <= 0`` and ``norm = 0``."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    norm = np.asarray(norm, dtype=np.float64)
+    positive = numerator > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(norm > 0, numerator / np.where(norm > 0, norm, 1.0), np.inf)
+    return np.where(positive, ratio, 0.0)
+
+
+def theorem1(sigma_min: np.ndarray, t: np.ndarray, jacobian_fro: np.ndarray) -> np.ndarray:
+    """Theorem 1 as published [C Eq 4]: ``s_min * t(p0) / ||J||_F``."""
+    return _margin(np.asarray(sigma_min) * np.asarray(t), jacobian_fro)
+
+
+def spectral(sigma_min: np.ndarray, t: np.ndarray, jacobian_spec: np.ndarray) -> np.ndarray:
+    """Spectral relative of Theorem 1: ``s_min * t(p0) / ||J||_2`` (SPEC section 4)."""
+    return _margin(np.asarray(sigma_min) * np.asarray(t), jacobian_spec)
+
+
+def whitened(t: np.ndarray, jacobian_whitened: np.ndarray) -> np.ndarray:
+    """Whitened relative of Theorem 1: ``t(p0) / ||diag(1/sigma) J||_2`` (SPEC section 4)."""
+    return _margin(t, jacobian_whitened)
+
+
+def latent_margin(sigma_min: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Exact latent certificate ``R_z(x) >= s_min * t(p0)`` (SPEC section 5), no linearisation."""
+    return np.maximum(np.asarray(sigma_min, dtype=np.float64) * np.asarray(t), 0.0)
+
+
+def quantile_rank(n: int, m: float) -> int:
+    """1-based rank ``j`` with ``p_hat(r) > m`` iff ``r >= X_(j)``: ``j = floor(m n) + 1``.
+
+    With ``k(r) = #{||Delta_i|| <= r}``, ``k(r)/n > m`` iff ``k(r) >= floor(m n) + 1`` iff
+    the ``j``-th smallest distance is ``<= r``. So ``X_(j)`` is the empirical ``r_min``
+    (SPEC section 3), the smallest ``r`` at which the input is empirically r-robust.
+    """
+    return int(np.floor(m * n)) + 1
+
+
+def certified_rank(n: int, m: float, alpha: float) -> int | None:
+    """Smallest 1-based rank ``k*`` with ``clopper_pearson_lower(k*, n, alpha) > m``, or None.
+
+    ``p_lower(r) > m`` iff ``k(r) >= k*`` iff ``X_(k*) <= r``, so ``X_(k*)`` is the smallest
+    ``r`` at which the input is certified r-robust. It is also the distribution-free
+    order-statistic upper confidence bound on the ``m``-quantile of ``||Delta||``: the
+    Clopper-Pearson interval and the binomial order-statistic bound are the same test,
+    so ``P(X_(k*) >= r_min) >= 1 - alpha``. None when even ``k = n`` cannot certify
+    (``alpha ** (1/n) <= m``: too few samples).
+    """
+    ks = np.arange(1, n + 1)
+    lower = clopper_pearson_lower(ks, n, alpha)
+    j = int(np.searchsorted(lower, m, side="right"))
+    return None if j >= n else j + 1

@@ -1,0 +1,75 @@
+"""Checks on user input that turn bad values into one-line :class:`RcertError` messages."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from rcert.errors import RcertError
+
+# Values this far outside the model's data range still count as inside (float rounding).
+_RANGE_TOLERANCE = 1e-6
+
+
+def check_options(*, r: float, m: float, alpha: float, n_samples: int) -> None:
+    """Validate the certificate's parameters (SPEC sections 2-3)."""
+    if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+        raise RcertError(f"r must be a positive finite number, got {r!r}; pass e.g. --r 4")
+    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
+        raise RcertError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    for name, value in (("alpha", alpha), ("m", m)):
+        if not (isinstance(value, (int, float)) and 0 < value < 1):
+            raise RcertError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+
+
+def as_data(model: nn.Module, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Return ``x`` as a float tensor after checking it suits ``model``.
+
+    Checks: at least one input, finite values, the model's ``input_shape`` when it
+    declares one (channel count included), and the model's ``data_range`` when it
+    declares one.
+    """
+    if isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.number):
+            raise RcertError(f"data must be numeric, got an array of dtype {x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise RcertError(f"data must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise RcertError(f"data must hold at least one input along its first axis, got shape "
+                         f"{tuple(x.shape)}")
+    if not x.is_floating_point():
+        x = x.float()
+    bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise RcertError(f"data contain NaN or Inf ({int(bad.sum())} inputs, the first at "
+                         f"position {first}); clean or drop those inputs")
+    shape = getattr(model, "input_shape", None)
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise RcertError(f"data have input shape {tuple(x.shape[1:])} but the model expects "
+                         f"{tuple(shape)}; pass data of the kind the model was trained on")
+    data_range = getattr(model, "data_range", None)
+    if data_range is not None:
+        lo, hi = data_range
+        xmin, xmax = float(x.min()), float(x.max())
+        if xmin < lo - _RANGE_TOLERANCE or xmax > hi + _RANGE_TOLERANCE:
+            raise RcertError(f"data values span [{xmin:g}, {xmax:g}] but the model's data range "
+                             f"is [{lo:g}, {hi:g}]; rescale the data (e.g. divide 0-255 images "
+                             f"by 255)")
+    return x
+
+
+def check_sigma(sigma: torch.Tensor, index: torch.Tensor) -> None:
+    """The encoder's ``sigma`` must be a strictly positive, finite standard deviation."""
+    bad = ~(torch.isfinite(sigma) & (sigma > 0)).all(dim=1)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        value = float(sigma[first].min())
+        raise RcertError(
+            f"the encoder returned sigma <= 0 or non-finite (min {value:g}) for input "
+            f"{int(index[first])}; sigma must be a standard deviation: wrap a model whose "
+            f"encoder returns log-variance with rcert.wrap(model, sigma='logvar')")

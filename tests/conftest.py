@@ -1,0 +1,75 @@
+"""Shared models with closed forms for the engine's tests."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+
+class LinearVAE(nn.Module):
+    """``mu(x) = A x``, constant isotropic ``sigma = s``, ``g(z) = w Q z`` with ``Q^T Q = I``.
+
+    Then ``J = A`` exactly and ``||Delta(x)||^2 / (w s)^2 ~ chi2(d_z)``, so
+    ``p0 = F_chi2(r^2 / (w s)^2)`` and the ``m``-quantile of ``||Delta||`` is
+    ``w s sqrt(F_chi2^{-1}(m))``.
+    """
+
+    def __init__(self, input_size: int = 12, latent_dim: int = 3, s: float = 0.5,
+                 w: float = 2.0, seed: int = 0, a_scale: float = 0.4) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.A = nn.Parameter(a_scale * torch.randn(latent_dim, input_size, generator=g))
+        q, _ = torch.linalg.qr(torch.randn(input_size, latent_dim, generator=g))
+        self.register_buffer("Q", q)
+        self.s, self.w, self.latent_dim = s, w, latent_dim
+        self.input_shape = (input_size,)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = x @ self.A.T
+        return mu, torch.full_like(mu, self.s)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.w * z @ self.Q.T
+
+    def p0(self, r: float) -> float:
+        return float(stats.chi2.cdf((r / (self.w * self.s)) ** 2, self.latent_dim))
+
+    def distance_quantile(self, m: float) -> float:
+        return self.w * self.s * math.sqrt(stats.chi2.ppf(m, self.latent_dim))
+
+
+class TinyMLPVAE(nn.Module):
+    """A small non-linear VAE (tanh, learned sigma) for invariants and brute-force checks."""
+
+    def __init__(self, input_size: int = 10, latent_dim: int = 3, hidden: int = 16,
+                 seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.enc = nn.Sequential(nn.Linear(input_size, hidden), nn.Tanh())
+        self.mu_head = nn.Linear(hidden, latent_dim)
+        self.sigma_head = nn.Linear(hidden, latent_dim)
+        self.dec = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, input_size), nn.Sigmoid())
+        self.input_shape = (input_size,)
+        self.data_range = (0.0, 1.0)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.enc(x)
+        return self.mu_head(h), nn.functional.softplus(self.sigma_head(h)) + 0.05
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(z)
+
+
+@pytest.fixture
+def linear_vae() -> LinearVAE:
+    return LinearVAE()
+
+
+@pytest.fixture
+def tiny_vae() -> TinyMLPVAE:
+    return TinyMLPVAE()
