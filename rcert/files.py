@@ -9,6 +9,12 @@ from pathlib import Path
 from rcert.errors import RcertError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` all at once or not at all.
 
@@ -27,6 +33,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     except OSError as exc:
         raise RcertError(f"cannot write {path}: {exc.strerror}") from exc
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()

@@ -97,9 +97,11 @@ def certify(
     """
     validate.check_options(r=r, m=m, alpha=alpha, n_samples=n_samples)
     model.eval()
+    param = next(iter(model.parameters()), None)
     dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
-    x = validate.as_data(model, x).to(dev)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = validate.as_data(model, x).to(device=dev, dtype=dtype)
     n_inputs = x.shape[0]
     index_t = torch.as_tensor(
         np.arange(n_inputs) if index is None else np.asarray(index), dtype=torch.int64

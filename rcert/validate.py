@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,3 +76,38 @@ def check_sigma(sigma: torch.Tensor, index: torch.Tensor) -> None:
             f"the encoder returned sigma <= 0 or non-finite (min {value:g}) for input "
             f"{int(index[first])}; sigma must be a standard deviation: wrap a model whose "
             f"encoder returns log-variance with rcert.wrap(model, sigma='logvar')")
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1, else an RcertError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise RcertError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def positive_float(value: Any, name: str, hint: str = "") -> float:
+    """``value`` as a finite float > 0, else an RcertError naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise RcertError(f"{name} must be a finite number > 0, got {value!r}{hint}")
+    return float(value)
+
+
+def int_tuple(value: Any, name: str, *, allow_empty: bool) -> tuple[int, ...]:
+    """A sequence of positive ints as a tuple, else an RcertError naming ``name``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise RcertError(f"{name} must be a list of positive integers, got {value!r}")
+    if not value and not allow_empty:
+        raise RcertError(f"{name} must not be empty")
+    return tuple(positive_int(v, f"every entry of {name}") for v in value)
+
+
+def choice(value: Any, name: str, options: Sequence[str]) -> str:
+    """``value`` if it is one of ``options``, else an RcertError listing them."""
+    if value not in options:
+        raise RcertError(f"unknown {name} {value!r}; choose one of: {', '.join(options)}")
+    return value

@@ -19,7 +19,7 @@ def test_clopper_pearson_closed_forms():
 @settings(max_examples=50, deadline=None)
 @given(n=st.integers(1, 400), frac=st.floats(0, 1), alpha=st.floats(1e-4, 0.3))
 def test_clopper_pearson_is_the_binomial_tail_inversion(n, frac, alpha):
-    k = int(round(frac * n))
+    k = round(frac * n)
     p = bounds.clopper_pearson_lower(np.array([k]), n, alpha)[0]
     assert 0 <= p <= k / n + 1e-12
     if k > 0:

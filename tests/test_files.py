@@ -32,3 +32,14 @@ def test_missing_folder_and_folder_target(tmp_path):
         atomic_write(tmp_path / "nope" / "x.csv", "x")
     with pytest.raises(RcertError, match="is a folder"):
         atomic_write(tmp_path, "x")
+
+
+def test_file_mode_follows_the_umask_like_open(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "m.rcert", b"x")
+        (tmp_path / "plain").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.rcert").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "plain").stat().st_mode & 0o777 == 0o644

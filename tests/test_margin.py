@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_orderings_hold(tiny_vae):
 def test_monotone_in_r_and_m(tiny_vae):
     x = torch.rand(20, 10)
     runs = [certify(tiny_vae, x, r=r, n_samples=300) for r in (0.3, 0.6, 1.2)]
-    for lo, hi in zip(runs, runs[1:]):
+    for lo, hi in itertools.pairwise(runs):
         assert (lo.k <= hi.k).all()
         for col in ("bound", "bound_certified", "bound_whitened", "latent_margin"):
             assert (lo[col] <= hi[col]).all()

@@ -1,0 +1,171 @@
+"""The ``rcert`` command: a thin layer over the Python API.
+
+Every bad input ends as one line ``rcert: error: ...`` on stderr and exit status 2.
+Machine-readable output goes to stdout (or ``--output``); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Sequence
+
+import click
+import torch
+
+from rcert import checkpoint, data, report, train
+from rcert.errors import RcertError
+from rcert.files import atomic_write
+from rcert.margin import certify
+
+FORMATS = ("table", "csv", "json")
+RENDERERS = {"table": report.to_table, "csv": report.to_csv, "json": report.to_json}
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RcertError("--device cuda was asked for but CUDA is not available here; "
+                         "use --device cpu")
+    return torch.device(name)
+
+
+def _int_list(value: str | None, option: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise RcertError(f"{option} takes comma-separated integers such as 256,256, "
+                         f"got {value!r}") from None
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write(output, text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rcert", prog_name="rcert")
+def cli() -> None:
+    """Certify how robust a VAE's reconstructions are to input perturbations."""
+
+
+@cli.command()
+@click.option("--model", "model_path", required=True, help="rcert checkpoint (.rcert).")
+@click.option("--r", "r", type=float, default=None,
+              help="Output radius r [default: the checkpoint's recommended r].")
+@click.option("--data", "data_spec", default=None,
+              help="Data spec, e.g. digits:test, path/x.npz, mnist:DIR:test "
+                   "[default: test split of the model's training data].")
+@click.option("--n-samples", type=int, default=1000, show_default=True,
+              help="Encoder-noise draws per input.")
+@click.option("--alpha", type=float, default=0.001, show_default=True,
+              help="Certified figures hold with probability 1 - alpha.")
+@click.option("--m", "m", type=float, default=0.5, show_default=True,
+              help="Level of r-robustness: P(||Delta|| <= r) > m.")
+@click.option("--limit", type=int, default=None, help="Certify only the first K inputs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--memory-mb", type=float, default=256.0, show_default=True,
+              help="Memory budget of one chunk of work.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Write here (atomically) instead of stdout.")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+def margin(model_path: str, r: float | None, data_spec: str | None, n_samples: int,
+           alpha: float, m: float, limit: int | None, seed: int, device: str,
+           memory_mb: float, fmt: str, output: str | None, quiet: bool) -> None:
+    """Theorem 1 margins and their tighter relatives, per input and dataset-wide."""
+    if seed < 0:
+        raise RcertError(f"--seed must be a non-negative integer, got {seed}")
+    if memory_mb <= 0:
+        raise RcertError(f"--memory-mb must be positive, got {memory_mb}")
+    model = checkpoint.load(model_path, device=_device(device))
+    meta = model.meta
+    if r is None:
+        r = meta.get("recommended_r")
+        if r is None:
+            raise RcertError(f"{model_path} records no recommended r; pass --r")
+    dataset = data.load_data(data_spec or data.default_eval_spec(meta.get("data"), model_path))
+    if limit is not None:
+        dataset = dataset.subset(limit)
+    df = certify(model, dataset.x, r=r, m=m, n_samples=n_samples, alpha=alpha, seed=seed,
+                 index=dataset.index, memory_mb=memory_mb, progress=not quiet)
+    res = report.result(df, model=checkpoint.describe(model, model_path),
+                        config={"data": str(dataset.spec), "device": device})
+    _emit(RENDERERS[fmt](res), output)
+
+
+@cli.command(name="train")
+@click.option("--data", "data_spec", required=True,
+              help="Training data spec, e.g. digits:train or dsprites:train:res=32.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint to write; a model card goes beside it as .json.")
+@click.option("--arch", type=click.Choice(["mlp", "conv"]), default="mlp", show_default=True)
+@click.option("--latent-dim", type=int, default=8, show_default=True)
+@click.option("--hidden", default=None, help="MLP widths, e.g. 256,256.")
+@click.option("--channels", default=None, help="Conv channels, e.g. 32,64.")
+@click.option("--activation", type=click.Choice(["relu", "elu", "softplus", "tanh"]),
+              default="relu", show_default=True)
+@click.option("--sigma", "sigma_mode", type=click.Choice(["learned", "floor", "fixed"]),
+              default="learned", show_default=True,
+              help="Encoder sigma: learned, tau + learned (--tau), or constant (--fixed-sigma).")
+@click.option("--tau", type=float, default=None, help="Sigma floor for --sigma floor.")
+@click.option("--fixed-sigma", type=float, default=None, help="Sigma for --sigma fixed.")
+@click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]),
+              default="bernoulli", show_default=True)
+@click.option("--gaussian-scale", type=float, default=0.1, show_default=True)
+@click.option("--beta", type=float, default=1.0, show_default=True,
+              help="KL weight: 1 is the ELBO, any other positive value a beta-VAE.")
+@click.option("--epochs", type=int, default=200, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--patience", type=int, default=15, show_default=True,
+              help="Stop after this many epochs without a better held-out ELBO.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of the training data held out for early stopping.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+def train_command(data_spec: str, out: str, arch: str, latent_dim: int, hidden: str | None,
+                  channels: str | None, activation: str, sigma_mode: str, tau: float | None,
+                  fixed_sigma: float | None, likelihood: str, gaussian_scale: float,
+                  beta: float, epochs: int, batch_size: int, lr: float, patience: int,
+                  val_fraction: float, seed: int, quiet: bool) -> None:
+    """Train a Gaussian-encoder VAE and save a checkpoint with its model card."""
+    hparams = {"latent_dim": latent_dim, "activation": activation, "sigma_mode": sigma_mode,
+               "likelihood": likelihood, "gaussian_scale": gaussian_scale}
+    for key, value in (("hidden", _int_list(hidden, "--hidden")),
+                       ("channels", _int_list(channels, "--channels")),
+                       ("tau", tau), ("fixed_sigma", fixed_sigma)):
+        if value is not None:
+            hparams[key] = value
+    card = train.train_checkpoint(
+        data_spec, out, arch=arch, hparams=hparams, beta=beta, epochs=epochs,
+        batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction,
+        seed=seed, progress=not quiet, command=shlex.join(["rcert", *sys.argv[1:]]))
+    click.echo(report.to_json(card), nl=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every user error into one line and exit code 2."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="rcert",
+                        standalone_mode=False)
+    except RcertError as exc:
+        click.echo(f"rcert: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"rcert: error: {exc.format_message()} (see rcert --help)", err=True)
+        sys.exit(2)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("rcert: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Dataset-wide figures (SPEC section 7) and the renderings of a result: table, CSV, JSON.
+
+A *result* is a plain dict ``{"config": ..., "model": ..., "summary": ..., "inputs": [...]}``
+made by :func:`result`; every renderer takes it, so the CLI, files and later reports print
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Margins in input space, where a certified fraction at radius ``e`` makes sense.
+INPUT_MARGINS = ("bound", "bound_certified", "bound_spectral", "bound_whitened")
+#: Every margin column, input space then latent space.
+MARGINS = (*INPUT_MARGINS, "latent_margin")
+#: Per-input quantities whose distributions explain the margins [C Fig 9].
+DIAGNOSTICS = ("sigma_min", "sigma_mean", "jacobian_fro", "jacobian_spec", "jacobian_whitened",
+               "p_hat", "p_lower", "r_min", "r_min_upper")
+#: Columns shown by the terminal table; CSV and JSON carry every column.
+TABLE_COLUMNS = ("index", "sigma_min", "jacobian_fro", "p_hat", "p_lower", "r_min", "bound",
+                 "bound_certified", "bound_whitened", "latent_margin", "abstain")
+
+SCHEMA_VERSION = 1
+
+
+def describe(values: pd.Series | np.ndarray) -> dict[str, float]:
+    """Mean, spread and quantiles of one column; ``inf`` entries count (a mean may be inf)."""
+    v = np.asarray(values, dtype=np.float64)
+    q = np.quantile(v, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0], method="linear")
+    with np.errstate(invalid="ignore"):
+        std = float(np.std(v)) if np.isfinite(v).all() else math.nan
+    return {"mean": float(np.mean(v)), "std": std, "min": q[0], "q05": q[1], "q25": q[2],
+            "median": q[3], "q75": q[4], "q95": q[5], "max": q[6]}
+
+
+def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
+                       n_radii: int = 41) -> pd.DataFrame:
+    """Share of inputs whose certified margin is at least ``e``, for each radius ``e``.
+
+    One column per certified input-space margin (``bound_certified``, ``bound_spectral``,
+    ``bound_whitened``); ``radii`` defaults to ``n_radii`` points from 0 to the largest
+    finite ``bound_whitened`` (SPEC section 7).
+    """
+    columns = ("bound_certified", "bound_spectral", "bound_whitened")
+    if radii is None:
+        finite = df["bound_whitened"].to_numpy()
+        finite = finite[np.isfinite(finite)]
+        top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        radii = np.linspace(0.0, top, n_radii)
+    radii = np.asarray(radii, dtype=np.float64)
+    table = {"radius": radii}
+    for col in columns:
+        values = df[col].to_numpy()[None, :]
+        table[col] = np.mean((values >= radii[:, None]) & (values > 0), axis=1)
+    return pd.DataFrame(table)
+
+
+def summarize(df: pd.DataFrame, radii: np.ndarray | None = None) -> dict[str, Any]:
+    """Dataset-wide figures that need no attack (SPEC section 7).
+
+    Parameters
+    ----------
+    df
+        The DataFrame of :func:`rcert.certify`.
+    radii
+        Radii for the certified-fraction curve (default: see :func:`certified_fraction`).
+
+    Returns
+    -------
+    dict
+        ``n_inputs``, ``n_certified`` (``p_lower > m``), ``n_abstained``,
+        ``certified_share``; ``mean_margin`` (the dataset-wide margin [C Sec 3.2.2], the
+        mean of each margin column); ``margins`` and ``diagnostics`` (mean, std, min,
+        q05, q25, median, q75, q95, max per column); ``certified_fraction`` (the curve,
+        as lists keyed by column).
+    """
+    n = len(df)
+    abstained = int(df["abstain"].sum())
+    curve = certified_fraction(df, radii)
+    return {
+        "n_inputs": n,
+        "n_certified": n - abstained,
+        "n_abstained": abstained,
+        "certified_share": (n - abstained) / n if n else math.nan,
+        "mean_margin": {col: float(df[col].mean()) for col in MARGINS},
+        "margins": {col: describe(df[col]) for col in MARGINS},
+        "diagnostics": {col: describe(df[col]) for col in DIAGNOSTICS},
+        "certified_fraction": {col: curve[col].tolist() for col in curve.columns},
+    }
+
+
+def result(df: pd.DataFrame, *, model: dict[str, Any] | None = None,
+           config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Bundle a certification into the result dict every renderer takes."""
+    cfg = dict(df.attrs.get("config", {}))
+    cfg.update(config or {})
+    return {"schema_version": SCHEMA_VERSION, "config": cfg, "model": model or {},
+            "summary": summarize(df), "inputs": df.to_dict(orient="records")}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, non-finite floats to "inf"/"-inf"/"nan"."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    return value
+
+
+def to_json(res: dict[str, Any]) -> str:
+    """The result as strict JSON (non-finite numbers spelled ``"inf"``, ``"-inf"``, ``"nan"``)."""
+    return json.dumps(_plain(res), indent=2, allow_nan=False) + "\n"
+
+
+def to_csv(res: dict[str, Any]) -> str:
+    """One row per input, every column, full precision."""
+    buffer = io.StringIO()
+    pd.DataFrame(res["inputs"]).to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue()
+
+
+def to_table(res: dict[str, Any]) -> str:
+    """A per-input table and a summary block for people at a terminal."""
+    df = pd.DataFrame(res["inputs"])
+    shown = df[[c for c in TABLE_COLUMNS if c in df.columns]]
+    lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), ""]
+    lines += summary_lines(res)
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(res: dict[str, Any]) -> list[str]:
+    """The summary block: the setting, counts, and quantiles of each margin and r_min."""
+    cfg, s = res["config"], res["summary"]
+    model = res.get("model", {})
+    head = f"model {model.get('path', '?')}" + (f" on {cfg['data']}" if "data" in cfg else "")
+    setting = ", ".join(f"{k}={cfg[k]}" for k in ("r", "m", "n_samples", "alpha", "seed")
+                        if k in cfg)
+    lines = [head, setting,
+             f"certified {s['n_certified']} of {s['n_inputs']} inputs "
+             f"({100 * s['certified_share']:.1f}%), abstained {s['n_abstained']}", ""]
+    rows = {col: s["margins"][col] for col in MARGINS}
+    rows["r_min"] = s["diagnostics"]["r_min"]
+    rows["r_min_upper"] = s["diagnostics"]["r_min_upper"]
+    stats = pd.DataFrame(rows).T[["mean", "median", "q05", "q95", "min", "max"]]
+    lines.append(stats.to_string(float_format=lambda v: f"{v:.4g}"))
+    return lines
