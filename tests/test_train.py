@@ -92,16 +92,20 @@ def test_training_improves_held_out_elbo(capsys):
     result = fit(model, X_TRAIN, X_VAL, epochs=25, batch_size=32, lr=1e-2, progress=True)
     after = train._mean_elbo(model, X_VAL, 64, seed=0)
     assert after > before + 5.0
-    assert set(result) == {"best_val_elbo", "best_epoch", "epochs_run", "train_elbo", "history"}
-    assert result["best_val_elbo"] == max(h["val_elbo"] for h in result["history"])
-    assert result["history"][result["best_epoch"] - 1]["val_elbo"] == result["best_val_elbo"]
+    assert set(result) == {"best_val_objective", "best_val_elbo", "best_epoch", "epochs_run",
+                           "train_elbo", "history"}
+    assert result["best_val_objective"] == max(h["val_objective"] for h in result["history"])
+    best = result["history"][result["best_epoch"] - 1]["val_objective"]
+    assert best == result["best_val_objective"]
+    # beta = 1 here, so the objective is the ELBO itself.
+    assert result["best_val_elbo"] == pytest.approx(result["best_val_objective"], rel=1e-9)
     assert [h["epoch"] for h in result["history"]] == list(range(1, result["epochs_run"] + 1))
-    assert set(result["history"][0]) == {"epoch", "train_loss", "val_elbo"}
+    assert set(result["history"][0]) == {"epoch", "train_loss", "val_objective"}
     assert math.isfinite(result["train_elbo"])
     assert not model.training
     out, err = capsys.readouterr()
     assert out == ""
-    assert "(25/25)" in err and "val ELBO" in err and "best" in err
+    assert "(25/25)" in err and "val objective" in err and "best" in err
 
 
 def test_best_weights_are_restored():
@@ -202,3 +206,14 @@ def test_floor_keeps_sigma_at_least_tau_after_training():
     assert (sigma >= tau).all()
     # Training pushed sigma onto the floor, so the bound is exercised, not vacuous.
     assert sigma.min() < tau + 0.01
+
+
+def test_small_beta_is_not_stopped_by_the_true_elbo():
+    # With beta < 1 the true held-out ELBO can fall while the beta-ELBO being maximised
+    # still rises; early stopping must follow the objective, or training stops at once.
+    torch.manual_seed(0)
+    model = build_model("mlp", input_shape=[1, 6, 6], latent_dim=2, hidden=[16])
+    result = train.fit(model, X_TRAIN, X_VAL, beta=0.1, epochs=40, patience=3, progress=False)
+    objective = [h["val_objective"] for h in result["history"]]
+    assert result["best_val_objective"] == max(objective)
+    assert result["best_val_objective"] >= result["best_val_elbo"]

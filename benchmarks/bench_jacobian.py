@@ -1,0 +1,246 @@
+"""Benchmark: exact encoder Jacobians and their three norms (rcert.jacobian).
+
+Compares, on two randomly initialised MLP VAEs (digits-sized and MNIST-sized):
+
+1. rcert: ``encoder_jacobian(model, x)`` then ``jacobian_norms(J, sigma)`` on the whole batch
+   (``jacobian_fro``, ``jacobian_spec`` and ``jacobian_whitened``);
+2. naive: per input, one encode and one ``torch.autograd.grad`` per latent, then ``||J||_F``;
+3. floor: one batched forward and ``d_z`` batched input-gradient passes (the exact Jacobian,
+   row ``i`` of every input at once), nothing else.
+
+Targets: rcert >= 10x faster than naive; rcert <= 1.5x the floor. The rcert time is also
+split into its Jacobian and its norms to explain a miss. Methods are timed interleaved
+(round-robin, so a busy neighbour on the machine hits all of them alike), after warm-up runs;
+the figure is the median over the repeats (the minimum is kept in the JSON too).
+
+Run ``python benchmarks/bench_jacobian.py`` (``--quick`` for a short run, ``--threads 2,1``
+to measure at several thread counts). Prints a table and writes
+``benchmarks/results/bench_jacobian.json``. No timing assertions: this is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import torch
+
+import rcert
+from rcert.jacobian import encoder_jacobian, jacobian_norms
+
+NAME = "bench_jacobian"
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_NAIVE_SPEEDUP = 10.0
+TARGET_FLOOR_RATIO = 1.5
+
+# name, input_shape, latent_dim, hidden, N (full), N (--quick)
+MODELS = [
+    ("digits", (1, 8, 8), 8, (128, 128), 512, 64),
+    ("mnist", (1, 28, 28), 10, (512, 512), 256, 32),
+]
+
+
+def build(input_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...]):
+    torch.manual_seed(0)
+    model = rcert.build_model("mlp", input_shape=input_shape, latent_dim=latent_dim,
+                              hidden=hidden)
+    return model.eval()
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int,
+                     repeats: int) -> dict[str, dict[str, float]]:
+    """Seconds per call of each function: median and min over ``repeats`` interleaved runs."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s}
+            for name, s in samples.items()}
+
+
+# --- the three methods ---------------------------------------------------------------------
+
+
+def rcert_norms(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    out = encoder_jacobian(model, x)
+    return jacobian_norms(out.jacobian, out.sigma)
+
+
+def naive_jacobians(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per input: one encode, then one autograd.grad per latent; J and ``||J||_F`` per input."""
+    jacs, fros = [], []
+    for xi in x:
+        xi = xi.detach().unsqueeze(0).requires_grad_(True)
+        mu, _ = model.encode(xi)
+        mu = mu[0]
+        rows = [torch.autograd.grad(mu[i], xi, retain_graph=True)[0].flatten()
+                for i in range(mu.shape[0])]
+        jac = torch.stack(rows)
+        jacs.append(jac)
+        fros.append(jac.norm())
+    return torch.stack(jacs), torch.stack(fros)
+
+
+def floor_rows(model, x: torch.Tensor, d_z: int) -> list[torch.Tensor]:
+    """d_z batched input-gradient passes after one forward: row i of every input's J."""
+    x = x.detach().clone().requires_grad_(True)
+    mu, _ = model.encode(x)
+    return [torch.autograd.grad(mu[:, i].sum(), x, retain_graph=True)[0] for i in range(d_z)]
+
+
+def floor_jacobian(rows: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([r.flatten(1) for r in rows], dim=1)
+
+
+# --- one configuration ---------------------------------------------------------------------
+
+
+def bench_model(name, input_shape, latent_dim, hidden, n_inputs, *, warmup, repeats,
+                naive_repeats) -> dict:
+    model = build(input_shape, latent_dim, hidden)
+    torch.manual_seed(1)
+    x = torch.rand(n_inputs, *input_shape)
+
+    # Numerical agreement (outside the timings).
+    enc = encoder_jacobian(model, x)
+    norms = jacobian_norms(enc.jacobian, enc.sigma)
+    j_naive, fro_naive = naive_jacobians(model, x)
+    j_floor = floor_jacobian(floor_rows(model, x, latent_dim))
+    agree = {
+        "max_abs_diff_J_rcert_naive": float((enc.jacobian - j_naive).abs().max()),
+        "max_abs_diff_J_rcert_floor": float((enc.jacobian - j_floor).abs().max()),
+        "max_abs_diff_J_naive_floor": float((j_naive - j_floor).abs().max()),
+        "max_abs_J": float(enc.jacobian.abs().max()),
+        "max_rel_diff_fro_rcert_naive": float(
+            ((norms["jacobian_fro"] - fro_naive.double()).abs() / norms["jacobian_fro"]).max()),
+    }
+
+    jac = enc.jacobian
+    sigma = enc.sigma
+    fast = time_interleaved({
+        "rcert": lambda: rcert_norms(model, x),
+        "floor": lambda: floor_rows(model, x, latent_dim),
+        "rcert_jacobian_only": lambda: encoder_jacobian(model, x),
+        "rcert_norms_only": lambda: jacobian_norms(jac, sigma),
+    }, warmup=warmup, repeats=repeats)
+    slow = time_interleaved({"naive": lambda: naive_jacobians(model, x)},
+                            warmup=1, repeats=naive_repeats)
+    times = {**fast, **slow}
+    med = {k: v["median_s"] for k, v in times.items()}
+    mins = {k: v["min_s"] for k, v in times.items()}
+    naive_speedup = med["naive"] / med["rcert"]
+    floor_ratio = med["rcert"] / med["floor"]
+    return {
+        "model": name, "input_shape": list(input_shape), "latent_dim": latent_dim,
+        "hidden": list(hidden), "n_inputs": n_inputs, "times": times,
+        "naive_over_rcert": naive_speedup,
+        "rcert_over_floor": floor_ratio,
+        "naive_over_rcert_min": mins["naive"] / mins["rcert"],
+        "rcert_over_floor_min": mins["rcert"] / mins["floor"],
+        "naive_over_floor": med["naive"] / med["floor"],
+        "rcert_jacobian_only_over_floor": med["rcert_jacobian_only"] / med["floor"],
+        "rcert_norms_share": med["rcert_norms_only"] / med["rcert"],
+        "naive_target_pass": naive_speedup >= TARGET_NAIVE_SPEEDUP,
+        "floor_target_pass": floor_ratio <= TARGET_FLOOR_RATIO,
+        "agreement": agree,
+    }
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:9.2f}"
+
+
+def print_table(runs: list[dict]) -> None:
+    head = (f"{'model':7} {'thr':>3} {'N':>4} {'rcert ms':>9} {'(J':>9} {'+norms)':>9} "
+            f"{'floor ms':>9} {'naive ms':>9} {'naive/rc':>8} {'rc/floor':>8} "
+            f"{'[min]':>6} {'maxdiff J':>9}")
+    print(head)
+    print("-" * len(head))
+    for r in runs:
+        t = {k: v["median_s"] for k, v in r["times"].items()}
+        diff = max(r["agreement"][k] for k in r["agreement"] if k.startswith("max_abs_diff"))
+        print(f"{r['model']:7} {r['threads']:>3} {r['n_inputs']:>4} {ms(t['rcert'])} "
+              f"{ms(t['rcert_jacobian_only'])} {ms(t['rcert_norms_only'])} {ms(t['floor'])} "
+              f"{ms(t['naive'])} {r['naive_over_rcert']:8.1f} {r['rcert_over_floor']:8.2f} "
+              f"{r['rcert_over_floor_min']:6.2f} {diff:9.1e}")
+    print()
+    for r in runs:
+        tag = f"{r['model']} (N={r['n_inputs']}, {r['threads']} threads)"
+        print(f"{'PASS' if r['naive_target_pass'] else 'MISS'}  {tag}: rcert is "
+              f"{r['naive_over_rcert']:.1f}x faster than the naive loop "
+              f"(target >= {TARGET_NAIVE_SPEEDUP:g}x; the floor itself is "
+              f"{r['naive_over_floor']:.1f}x faster)")
+        print(f"{'PASS' if r['floor_target_pass'] else 'MISS'}  {tag}: rcert takes "
+              f"{r['rcert_over_floor']:.2f}x the d_z-backward floor (target <= "
+              f"{TARGET_FLOOR_RATIO:g}x; Jacobian alone {r['rcert_jacobian_only_over_floor']:.2f}x,"
+              f" norms {100 * r['rcert_norms_share']:.0f}% of rcert)")
+        a = r["agreement"]
+        print(f"      max |J_rcert - J_naive| = {a['max_abs_diff_J_rcert_naive']:.2e}, "
+              f"max |J_rcert - J_floor| = {a['max_abs_diff_J_rcert_floor']:.2e} "
+              f"(max |J| = {a['max_abs_J']:.2e}); "
+              f"max rel diff ||J||_F = {a['max_rel_diff_fro_rcert_naive']:.1e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small N and few repeats")
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated torch thread counts to measure at "
+                             "(default: torch's default, left unchanged)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per method")
+    parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
+    args = parser.parse_args()
+
+    default_threads = torch.get_num_threads()
+    threads = ([int(t) for t in args.threads.split(",")] if args.threads
+               else [default_threads])
+    repeats = args.repeats or (5 if args.quick else 21)
+    warmup = 2 if args.quick else 3
+    naive_repeats = 3 if args.quick else 5
+    load_before = os.getloadavg()
+    runs = []
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for name, shape, d_z, hidden, n_full, n_quick in MODELS:
+            n = n_quick if args.quick else n_full
+            result = bench_model(name, shape, d_z, hidden, n, warmup=warmup, repeats=repeats,
+                                 naive_repeats=naive_repeats)
+            result["threads"] = n_threads
+            runs.append(result)
+            print(f"  measured {name} N={n} at {n_threads} threads", flush=True)
+    torch.set_num_threads(default_threads)
+    print()
+    print_table(runs)
+    load_after = os.getloadavg()
+    print(f"\nload average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
+          f"on {os.cpu_count()} CPUs (other processes slow the timings down)")
+
+    payload = {
+        "benchmark": NAME, "date": date.today().isoformat(), "quick": args.quick,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "cpu_count": os.cpu_count(), "default_threads": default_threads,
+        "repeats": repeats, "warmup": warmup, "naive_repeats": naive_repeats,
+        "loadavg_before": load_before, "loadavg_after": load_after,
+        "targets": {"naive_over_rcert_min": TARGET_NAIVE_SPEEDUP,
+                    "rcert_over_floor_max": TARGET_FLOOR_RATIO},
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""Benchmark: the Monte Carlo over encoder noise (rcert.montecarlo) and its memory bound.
+
+On two randomly initialised MLP VAEs (digits-sized and MNIST-sized):
+
+1. rcert: ``distortion_norms(model, mu, sigma, index, n_samples, seed=0, max_rows=rows)`` with
+   ``rows = rows_for_budget(256, D)`` and ``mu``, ``sigma`` from one encode;
+2. decoder floor: ``model.decode`` alone on the same number ``N * n`` of latent codes,
+   pre-generated, in batches of ``rows``, under ``torch.no_grad()``.
+   Target: rcert <= 1.5x the floor.
+   The breakdown replays rcert's chunk loop one stage at a time (noise generation with
+   ``rcert.noise.gaussian``, ``mu + eta * sigma``, subtracting the reference and taking the
+   norm) so that a miss can be explained.
+3. Peak memory of ``rcert.certify(model, x, r=1.0, n_samples=n, memory_mb=64)`` on the MNIST
+   model (N=64) for n = 500, 4000, 16000, each in a fresh subprocess: ``ru_maxrss`` at the end
+   minus the RSS right after imports and model construction. It should stay roughly flat as n
+   grows 32x; then memory_mb = 16, 64, 256 at fixed n show that the budget moves the peak.
+
+Timings are interleaved (round-robin over the methods, so a busy neighbour on the machine hits
+all of them alike) after warm-up runs; the figure is the median (the minimum is in the JSON).
+
+Run ``python benchmarks/bench_montecarlo.py`` (``--quick`` for a short run, ``--threads 2,1``
+to time at several thread counts). Prints tables and writes
+``benchmarks/results/bench_montecarlo.json``. No timing assertions: this is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import torch
+
+import rcert
+from rcert import montecarlo, noise
+
+NAME = "bench_montecarlo"
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_FLOOR_RATIO = 1.5
+BUDGET_MB = 256
+
+# name, input_shape, latent_dim, hidden, (N, n) full, (N, n) --quick
+MODELS = [
+    ("digits", (1, 8, 8), 8, (128, 128), (256, 2000), (32, 200)),
+    ("mnist", (1, 28, 28), 10, (512, 512), (64, 2000), (8, 200)),
+]
+MNIST = MODELS[1]
+
+# Memory runs: (N, n values, memory_mb for the n sweep, fixed n for the budget sweep, budgets)
+MEMORY_FULL = (64, (500, 4000, 16000), 64, 4000, (16, 64, 256))
+MEMORY_QUICK = (16, (250, 2000, 8000), 64, 2000, (16, 64, 256))
+
+CHILD = r"""
+import json, resource, sys
+import torch
+import rcert
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+n_inputs, n_samples, memory_mb, threads = (int(sys.argv[1]), int(sys.argv[2]),
+                                           float(sys.argv[3]), int(sys.argv[4]))
+if threads > 0:
+    torch.set_num_threads(threads)
+torch.manual_seed(0)
+model = rcert.build_model("mlp", input_shape=(1, 28, 28), latent_dim=10,
+                          hidden=(512, 512)).eval()
+x = torch.rand(n_inputs, 1, 28, 28)
+base_rss = rss_kb()
+base_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+df = rcert.certify(model, x, r=1.0, n_samples=n_samples, memory_mb=memory_mb)
+assert len(df) == n_inputs
+print(json.dumps({"base_rss_kb": base_rss, "base_maxrss_kb": base_maxrss,
+                  "peak_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "end_rss_kb": rss_kb(), "threads": torch.get_num_threads()}))
+"""
+
+
+def build(input_shape, latent_dim, hidden):
+    torch.manual_seed(0)
+    model = rcert.build_model("mlp", input_shape=input_shape, latent_dim=latent_dim,
+                              hidden=hidden)
+    return model.eval()
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int,
+                     repeats: int) -> dict[str, dict[str, float]]:
+    """Seconds per call of each function: median and min over ``repeats`` interleaved runs."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s}
+            for name, s in samples.items()}
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def chunking(n_inputs: int, n_samples: int, max_rows: int) -> list[tuple[slice, int, int]]:
+    """rcert's chunk loop (montecarlo.distortion_norms): (input rows, first sample, samples)."""
+    inputs_per_call = max(1, min(n_inputs, max_rows))
+    samples_per_call = max(1, min(n_samples, max_rows // inputs_per_call))
+    return [(slice(i0, i0 + inputs_per_call), s0, min(samples_per_call, n_samples - s0))
+            for i0 in range(0, n_inputs, inputs_per_call)
+            for s0 in range(0, n_samples, samples_per_call)]
+
+
+def bench_model(name, input_shape, latent_dim, hidden, n_inputs, n_samples, *, warmup,
+                repeats) -> dict:
+    model = build(input_shape, latent_dim, hidden)
+    torch.manual_seed(1)
+    x = torch.rand(n_inputs, *input_shape)
+    size = x[0].numel()
+    rows = montecarlo.rows_for_budget(BUDGET_MB, size)
+    with torch.no_grad():
+        mu, sigma = model.encode(x)
+    index = torch.arange(n_inputs)
+    chunks = chunking(n_inputs, n_samples, rows)
+    codes = torch.randn(n_inputs * n_samples, latent_dim)
+
+    def run_rcert():
+        return montecarlo.distortion_norms(model, mu, sigma, index=index, n_samples=n_samples,
+                                           seed=0, max_rows=rows)
+
+    @torch.no_grad()
+    def run_floor():
+        for start in range(0, codes.shape[0], rows):
+            model.decode(codes[start:start + rows])
+
+    def run_noise():
+        for sl, s0, s in chunks:
+            noise.gaussian(0, index[sl], s, latent_dim, start=s0, dtype=mu.dtype)
+
+    etas = [noise.gaussian(0, index[sl], s, latent_dim, start=s0, dtype=mu.dtype)
+            for sl, s0, s in chunks]
+
+    def run_affine():
+        for (sl, _, _), eta in zip(chunks, etas, strict=True):
+            (mu[sl, None, :] + eta * sigma[sl, None, :]).reshape(-1, latent_dim)
+
+    with torch.no_grad():
+        reference = model.decode(mu).flatten(1)
+        sl0 = chunks[0][0]
+        z0 = (mu[sl0, None, :] + etas[0] * sigma[sl0, None, :]).reshape(-1, latent_dim)
+        g_first = model.decode(z0).flatten(1)
+    out = torch.empty(n_inputs, n_samples)
+
+    def run_norm():
+        for sl, s0, s in chunks:
+            n_rows = len(range(n_inputs)[sl])  # chunks never exceed the first one
+            g = g_first[: n_rows * s].reshape(n_rows, s, -1) - reference[sl, None, :]
+            out[sl, s0:s0 + s] = torch.linalg.vector_norm(g, dim=-1).float()
+
+    times = time_interleaved({"rcert": run_rcert, "decoder_floor": run_floor,
+                              "noise": run_noise, "affine": run_affine,
+                              "subtract_norm": run_norm},
+                             warmup=warmup, repeats=repeats)
+    med = {k: v["median_s"] for k, v in times.items()}
+    parts = med["decoder_floor"] + med["noise"] + med["affine"] + med["subtract_norm"]
+    ratio = med["rcert"] / med["decoder_floor"]
+    return {
+        "model": name, "input_shape": list(input_shape), "latent_dim": latent_dim,
+        "hidden": list(hidden), "n_inputs": n_inputs, "n_samples": n_samples,
+        "max_rows": rows, "rows_per_decoder_call": chunks[0][2] * min(n_inputs, rows),
+        "decoder_calls": len(chunks), "times": times,
+        "rcert_over_floor": ratio,
+        "rcert_over_floor_min": times["rcert"]["min_s"] / times["decoder_floor"]["min_s"],
+        "share_of_rcert": {k: med[k] / med["rcert"]
+                           for k in ("decoder_floor", "noise", "affine", "subtract_norm")},
+        "sum_of_parts_s": parts,
+        "codes_per_s_rcert": n_inputs * n_samples / med["rcert"],
+        "floor_target_pass": ratio <= TARGET_FLOOR_RATIO,
+    }
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:9.1f}"
+
+
+def print_timing(runs: list[dict]) -> None:
+    head = (f"{'model':7} {'thr':>3} {'N':>4} {'n':>5} {'rows':>6} {'rcert ms':>9} "
+            f"{'floor ms':>9} {'noise ms':>9} {'z ms':>7} {'norm ms':>8} {'rc/floor':>8} "
+            f"{'[min]':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in runs:
+        t = {k: v["median_s"] for k, v in r["times"].items()}
+        print(f"{r['model']:7} {r['threads']:>3} {r['n_inputs']:>4} {r['n_samples']:>5} "
+              f"{r['rows_per_decoder_call']:>6} {ms(t['rcert'])} {ms(t['decoder_floor'])} "
+              f"{ms(t['noise'])} {t['affine'] * 1e3:7.1f} {t['subtract_norm'] * 1e3:8.1f} "
+              f"{r['rcert_over_floor']:8.2f} {r['rcert_over_floor_min']:6.2f}")
+    print()
+    for r in runs:
+        sh = r["share_of_rcert"]
+        print(f"{'PASS' if r['floor_target_pass'] else 'MISS'}  {r['model']} (N={r['n_inputs']}, "
+              f"n={r['n_samples']}, {r['threads']} threads): rcert takes "
+              f"{r['rcert_over_floor']:.2f}x the decoder alone (target <= "
+              f"{TARGET_FLOOR_RATIO:g}x); of rcert's time: decoder {100 * sh['decoder_floor']:.0f}%"
+              f", noise {100 * sh['noise']:.0f}%, mu+eta*sigma {100 * sh['affine']:.0f}%, "
+              f"subtract+norm {100 * sh['subtract_norm']:.0f}%")
+
+
+# --- memory -------------------------------------------------------------------------------
+
+
+def run_child(n_inputs: int, n_samples: int, memory_mb: float, threads: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(n_inputs), str(n_samples), str(memory_mb),
+         str(threads)],
+        capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory child failed:\n{proc.stderr}")
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    d_z, size = MNIST[2], 28 * 28
+    chunk = rcert.margin._inputs_per_chunk(memory_mb, d_z, size, n_samples)
+    per_chunk = min(chunk, n_inputs)
+    return {
+        "n_inputs": n_inputs, "n_samples": n_samples, "memory_mb": memory_mb, **child,
+        "peak_increase_mb": (child["peak_maxrss_kb"] - child["base_rss_kb"]) / 1024,
+        "inputs_per_chunk": per_chunk,
+        "decoder_rows": montecarlo.rows_for_budget(memory_mb, size),
+        "distances_per_chunk_mb": per_chunk * n_samples * 4 / 2**20,
+        "unchunked_decoder_output_mb": n_inputs * n_samples * size * 4 / 2**20,
+    }
+
+
+def bench_memory(config, threads: int) -> dict:
+    n_inputs, n_values, sweep_mb, fixed_n, budgets = config
+    by_n = [run_child(n_inputs, n, sweep_mb, threads) for n in n_values]
+    by_budget = [run_child(n_inputs, fixed_n, mb, threads) for mb in budgets]
+    growth = by_n[-1]["peak_increase_mb"] / max(by_n[0]["peak_increase_mb"], 1e-9)
+    return {"by_n_samples": by_n, "by_budget": by_budget,
+            "n_growth": n_values[-1] / n_values[0], "peak_growth": growth}
+
+
+def print_memory(mem: dict) -> None:
+    head = (f"{'N':>4} {'n':>6} {'budget MB':>9} {'chunk':>5} {'dec rows':>8} "
+            f"{'base RSS MB':>11} {'peak MB':>8} {'increase MB':>11} {'dist/chunk MB':>13} "
+            f"{'unchunked MB':>12}")
+    print(head)
+    print("-" * len(head))
+    for r in mem["by_n_samples"] + mem["by_budget"]:
+        print(f"{r['n_inputs']:>4} {r['n_samples']:>6} {r['memory_mb']:>9g} "
+              f"{r['inputs_per_chunk']:>5} {r['decoder_rows']:>8} "
+              f"{r['base_rss_kb'] / 1024:11.1f} {r['peak_maxrss_kb'] / 1024:8.1f} "
+              f"{r['peak_increase_mb']:11.1f} {r['distances_per_chunk_mb']:13.2f} "
+              f"{r['unchunked_decoder_output_mb']:12.0f}")
+    print()
+    first, last = mem["by_n_samples"][0], mem["by_n_samples"][-1]
+    flat = mem["peak_growth"] <= 2.0
+    print(f"{'PASS' if flat else 'MISS'}  peak increase grows {mem['peak_growth']:.2f}x "
+          f"({first['peak_increase_mb']:.1f} -> {last['peak_increase_mb']:.1f} MB) while n "
+          f"grows {mem['n_growth']:g}x (roughly flat: <= 2x); the distances kept per chunk are "
+          f"{last['distances_per_chunk_mb']:.1f} MB at n={last['n_samples']}, against "
+          f"{last['unchunked_decoder_output_mb']:.0f} MB for unchunked decoder outputs")
+    budgets = mem["by_budget"]
+    moves = all(a["peak_increase_mb"] < b["peak_increase_mb"]
+                for a, b in zip(budgets, budgets[1:], strict=False))
+    print(f"{'PASS' if moves else 'MISS'}  the budget moves the peak: " + ", ".join(
+        f"memory_mb={r['memory_mb']:g} -> +{r['peak_increase_mb']:.1f} MB" for r in budgets)
+        + f" (n={budgets[0]['n_samples']})")
+    over = [r for r in mem["by_n_samples"] + budgets if r["peak_increase_mb"] > r["memory_mb"]]
+    print("NOTE  peak increase within memory_mb in every run" + (
+        "" if not over else ": no, over in " + ", ".join(
+            f"n={r['n_samples']}/memory_mb={r['memory_mb']:g}" for r in over)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small N, n and few repeats")
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated torch thread counts to time at (default: "
+                             "torch's default, left unchanged); memory runs use the first")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per method")
+    parser.add_argument("--skip-memory", action="store_true", help="timings only")
+    parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
+    args = parser.parse_args()
+
+    default_threads = torch.get_num_threads()
+    threads = ([int(t) for t in args.threads.split(",")] if args.threads
+               else [default_threads])
+    repeats = args.repeats or (3 if args.quick else 7)
+    warmup = 1
+    load_before = os.getloadavg()
+    runs = []
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for name, shape, d_z, hidden, full, quick in MODELS:
+            n_inputs, n_samples = quick if args.quick else full
+            result = bench_model(name, shape, d_z, hidden, n_inputs, n_samples,
+                                 warmup=warmup, repeats=repeats)
+            result["threads"] = n_threads
+            runs.append(result)
+            print(f"  timed {name} N={n_inputs} n={n_samples} at {n_threads} threads",
+                  flush=True)
+    torch.set_num_threads(default_threads)
+    memory = None
+    if not args.skip_memory:
+        print("  memory runs (fresh subprocesses) ...", flush=True)
+        child_threads = threads[0] if args.threads else 0
+        memory = bench_memory(MEMORY_QUICK if args.quick else MEMORY_FULL, child_threads)
+        memory["threads"] = threads[0]
+    load_after = os.getloadavg()
+
+    print()
+    print_timing(runs)
+    if memory is not None:
+        print()
+        print_memory(memory)
+    print(f"\nload average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
+          f"on {os.cpu_count()} CPUs (other processes slow the timings down)")
+
+    payload = {
+        "benchmark": NAME, "date": date.today().isoformat(), "quick": args.quick,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "cpu_count": os.cpu_count(), "default_threads": default_threads,
+        "repeats": repeats, "warmup": warmup, "budget_mb": BUDGET_MB,
+        "loadavg_before": load_before, "loadavg_after": load_after,
+        "targets": {"rcert_over_floor_max": TARGET_FLOOR_RATIO,
+                    "memory_peak_growth_max": 2.0},
+        "runs": runs, "memory": memory,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
