@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import click
 import torch
 
-from rcert import checkpoint, data, report, train
+from rcert import checkpoint, data, report, train, validate
 from rcert.errors import RcertError
-from rcert.files import atomic_write
+from rcert.files import atomic_write, check_writable
 from rcert.margin import certify
 
 FORMATS = ("table", "csv", "json")
@@ -80,15 +80,18 @@ def margin(model_path: str, r: float | None, data_spec: str | None, n_samples: i
     """Theorem 1 margins and their tighter relatives, per input and dataset-wide."""
     if seed < 0:
         raise RcertError(f"--seed must be a non-negative integer, got {seed}")
-    if memory_mb <= 0:
-        raise RcertError(f"--memory-mb must be positive, got {memory_mb}")
+    validate.positive_float(memory_mb, "--memory-mb")
+    if output is not None:
+        check_writable(output)
     model = checkpoint.load(model_path, device=_device(device))
     meta = model.meta
     if r is None:
         r = meta.get("recommended_r")
         if r is None:
             raise RcertError(f"{model_path} records no recommended r; pass --r")
-    dataset = data.load_data(data_spec or data.default_eval_spec(meta.get("data"), model_path))
+    if data_spec is None:
+        data_spec = data.default_eval_spec(meta.get("data"), model_path)
+    dataset = data.load_data(data_spec)
     if limit is not None:
         dataset = dataset.subset(limit)
     df = certify(model, dataset.x, r=r, m=m, n_samples=n_samples, alpha=alpha, seed=seed,
@@ -128,11 +131,12 @@ def margin(model_path: str, r: float | None, data_spec: str | None, n_samples: i
               help="Share of the training data held out for early stopping.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-def train_command(data_spec: str, out: str, arch: str, latent_dim: int, hidden: str | None,
-                  channels: str | None, activation: str, sigma_mode: str, tau: float | None,
-                  fixed_sigma: float | None, likelihood: str, gaussian_scale: float,
-                  beta: float, epochs: int, batch_size: int, lr: float, patience: int,
-                  val_fraction: float, seed: int, quiet: bool) -> None:
+@click.pass_obj
+def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_dim: int,
+                  hidden: str | None, channels: str | None, activation: str, sigma_mode: str,
+                  tau: float | None, fixed_sigma: float | None, likelihood: str,
+                  gaussian_scale: float, beta: float, epochs: int, batch_size: int, lr: float,
+                  patience: int, val_fraction: float, seed: int, quiet: bool) -> None:
     """Train a Gaussian-encoder VAE and save a checkpoint with its model card."""
     hparams = {"latent_dim": latent_dim, "activation": activation, "sigma_mode": sigma_mode,
                "likelihood": likelihood, "gaussian_scale": gaussian_scale}
@@ -144,15 +148,20 @@ def train_command(data_spec: str, out: str, arch: str, latent_dim: int, hidden: 
     card = train.train_checkpoint(
         data_spec, out, arch=arch, hparams=hparams, beta=beta, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction,
-        seed=seed, progress=not quiet, command=shlex.join(["rcert", *sys.argv[1:]]))
+        seed=seed, progress=not quiet, command=shlex.join(["rcert", *argv]))
     click.echo(report.to_json(card), nl=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI, turning every user error into one line and exit code 2."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if not args:
+        click.echo("rcert: error: missing command: rcert margin or rcert train "
+                   "(see rcert --help)", err=True)
+        sys.exit(2)
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name="rcert",
-                        standalone_mode=False)
+        # obj carries the arguments so that commands can record how they were run.
+        code = cli.main(args=args, prog_name="rcert", standalone_mode=False, obj=args)
     except RcertError as exc:
         click.echo(f"rcert: error: {exc}", err=True)
         sys.exit(2)

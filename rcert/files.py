@@ -15,18 +15,25 @@ def _umask() -> int:
     return mask
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, before long work, if ``path`` cannot be written: return it as a Path."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise RcertError(f"cannot write {path}: folder {path.parent} does not exist; "
+                         f"create it first")
+    if path.is_dir():
+        raise RcertError(f"cannot write {path}: it is a folder; give a file name")
+    return path
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` all at once or not at all.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and then
     replace ``path`` in one rename; an existing file at ``path`` stays intact until then.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise RcertError(f"cannot write {path}: folder {folder} does not exist; create it first")
-    if path.is_dir():
-        raise RcertError(f"cannot write {path}: it is a folder; give a file name")
+    path = check_writable(path)
+    folder = path.parent
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)

@@ -77,7 +77,8 @@ def certify(
         ``p_lower`` and ``r_min_upper`` hold with probability at least ``1 - alpha``.
     seed
         Seeds the noise. The draws of an input depend only on ``seed`` and its ``index``,
-        so any subset of inputs reproduces its rows exactly.
+        so any subset of inputs reproduces its rows: counts exactly, other columns up to
+        float rounding (batch shapes change how matrix products round).
     index
         Stable ids of the inputs (default ``0 .. N-1``), e.g. positions in a dataset.
     device
@@ -96,6 +97,7 @@ def certify(
         ``latent_margin`` use ``p_lower``. ``df.attrs["config"]`` records the parameters.
     """
     validate.check_options(r=r, m=m, alpha=alpha, n_samples=n_samples)
+    validate.positive_float(memory_mb, "memory_mb")
     model.eval()
     param = next(iter(model.parameters()), None)
     dev = torch.device(device) if device is not None else _model_device(model)

@@ -1,8 +1,8 @@
 """Counter-based standard normal noise ``eta``.
 
 The draws for input ``i`` are a pure function of ``(seed, stream, i, sample number)``, so
-a report does not depend on how inputs are batched or chunked, on ``--limit``, on the
-device, or on which inputs ran before: rerunning a subset reproduces its rows exactly.
+the draws do not depend on how inputs are batched or chunked, on ``--limit``, on the
+device, or on which inputs ran before: rerunning a subset redraws exactly its noise.
 A sequential generator cannot give that without a Python loop over inputs.
 
 Uniforms come from Chris Wellons' ``lowbias32`` integer hash applied to the counter and

@@ -29,12 +29,30 @@ TABLE_COLUMNS = ("index", "sigma_min", "jacobian_fro", "p_hat", "p_lower", "r_mi
 SCHEMA_VERSION = 1
 
 
+def _quantiles(v: np.ndarray, probs: tuple[float, ...]) -> list[float]:
+    """Linear-interpolation quantiles that stay right when ``v`` holds ``inf``.
+
+    ``np.quantile`` computes ``inf - inf`` and ``0 * inf`` there and returns NaN; between
+    two equal order statistics, or at an exact rank, no interpolation is needed.
+    """
+    v = np.sort(v)
+    out = []
+    for q in probs:
+        pos = q * (len(v) - 1)
+        lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+        frac = pos - lo
+        if frac == 0 or v[lo] == v[hi]:
+            out.append(float(v[lo]))
+        else:
+            out.append(float(v[lo] + frac * (v[hi] - v[lo])))
+    return out
+
+
 def describe(values: pd.Series | np.ndarray) -> dict[str, float]:
     """Mean, spread and quantiles of one column; ``inf`` entries count (a mean may be inf)."""
     v = np.asarray(values, dtype=np.float64)
-    q = np.quantile(v, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0], method="linear")
-    with np.errstate(invalid="ignore"):
-        std = float(np.std(v)) if np.isfinite(v).all() else math.nan
+    q = _quantiles(v, (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0))
+    std = float(np.std(v)) if np.isfinite(v).all() else math.nan
     return {"mean": float(np.mean(v)), "std": std, "min": q[0], "q05": q[1], "q25": q[2],
             "median": q[3], "q75": q[4], "q95": q[5], "max": q[6]}
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from rcert import checkpoint, data, validate
 from rcert.errors import RcertError
-from rcert.files import atomic_write
+from rcert.files import atomic_write, check_writable
 from rcert.margin import recommend_r
 from rcert.nets import VAE, build_model
 from rcert.progress import Progress
@@ -269,7 +269,7 @@ def train_checkpoint(
                          f"{spec.with_split('train')} (margin certifies the test split)")
     if not 0 < val_fraction <= 0.5:
         raise RcertError(f"val_fraction must lie in (0, 0.5], got {val_fraction!r}")
-    out = Path(out)
+    out = check_writable(out)
     card_path = out.with_suffix(".json")
     if out.suffix == ".json":
         raise RcertError(f"{out}: give the checkpoint a suffix other than .json (e.g. .rcert); "

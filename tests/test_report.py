@@ -136,14 +136,8 @@ def test_describe_with_inf_mean_and_std():
     assert d["q25"] == pytest.approx(1.5)
 
 
-_DESCRIBE_INF_BUG = (
-    "report.describe: np.quantile(method='linear') interpolates with inf - x and 0 * inf, "
-    "so a column holding inf gets nan (not the order statistic / inf) for median, q75, q95, "
-    "max, and an all-inf column gets nan everywhere"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=_DESCRIBE_INF_BUG)
 def test_describe_with_inf_quantiles():
     d = report.describe(np.array([1.0, 2.0, INF]))
     assert d["median"] == 2.0  # the middle order statistic exactly
@@ -152,14 +146,12 @@ def test_describe_with_inf_quantiles():
     assert d["max"] == INF
 
 
-@pytest.mark.xfail(strict=True, reason=_DESCRIBE_INF_BUG)
 def test_describe_of_an_all_inf_column():
     # r_min_upper is inf for every input when n_samples is too small to certify any.
     d = report.describe(np.array([INF, INF, INF]))
     assert d["min"] == d["median"] == d["max"] == INF
 
 
-@pytest.mark.xfail(strict=True, reason=_DESCRIBE_INF_BUG)
 def test_summary_r_min_upper_inf_is_counted(df):
     d = report.summarize(df)["diagnostics"]["r_min_upper"]
     assert d["mean"] == INF

@@ -1,0 +1,58 @@
+"""The shipped reference models: intact, described by their cards, and as the paper says."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import rcert
+from rcert.checkpoint import read_header
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+NAMES = ("vae-digits", "beta0.1-digits", "beta10-digits", "floor0.5-digits", "conv-dsprites")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_describes_its_checkpoint(name):
+    path = MODELS / f"{name}.rcert"
+    card = json.loads((MODELS / f"{name}.json").read_text())
+    header = read_header(path)
+    assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert card["recommended_r"] == header["recommended_r"] > 0
+    assert card["data"] == header["data"]
+    assert card["architecture"] == header["model"]
+    assert card["command"].startswith("rcert train ")
+    assert f"--out {name}.rcert" in card["command"]
+    assert card["metrics"]["best_val_elbo"] < 0 and card["metrics"]["test_elbo"] < 0
+    assert name in (MODELS / "regenerate.sh").read_text()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_certifies_its_default_data(name):
+    model = rcert.load(MODELS / f"{name}.rcert")
+    data = rcert.load_data(rcert.data.default_eval_spec(model.meta["data"])).subset(8)
+    df = rcert.certify(model, data.x, r=model.meta["recommended_r"], n_samples=200)
+    assert len(df) == 8
+    assert (df.bound_certified <= df.bound_whitened).all()
+
+
+def test_beta_orders_sigma_and_jacobian_as_in_the_paper():
+    """Camuto et al. (2021) Fig 9 (c, d): larger beta, larger sigma and smaller ||J||_F."""
+    x = rcert.load_data("digits:test").subset(60).x
+    stats = {}
+    for name in ("beta0.1-digits", "vae-digits", "beta10-digits"):
+        df = rcert.certify(rcert.load(MODELS / f"{name}.rcert"), x, r=1.5, n_samples=200)
+        stats[name] = (df.sigma_min.mean(), df.jacobian_fro.mean(), df.bound_certified.mean())
+    low, mid, high = (stats[n] for n in ("beta0.1-digits", "vae-digits", "beta10-digits"))
+    assert low[0] < mid[0] < high[0]
+    assert low[1] > mid[1] > high[1]
+    assert low[2] < mid[2] < high[2]
+
+
+def test_sigma_floor_holds():
+    model = rcert.load(MODELS / "floor0.5-digits.rcert")
+    with torch.no_grad():
+        _, sigma = model.encode(rcert.load_data("digits:test").x)
+    assert float(sigma.min()) >= 0.5
