@@ -72,12 +72,12 @@ class VAE(nn.Module):
         input_shape: Sequence[int],
         latent_dim: int,
         *,
-        activation: str,
-        sigma_mode: str,
-        tau: float | None,
-        fixed_sigma: float | None,
-        likelihood: str,
-        gaussian_scale: float,
+        activation: str = "relu",
+        sigma_mode: str = "learned",
+        tau: float | None = None,
+        fixed_sigma: float | None = None,
+        likelihood: str = "bernoulli",
+        gaussian_scale: float = 0.1,
     ) -> None:
         super().__init__()
         self.input_shape = int_tuple(input_shape, "input_shape", allow_empty=False)
@@ -231,23 +231,9 @@ class MLPVAE(VAE):
         latent_dim: int,
         *,
         hidden: Sequence[int] = (256, 256),
-        activation: str = "relu",
-        sigma_mode: str = "learned",
-        tau: float | None = None,
-        fixed_sigma: float | None = None,
-        likelihood: str = "bernoulli",
-        gaussian_scale: float = 0.1,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            input_shape,
-            latent_dim,
-            activation=activation,
-            sigma_mode=sigma_mode,
-            tau=tau,
-            fixed_sigma=fixed_sigma,
-            likelihood=likelihood,
-            gaussian_scale=gaussian_scale,
-        )
+        super().__init__(input_shape, latent_dim, **options)
         self.hidden = int_tuple(hidden, "hidden", allow_empty=True)
         act = ACTIVATIONS[self.activation]
         n_in = math.prod(self.input_shape)
@@ -290,23 +276,9 @@ class ConvVAE(VAE):
         latent_dim: int,
         *,
         channels: Sequence[int] = (32, 64),
-        activation: str = "relu",
-        sigma_mode: str = "learned",
-        tau: float | None = None,
-        fixed_sigma: float | None = None,
-        likelihood: str = "bernoulli",
-        gaussian_scale: float = 0.1,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            input_shape,
-            latent_dim,
-            activation=activation,
-            sigma_mode=sigma_mode,
-            tau=tau,
-            fixed_sigma=fixed_sigma,
-            likelihood=likelihood,
-            gaussian_scale=gaussian_scale,
-        )
+        super().__init__(input_shape, latent_dim, **options)
         self.channels = int_tuple(channels, "channels", allow_empty=False)
         if len(self.input_shape) != 3:
             raise RcertError(
@@ -388,7 +360,13 @@ def build_model(arch: str, **hparams: Any) -> VAE:
         raise RcertError(
             f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}"
         )
-    params = inspect.signature(cls).parameters
+    # The architecture's own parameters, then the options every VAE shares (its **options).
+    params = {
+        name: p
+        for klass in (cls, VAE)
+        for name, p in inspect.signature(klass).parameters.items()
+        if p.kind is not p.VAR_KEYWORD
+    }
     unknown = sorted(set(hparams) - set(params))
     missing = [n for n, p in params.items() if p.default is p.empty and n not in hparams]
     if unknown or missing:
