@@ -4,7 +4,9 @@ Compares, on two randomly initialised MLP VAEs (digits-sized and MNIST-sized):
 
 1. rcert: ``encoder_jacobian(model, x)`` then ``jacobian_norms(J, sigma)`` on the whole batch
    (``jacobian_fro``, ``jacobian_spec`` and ``jacobian_whitened``);
-2. naive: per input, one encode and one ``torch.autograd.grad`` per latent, then ``||J||_F``;
+2. naive: per input, one encode and one ``torch.autograd.grad`` per latent, then ``||J||_F``
+   (the graph kept between latents); and naive-fresh, the literal loop over each input and
+   each latent with its own encode and ``torch.autograd.grad`` call;
 3. floor: one batched forward and ``d_z`` batched input-gradient passes (the exact Jacobian,
    row ``i`` of every input at once), nothing else.
 
@@ -93,9 +95,23 @@ def naive_jacobians(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return torch.stack(jacs), torch.stack(fros)
 
 
+def naive_fresh_jacobians(model, x: torch.Tensor) -> torch.Tensor:
+    """The literal loop: for each input and each latent, an encode and one autograd.grad."""
+    d_z = model.latent_dim
+    jacs = []
+    for xi in x:
+        rows = []
+        for i in range(d_z):
+            xi_ = xi.detach().unsqueeze(0).requires_grad_(True)
+            mu, _ = model.encode(xi_)
+            rows.append(torch.autograd.grad(mu[0, i], xi_)[0].flatten())
+        jacs.append(torch.stack(rows))
+    return torch.stack(jacs)
+
+
 def floor_rows(model, x: torch.Tensor, d_z: int) -> list[torch.Tensor]:
     """d_z batched input-gradient passes after one forward: row i of every input's J."""
-    x = x.detach().clone().requires_grad_(True)
+    x = x.detach().requires_grad_(True)
     mu, _ = model.encode(x)
     return [torch.autograd.grad(mu[:, i].sum(), x, retain_graph=True)[0] for i in range(d_z)]
 
@@ -135,7 +151,8 @@ def bench_model(name, input_shape, latent_dim, hidden, n_inputs, *, warmup, repe
         "rcert_jacobian_only": lambda: encoder_jacobian(model, x),
         "rcert_norms_only": lambda: jacobian_norms(jac, sigma),
     }, warmup=warmup, repeats=repeats)
-    slow = time_interleaved({"naive": lambda: naive_jacobians(model, x)},
+    slow = time_interleaved({"naive": lambda: naive_jacobians(model, x),
+                             "naive_fresh": lambda: naive_fresh_jacobians(model, x)},
                             warmup=1, repeats=naive_repeats)
     times = {**fast, **slow}
     med = {k: v["median_s"] for k, v in times.items()}
@@ -150,6 +167,8 @@ def bench_model(name, input_shape, latent_dim, hidden, n_inputs, *, warmup, repe
         "naive_over_rcert_min": mins["naive"] / mins["rcert"],
         "rcert_over_floor_min": mins["rcert"] / mins["floor"],
         "naive_over_floor": med["naive"] / med["floor"],
+        "naive_fresh_over_rcert": med["naive_fresh"] / med["rcert"],
+        "naive_fresh_over_floor": med["naive_fresh"] / med["floor"],
         "rcert_jacobian_only_over_floor": med["rcert_jacobian_only"] / med["floor"],
         "rcert_norms_share": med["rcert_norms_only"] / med["rcert"],
         "naive_target_pass": naive_speedup >= TARGET_NAIVE_SPEEDUP,
@@ -182,6 +201,10 @@ def print_table(runs: list[dict]) -> None:
               f"{r['naive_over_rcert']:.1f}x faster than the naive loop "
               f"(target >= {TARGET_NAIVE_SPEEDUP:g}x; the floor itself is "
               f"{r['naive_over_floor']:.1f}x faster)")
+        fresh = r["naive_fresh_over_rcert"]
+        print(f"{'PASS' if fresh >= TARGET_NAIVE_SPEEDUP else 'MISS'}  {tag}: rcert is "
+              f"{fresh:.1f}x faster than the literal loop, an encode per input and latent "
+              f"(the floor: {r['naive_fresh_over_floor']:.1f}x)")
         print(f"{'PASS' if r['floor_target_pass'] else 'MISS'}  {tag}: rcert takes "
               f"{r['rcert_over_floor']:.2f}x the d_z-backward floor (target <= "
               f"{TARGET_FLOOR_RATIO:g}x; Jacobian alone {r['rcert_jacobian_only_over_floor']:.2f}x,"
@@ -225,7 +248,11 @@ def main() -> None:
     print_table(runs)
     load_after = os.getloadavg()
     print(f"\nload average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
-          f"on {os.cpu_count()} CPUs (other processes slow the timings down)")
+          f"on {os.cpu_count()} CPUs")
+    if max(load_before[0], load_after[0]) > 0.5:
+        print("WARNING: other processes were using the CPUs; multi-threaded timings suffer "
+              "most (an OpenMP thread that waits for a descheduled partner), so rerun on an "
+              "idle machine before trusting a MISS")
 
     payload = {
         "benchmark": NAME, "date": date.today().isoformat(), "quick": args.quick,

@@ -345,7 +345,11 @@ def main() -> None:
         print()
         print_memory(memory)
     print(f"\nload average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
-          f"on {os.cpu_count()} CPUs (other processes slow the timings down)")
+          f"on {os.cpu_count()} CPUs")
+    if max(load_before[0], load_after[0]) > 0.5:
+        print("WARNING: other processes were using the CPUs; multi-threaded timings suffer "
+              "most (an OpenMP thread that waits for a descheduled partner), so rerun on an "
+              "idle machine before trusting a MISS")
 
     payload = {
         "benchmark": NAME, "date": date.today().isoformat(), "quick": args.quick,

@@ -152,7 +152,7 @@ def _certify_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, *, r:
     enc = encoder_jacobian(model, x)
     validate.check_sigma(enc.sigma, index)
     norms = jacobian_norms(enc.jacobian, enc.sigma)
-    max_rows = montecarlo.rows_for_budget(memory_mb, x[0].numel())
+    max_rows = montecarlo.rows_for_budget(memory_mb, x[0].numel(), x.device)
     dist = montecarlo.distortion_norms(model, enc.mu, enc.sigma, index=index,
                                        n_samples=n_samples, seed=seed, max_rows=max_rows,
                                        on_rows=on_rows)

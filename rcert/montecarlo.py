@@ -17,11 +17,17 @@ from rcert import noise
 # Floats held per decoder output element, allowing for hidden activations wider than the
 # output; used to turn a memory budget into a number of decoder rows.
 _FLOATS_PER_OUTPUT = 16
+# On a CPU, batches beyond this many rows fall out of cache and run slower (measured in
+# benchmarks/bench_montecarlo.py); a GPU takes whatever the budget allows.
+_CPU_MAX_ROWS = 16384
 
 
-def rows_for_budget(memory_mb: float, output_size: int) -> int:
+def rows_for_budget(memory_mb: float, output_size: int,
+                    device: torch.device | str = "cpu") -> int:
     """Decoder rows (latent codes per call) that fit in ``memory_mb`` megabytes."""
     rows = int(memory_mb * 2**20 // (4 * _FLOATS_PER_OUTPUT * max(output_size, 1)))
+    if torch.device(device).type == "cpu":
+        rows = min(rows, _CPU_MAX_ROWS)
     return max(rows, 16)
 
 

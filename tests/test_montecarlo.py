@@ -39,3 +39,8 @@ def test_progress_callback_counts_every_decoded_code(tiny_vae):
     montecarlo.distortion_norms(tiny_vae, mu.detach(), sigma.detach(), index=torch.arange(5),
                                 n_samples=33, seed=0, max_rows=20, on_rows=seen.append)
     assert sum(seen) == 5 * 33
+
+
+def test_cpu_batches_are_capped_for_cache_but_not_gpu_ones():
+    assert montecarlo.rows_for_budget(10**6, 64) == 16384
+    assert montecarlo.rows_for_budget(10**6, 64, "cuda") > 16384
