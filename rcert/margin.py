@@ -8,6 +8,7 @@ and turns both into margins (:mod:`rcert.bounds`). One row per input comes out.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,14 +27,9 @@ COLUMNS = (
     "bound", "bound_certified", "bound_spectral", "bound_whitened", "latent_margin", "abstain",
 )
 
-# Floats held per Jacobian entry during the vmapped VJPs (the Jacobian itself, its copy in
-# float64 for the norms, and the backward activations); turns a budget into a chunk size.
+# Floats held per Jacobian entry during the vmapped VJPs (the Jacobian, the batched
+# cotangents' backward activations); turns a budget into a chunk size.
 _FLOATS_PER_JACOBIAN_ENTRY = 8
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def _inputs_per_chunk(memory_mb: float, d_z: int, input_size: int, n_samples: int) -> int:
@@ -98,19 +94,23 @@ def certify(
     """
     validate.check_options(r=r, m=m, alpha=alpha, n_samples=n_samples)
     validate.positive_float(memory_mb, "memory_mb")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RcertError(f"seed must be a non-negative integer, got {seed!r}")
     model.eval()
+    # The model's own device and dtype, unless a device is asked for.
     param = next(iter(model.parameters()), None)
-    dev = torch.device(device) if device is not None else _model_device(model)
-    model.to(dev)
+    dev = torch.device(device) if device is not None else (
+        param.device if param is not None else torch.device("cpu"))
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    model.to(dev)
     x = validate.as_data(model, x).to(device=dev, dtype=dtype)
     n_inputs = x.shape[0]
     index_t = torch.as_tensor(
         np.arange(n_inputs) if index is None else np.asarray(index), dtype=torch.int64
     )
-    if index_t.shape != (n_inputs,):
-        raise RcertError(f"index must have one id per input ({n_inputs}), got shape "
-                                  f"{tuple(index_t.shape)}")
+    if index_t.shape != (n_inputs,) or bool((index_t < 0).any()):
+        raise RcertError(f"index must hold one non-negative id per input ({n_inputs}), got "
+                         f"shape {tuple(index_t.shape)}")
     index_t = index_t.to(dev)
 
     d_z = _latent_dim(model, x[:1])
@@ -120,7 +120,7 @@ def certify(
     with Progress(n_inputs * n_samples, "certify", enabled=progress) as bar:
         for start in range(0, n_inputs, chunk):
             rows = slice(start, start + chunk)
-            parts.append(_certify_chunk(model, x[rows], index_t[rows], r=r, m=m,
+            parts.append(_certify_chunk(model, x[rows], index_t[rows], r=r,
                                         n_samples=n_samples, seed=seed, memory_mb=memory_mb,
                                         on_rows=bar.update))
     columns = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -146,8 +146,8 @@ def _latent_dim(model: nn.Module, x1: torch.Tensor) -> int:
 
 
 def _certify_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, *, r: float,
-                   m: float, n_samples: int, seed: int, memory_mb: float,
-                   on_rows) -> dict[str, np.ndarray]:
+                   n_samples: int, seed: int, memory_mb: float,
+                   on_rows: Callable[[int], None]) -> dict[str, np.ndarray]:
     """Encoder statistics and the sorted distance sample for one chunk of inputs."""
     enc = encoder_jacobian(model, x)
     validate.check_sigma(enc.sigma, index)

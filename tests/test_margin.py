@@ -145,6 +145,15 @@ def test_bad_options(tiny_vae, kwargs, message):
         certify(tiny_vae, torch.rand(2, 10), **args)
 
 
+def test_bad_seed_and_index(tiny_vae):
+    with pytest.raises(RcertError, match="seed"):
+        certify(tiny_vae, torch.rand(2, 10), r=1.0, n_samples=10, seed=-1)
+    with pytest.raises(RcertError, match="index"):
+        certify(tiny_vae, torch.rand(2, 10), r=1.0, n_samples=10, index=[0, -3])
+    with pytest.raises(RcertError, match="index"):
+        certify(tiny_vae, torch.rand(2, 10), r=1.0, n_samples=10, index=[0, 1, 2])
+
+
 def test_bad_data(tiny_vae):
     x = torch.rand(3, 10)
     x[1, 4] = float("nan")
