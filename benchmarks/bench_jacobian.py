@@ -22,23 +22,14 @@ to measure at several thread counts). Prints a table and writes
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import statistics
-import time
-from collections.abc import Callable
-from datetime import date
-from pathlib import Path
 
+import common
 import torch
 
-import rcert
 from rcert.jacobian import encoder_jacobian, jacobian_norms
 
 NAME = "bench_jacobian"
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_NAIVE_SPEEDUP = 10.0
 TARGET_FLOOR_RATIO = 1.5
 
@@ -47,29 +38,6 @@ MODELS = [
     ("digits", (1, 8, 8), 8, (128, 128), 512, 64),
     ("mnist", (1, 28, 28), 10, (512, 512), 256, 32),
 ]
-
-
-def build(input_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...]):
-    torch.manual_seed(0)
-    model = rcert.build_model("mlp", input_shape=input_shape, latent_dim=latent_dim,
-                              hidden=hidden)
-    return model.eval()
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int,
-                     repeats: int) -> dict[str, dict[str, float]]:
-    """Seconds per call of each function: median and min over ``repeats`` interleaved runs."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {name: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s}
-            for name, s in samples.items()}
 
 
 # --- the three methods ---------------------------------------------------------------------
@@ -125,7 +93,7 @@ def floor_jacobian(rows: list[torch.Tensor]) -> torch.Tensor:
 
 def bench_model(name, input_shape, latent_dim, hidden, n_inputs, *, warmup, repeats,
                 naive_repeats) -> dict:
-    model = build(input_shape, latent_dim, hidden)
+    model = common.build(input_shape, latent_dim, hidden)
     torch.manual_seed(1)
     x = torch.rand(n_inputs, *input_shape)
 
@@ -145,13 +113,13 @@ def bench_model(name, input_shape, latent_dim, hidden, n_inputs, *, warmup, repe
 
     jac = enc.jacobian
     sigma = enc.sigma
-    fast = time_interleaved({
+    fast = common.time_interleaved({
         "rcert": lambda: rcert_norms(model, x),
         "floor": lambda: floor_rows(model, x, latent_dim),
         "rcert_jacobian_only": lambda: encoder_jacobian(model, x),
         "rcert_norms_only": lambda: jacobian_norms(jac, sigma),
     }, warmup=warmup, repeats=repeats)
-    slow = time_interleaved({"naive": lambda: naive_jacobians(model, x),
+    slow = common.time_interleaved({"naive": lambda: naive_jacobians(model, x),
                              "naive_fresh": lambda: naive_fresh_jacobians(model, x)},
                             warmup=1, repeats=naive_repeats)
     times = {**fast, **slow}
@@ -217,24 +185,14 @@ def print_table(runs: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small N and few repeats")
-    parser.add_argument("--threads", default=None,
-                        help="comma-separated torch thread counts to measure at "
-                             "(default: torch's default, left unchanged)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per method")
-    parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
-    args = parser.parse_args()
-
+    args = common.parser(__doc__, NAME).parse_args()
     default_threads = torch.get_num_threads()
-    threads = ([int(t) for t in args.threads.split(",")] if args.threads
-               else [default_threads])
     repeats = args.repeats or (5 if args.quick else 21)
     warmup = 2 if args.quick else 3
     naive_repeats = 3 if args.quick else 5
     load_before = os.getloadavg()
     runs = []
-    for n_threads in threads:
+    for n_threads in common.thread_counts(args.threads):
         torch.set_num_threads(n_threads)
         for name, shape, d_z, hidden, n_full, n_quick in MODELS:
             n = n_quick if args.quick else n_full
@@ -246,27 +204,12 @@ def main() -> None:
     torch.set_num_threads(default_threads)
     print()
     print_table(runs)
-    load_after = os.getloadavg()
-    print(f"\nload average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
-          f"on {os.cpu_count()} CPUs")
-    if max(load_before[0], load_after[0]) > 0.5:
-        print("WARNING: other processes were using the CPUs; multi-threaded timings suffer "
-              "most (an OpenMP thread that waits for a descheduled partner), so rerun on an "
-              "idle machine before trusting a MISS")
-
-    payload = {
-        "benchmark": NAME, "date": date.today().isoformat(), "quick": args.quick,
-        "torch": torch.__version__, "python": platform.python_version(),
-        "cpu_count": os.cpu_count(), "default_threads": default_threads,
-        "repeats": repeats, "warmup": warmup, "naive_repeats": naive_repeats,
-        "loadavg_before": load_before, "loadavg_after": load_after,
-        "targets": {"naive_over_rcert_min": TARGET_NAIVE_SPEEDUP,
-                    "rcert_over_floor_max": TARGET_FLOOR_RATIO},
-        "runs": runs,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    common.finish(NAME, args.out, load_before, quick=args.quick,
+                  default_threads=default_threads, repeats=repeats, warmup=warmup,
+                  naive_repeats=naive_repeats,
+                  targets={"naive_over_rcert_min": TARGET_NAIVE_SPEEDUP,
+                           "rcert_over_floor_max": TARGET_FLOOR_RATIO},
+                  runs=runs)
 
 
 if __name__ == "__main__":

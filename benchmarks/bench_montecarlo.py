@@ -25,26 +25,18 @@ to time at several thread counts). Prints tables and writes
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from datetime import date
-from pathlib import Path
 
+import common
 import torch
 
-import rcert
-from rcert import montecarlo, noise
+from rcert import margin, montecarlo, noise
 
 NAME = "bench_montecarlo"
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_FLOOR_RATIO = 1.5
 BUDGET_MB = 256
 
@@ -92,29 +84,6 @@ print(json.dumps({"base_rss_kb": base_rss, "base_maxrss_kb": base_maxrss,
 """
 
 
-def build(input_shape, latent_dim, hidden):
-    torch.manual_seed(0)
-    model = rcert.build_model("mlp", input_shape=input_shape, latent_dim=latent_dim,
-                              hidden=hidden)
-    return model.eval()
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int,
-                     repeats: int) -> dict[str, dict[str, float]]:
-    """Seconds per call of each function: median and min over ``repeats`` interleaved runs."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {name: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s}
-            for name, s in samples.items()}
-
-
 # --- timing -------------------------------------------------------------------------------
 
 
@@ -129,7 +98,7 @@ def chunking(n_inputs: int, n_samples: int, max_rows: int) -> list[tuple[slice, 
 
 def bench_model(name, input_shape, latent_dim, hidden, n_inputs, n_samples, *, warmup,
                 repeats) -> dict:
-    model = build(input_shape, latent_dim, hidden)
+    model = common.build(input_shape, latent_dim, hidden)
     torch.manual_seed(1)
     x = torch.rand(n_inputs, *input_shape)
     size = x[0].numel()
@@ -173,7 +142,7 @@ def bench_model(name, input_shape, latent_dim, hidden, n_inputs, n_samples, *, w
             g = g_first[: n_rows * s].reshape(n_rows, s, -1) - reference[sl, None, :]
             out[sl, s0:s0 + s] = torch.linalg.vector_norm(g, dim=-1).float()
 
-    times = time_interleaved({"rcert": run_rcert, "decoder_floor": run_floor,
+    times = common.time_interleaved({"rcert": run_rcert, "decoder_floor": run_floor,
                               "noise": run_noise, "affine": run_affine,
                               "subtract_norm": run_norm},
                              warmup=warmup, repeats=repeats)
@@ -234,7 +203,7 @@ def run_child(n_inputs: int, n_samples: int, memory_mb: float, threads: int) -> 
         raise RuntimeError(f"memory child failed:\n{proc.stderr}")
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     d_z, size = MNIST[2], 28 * 28
-    chunk = rcert.margin._inputs_per_chunk(memory_mb, d_z, size, n_samples)
+    chunk = margin._inputs_per_chunk(memory_mb, d_z, size, n_samples)
     per_chunk = min(chunk, n_inputs)
     return {
         "n_inputs": n_inputs, "n_samples": n_samples, "memory_mb": memory_mb, **child,
@@ -301,19 +270,11 @@ def print_memory(mem: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small N, n and few repeats")
-    parser.add_argument("--threads", default=None,
-                        help="comma-separated torch thread counts to time at (default: "
-                             "torch's default, left unchanged); memory runs use the first")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per method")
+    parser = common.parser(__doc__, NAME)
     parser.add_argument("--skip-memory", action="store_true", help="timings only")
-    parser.add_argument("--out", type=Path, default=RESULTS / f"{NAME}.json")
     args = parser.parse_args()
-
     default_threads = torch.get_num_threads()
-    threads = ([int(t) for t in args.threads.split(",")] if args.threads
-               else [default_threads])
+    threads = common.thread_counts(args.threads)
     repeats = args.repeats or (3 if args.quick else 7)
     warmup = 1
     load_before = os.getloadavg()
@@ -337,34 +298,18 @@ def main() -> None:
             print(f"  timed {name} N={n_inputs} n={n_samples} at {n_threads} threads",
                   flush=True)
     torch.set_num_threads(default_threads)
-    load_after = os.getloadavg()
-
     print()
     print_timing(runs)
     if memory is not None:
         print()
         print_memory(memory)
-    print(f"\nload average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
-          f"on {os.cpu_count()} CPUs")
-    if max(load_before[0], load_after[0]) > 0.5:
-        print("WARNING: other processes were using the CPUs; multi-threaded timings suffer "
-              "most (an OpenMP thread that waits for a descheduled partner), so rerun on an "
-              "idle machine before trusting a MISS")
-
-    payload = {
-        "benchmark": NAME, "date": date.today().isoformat(), "quick": args.quick,
-        "torch": torch.__version__, "python": platform.python_version(),
-        "cpu_count": os.cpu_count(), "default_threads": default_threads,
-        "repeats": repeats, "warmup": warmup, "budget_mb": BUDGET_MB,
-        "loadavg_before": load_before, "loadavg_after": load_after,
-        "targets": {"rcert_over_floor_max": TARGET_FLOOR_RATIO,
-                    "memory_peak_growth_max": MEMORY_FLAT_MAX,
-                    "memory_budget_move_min_mb": MEMORY_MOVE_MIN_MB},
-        "runs": runs, "memory": memory,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    common.finish(NAME, args.out, load_before, quick=args.quick,
+                  default_threads=default_threads, repeats=repeats, warmup=warmup,
+                  budget_mb=BUDGET_MB,
+                  targets={"rcert_over_floor_max": TARGET_FLOOR_RATIO,
+                           "memory_peak_growth_max": MEMORY_FLAT_MAX,
+                           "memory_budget_move_min_mb": MEMORY_MOVE_MIN_MB},
+                  runs=runs, memory=memory)
 
 
 if __name__ == "__main__":
