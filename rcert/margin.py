@@ -94,24 +94,8 @@ def certify(
     """
     validate.check_options(r=r, m=m, alpha=alpha, n_samples=n_samples)
     validate.positive_float(memory_mb, "memory_mb")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise RcertError(f"seed must be a non-negative integer, got {seed!r}")
-    model.eval()
-    # The model's own device and dtype, unless a device is asked for.
-    param = next(iter(model.parameters()), None)
-    dev = torch.device(device) if device is not None else (
-        param.device if param is not None else torch.device("cpu"))
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    model.to(dev)
-    x = validate.as_data(model, x).to(device=dev, dtype=dtype)
+    model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=device)
     n_inputs = x.shape[0]
-    index_t = torch.as_tensor(
-        np.arange(n_inputs) if index is None else np.asarray(index), dtype=torch.int64
-    )
-    if index_t.shape != (n_inputs,) or bool((index_t < 0).any()):
-        raise RcertError(f"index must hold one non-negative id per input ({n_inputs}), got "
-                         f"shape {tuple(index_t.shape)}")
-    index_t = index_t.to(dev)
 
     d_z = _latent_dim(model, x[:1])
     input_size = x[0].numel()

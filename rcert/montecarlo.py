@@ -42,6 +42,7 @@ def distortion_norms(
     seed: int,
     max_rows: int,
     stream: int = 0,
+    reference: torch.Tensor | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """``||Delta(x)||`` for each input and each of ``n_samples`` encoder-noise draws.
@@ -57,6 +58,11 @@ def distortion_norms(
         ``(seed, stream, index[i])`` (see :mod:`rcert.noise`).
     max_rows
         Most latent codes decoded at once: the memory budget.
+    stream
+        Noise stream (see :mod:`rcert.noise`); attacks check on streams of their own.
+    reference
+        ``(B, D)`` reconstruction to measure from (default ``g(mu)``); a perturbed
+        ``mu`` is measured from the clean ``g(mu(x))`` [C Sec 3.2.2].
     on_rows
         Called with the number of latent codes just decoded (progress reporting).
 
@@ -66,7 +72,8 @@ def distortion_norms(
         ``(B, n_samples)`` float32 distances, on the device of ``mu``.
     """
     n_inputs, d_z = mu.shape
-    reference = model.decode(mu).flatten(1)
+    if reference is None:
+        reference = model.decode(mu).flatten(1)
     out = torch.empty(n_inputs, n_samples, dtype=torch.float32, device=mu.device)
     inputs_per_call = max(1, min(n_inputs, max_rows))
     samples_per_call = max(1, min(n_samples, max_rows // inputs_per_call))

@@ -111,3 +111,32 @@ def choice(value: Any, name: str, options: Sequence[str]) -> str:
     if value not in options:
         raise RcertError(f"unknown {name} {value!r}; choose one of: {', '.join(options)}")
     return value
+
+
+def prepare(model: nn.Module, x: torch.Tensor | np.ndarray, *, index: np.ndarray | None,
+            seed: int, device: str | torch.device | None
+            ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """Check and place what every engine entry point takes.
+
+    The model goes to ``eval()`` mode and to ``device`` (default: its own device); the
+    data are checked (:func:`as_data`) and cast to the model's dtype; ``index`` (default
+    ``0 .. N-1``) must hold one non-negative id per input; ``seed`` must be a
+    non-negative integer. Returns the model, the data and the ids as a tensor.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RcertError(f"seed must be a non-negative integer, got {seed!r}")
+    model.eval()
+    param = next(iter(model.parameters()), None)
+    dev = torch.device(device) if device is not None else (
+        param.device if param is not None else torch.device("cpu"))
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    model.to(dev)
+    x = as_data(model, x).to(device=dev, dtype=dtype)
+    n_inputs = x.shape[0]
+    index_t = torch.as_tensor(
+        np.arange(n_inputs) if index is None else np.asarray(index), dtype=torch.int64
+    )
+    if index_t.shape != (n_inputs,) or bool((index_t < 0).any()):
+        raise RcertError(f"index must hold one non-negative id per input ({n_inputs}), got "
+                         f"shape {tuple(index_t.shape)}")
+    return model, x, index_t.to(dev)
