@@ -29,9 +29,11 @@ THREATS = ("mean", "sigma", "both")
 OPTIMIZERS = ("pgd", "lbfgs")
 
 # Noise streams: the certificate uses 0; attacks use these, so their draws are independent.
+# Success checks take a fresh stream each, counting up from STREAM_CHECK.
 STREAM_ATTACK = 1
 STREAM_START = 2
-STREAM_CHECK = 3
+STREAM_CURVE = 3
+STREAM_CHECK = 16
 
 # Bisection steps for the projection's shrink factor: 2**-40 relative precision.
 _PROJECTION_STEPS = 40
@@ -202,11 +204,48 @@ def maximise(model: nn.Module, x: torch.Tensor, radius: torch.Tensor,
             on_rows(d.shape[0] * settings.n_noise)
         return objective(distortion(model, xr + d, clean, eta, settings.threat))
 
+    return _best_of_restarts(evaluate, delta, xr, rr, box, settings)
+
+
+def _best_of_restarts(evaluate: Callable[[torch.Tensor], torch.Tensor], delta: torch.Tensor,
+                      x: torch.Tensor, radius: torch.Tensor, box: tuple[float, float] | None,
+                      settings: AttackSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimise all restarts (rows grouped by input) and keep each input's best."""
     run = _pgd if settings.optimizer == "pgd" else _lbfgs
-    delta, value = run(evaluate, delta, xr, rr, box, settings.steps)
-    best = value.view(n_inputs, reps).argmax(dim=1)
-    pick = torch.arange(n_inputs, device=x.device) * reps + best
+    delta, value = run(evaluate, delta, x, radius, box, settings.steps)
+    reps = settings.restarts
+    best = value.view(-1, reps).argmax(dim=1)
+    pick = torch.arange(best.shape[0], device=delta.device) * reps + best
     return delta[pick].detach(), value[pick].detach()
+
+
+def latent_attack(model: nn.Module, x: torch.Tensor, radius: torch.Tensor, *, r: float,
+                  settings: AttackSettings, seed: int, index: torch.Tensor) -> torch.Tensor:
+    """Attack the latent mean directly: maximise ``P(||g(mu + d_z + eta sigma) - g(mu)|| > r)``.
+
+    Over shifts ``||d_z|| <= radius`` of the latent mean (SPEC section 5), with the smooth
+    surrogate :func:`exceedance` over common draws. Returns the best ``d_z`` per input,
+    ``(B, d_z)``. The exact latent certificate says no shift below ``latent_margin`` can
+    bring ``P(||Delta|| <= r)`` to ``m`` or below; this attack is how that is checked.
+    """
+    reps = settings.restarts
+    clean = Encoded.of(model, x).repeat(reps)
+    d_z = clean.mu.shape[1]
+    eta = noise.gaussian(seed, index, settings.n_noise, d_z, stream=STREAM_ATTACK,
+                         dtype=x.dtype).repeat_interleave(reps, dim=0)
+    rr = radius.to(x.dtype).repeat_interleave(reps)
+    init = noise.gaussian(seed, index, reps, d_z, stream=STREAM_START, dtype=x.dtype)
+    init = init.reshape(-1, d_z)
+    init = init / init.norm(dim=1, keepdim=True).clamp_min(1e-30) * rr[:, None]
+    objective = exceedance(r, 0.1 * r)
+
+    def evaluate(shift: torch.Tensor) -> torch.Tensor:
+        z = (clean.mu + shift)[:, None, :] + eta * clean.sigma[:, None, :]
+        g = model.decode(z.reshape(-1, d_z)).reshape(z.shape[0], settings.n_noise, -1)
+        return objective(torch.linalg.vector_norm(g - clean.reference[:, None, :], dim=-1))
+
+    shift, _ = _best_of_restarts(evaluate, init, clean.mu, rr, None, settings)
+    return shift
 
 
 def _pgd(evaluate: Callable[[torch.Tensor], torch.Tensor], delta: torch.Tensor,

@@ -24,7 +24,8 @@ DIAGNOSTICS = ("sigma_min", "sigma_mean", "jacobian_fro", "jacobian_spec", "jaco
                "p_hat", "p_lower", "r_min", "r_min_upper")
 #: Columns shown by the terminal table; CSV and JSON carry every column.
 TABLE_COLUMNS = ("index", "sigma_min", "jacobian_fro", "p_hat", "p_lower", "r_min", "bound",
-                 "bound_certified", "bound_whitened", "latent_margin", "abstain")
+                 "bound_certified", "bound_whitened", "latent_margin", "abstain",
+                 "margin_empirical", "violation", "tightness")
 
 SCHEMA_VERSION = 1
 
@@ -101,7 +102,7 @@ def summarize(df: pd.DataFrame, radii: np.ndarray | None = None) -> dict[str, An
     n = len(df)
     abstained = int(df["abstain"].sum())
     curve = certified_fraction(df, radii)
-    return {
+    summary = {
         "n_inputs": n,
         "n_certified": n - abstained,
         "n_abstained": abstained,
@@ -110,6 +111,43 @@ def summarize(df: pd.DataFrame, radii: np.ndarray | None = None) -> dict[str, An
         "margins": {col: describe(df[col]) for col in MARGINS},
         "diagnostics": {col: describe(df[col]) for col in DIAGNOSTICS},
         "certified_fraction": {col: curve[col].tolist() for col in curve.columns},
+    }
+    if "margin_empirical" in df.columns:
+        summary["empirical"] = empirical_summary(df)
+    return summary
+
+
+def fit_line(bound: np.ndarray, found: np.ndarray) -> dict[str, float]:
+    """Pearson correlation, slope and intercept of ``found`` against ``bound`` [C Fig 6].
+
+    Over inputs where both are finite and the bound is positive (abstentions and
+    unbounded margins say nothing about the fit); NaN with fewer than 3 such inputs.
+    """
+    keep = np.isfinite(bound) & np.isfinite(found) & (bound > 0)
+    out = {"n": int(keep.sum()), "correlation": math.nan, "slope": math.nan,
+           "intercept": math.nan}
+    if keep.sum() >= 3 and np.ptp(bound[keep]) > 0:
+        slope, intercept = np.polyfit(bound[keep], found[keep], 1)
+        out.update(correlation=float(np.corrcoef(bound[keep], found[keep])[0, 1]),
+                   slope=float(slope), intercept=float(intercept))
+    return out
+
+
+def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """The attack's side of the report (SPEC section 7): violations, fit, tightness.
+
+    ``fit`` regresses ``margin_empirical`` on the published ``bound`` (the paper's
+    Fig 6) and on ``bound_certified``.
+    """
+    found = df["margin_empirical"].to_numpy(dtype=np.float64)
+    return {
+        "n_violations": int(df["violation"].sum()),
+        "violations": df.loc[df["violation"], "index"].astype(int).tolist(),
+        "n_unbroken": int(np.isinf(found).sum()),
+        "margin_empirical": describe(found),
+        "tightness": describe(df["tightness"].to_numpy(dtype=np.float64)),
+        "fit": {col: fit_line(df[col].to_numpy(dtype=np.float64), found)
+                for col in ("bound", "bound_certified")},
     }
 
 
@@ -172,8 +210,16 @@ def summary_lines(res: dict[str, Any]) -> list[str]:
                         if k in cfg)
     lines = [head, setting,
              f"certified {s['n_certified']} of {s['n_inputs']} inputs "
-             f"({100 * s['certified_share']:.1f}%), abstained {s['n_abstained']}", ""]
+             f"({100 * s['certified_share']:.1f}%), abstained {s['n_abstained']}"]
+    if "empirical" in s:
+        e, fit = s["empirical"], s["empirical"]["fit"]["bound"]
+        lines.append(f"attacked: {e['n_violations']} violations, {e['n_unbroken']} unbroken; "
+                     f"empirical vs bound: correlation {fit['correlation']:.3f}, slope "
+                     f"{fit['slope']:.3f}, intercept {fit['intercept']:.3g}")
+    lines.append("")
     rows = {col: s["margins"][col] for col in MARGINS}
+    if "empirical" in s:
+        rows["margin_empirical"] = s["empirical"]["margin_empirical"]
     rows["r_min"] = s["diagnostics"]["r_min"]
     rows["r_min_upper"] = s["diagnostics"]["r_min_upper"]
     stats = pd.DataFrame(rows).T[["mean", "median", "q05", "q95", "min", "max"]]
