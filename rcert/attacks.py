@@ -24,6 +24,7 @@ from scipy import optimize
 from torch import nn
 
 from rcert import noise, validate
+from rcert.progress import Progress
 
 THREATS = ("mean", "sigma", "both")
 OPTIMIZERS = ("pgd", "lbfgs")
@@ -344,7 +345,7 @@ def _damage_columns(model: nn.Module, x: torch.Tensor, delta: torch.Tensor,
 def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[float],
            target: str = "both", restarts: int = 5, steps: int = 50, optimizer: str = "pgd",
            n_noise: int = 16, seed: int = 0, index: np.ndarray | None = None,
-           device: str | torch.device | None = None) -> pd.DataFrame:
+           device: str | torch.device | None = None, progress: bool = False) -> pd.DataFrame:
     """Maximum-damage attack [C Eq 5] on each input, for each budget in ``L``.
 
     Maximises the expected distortion ``E_eta ||Delta(x, d)||`` over ``||d|| <= L`` with
@@ -353,7 +354,7 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[fl
 
     Parameters
     ----------
-    model, x, seed, index, device
+    model, x, seed, index, device, progress
         As in :func:`rcert.certify`.
     L
         Budget, or a list of budgets (a damage-vs-L curve, [C Fig 9b]).
@@ -380,6 +381,7 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[fl
     clean = Encoded.of(model, x)
     shape = tuple(x.shape[1:])
     frames = []
+    bar = Progress(len(budgets), "attack budgets", enabled=progress)
     for budget in budgets:
         radius = torch.full((x.shape[0],), float(budget), dtype=x.dtype, device=x.device)
         # The baseline: a Gaussian direction at norm L, projected like any perturbation.
@@ -394,6 +396,8 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[fl
         frame.update(_damage_columns(model, x, noise_delta, clean, "noise_"))
         frame["noise_delta_norm"] = noise_delta.flatten(1).norm(dim=1).double().cpu().numpy()
         frames.append(pd.DataFrame(frame))
+        bar.update(1, status=f"L={budget:g}")
+    bar.close()
     out = pd.concat(frames, ignore_index=True)
     out.attrs["config"] = {"target": target, "restarts": restarts, "steps": steps,
                            "optimizer": optimizer, "n_noise": n_noise, "seed": seed}

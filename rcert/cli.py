@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import click
 import torch
 
 from rcert import checkpoint, data, report, train, validate
+from rcert.attacks import attack
+from rcert.empirical import curve
 from rcert.errors import RcertError
 from rcert.files import atomic_write, check_writable
 from rcert.margin import certify
@@ -52,53 +54,167 @@ def cli() -> None:
     """Certify how robust a VAE's reconstructions are to input perturbations."""
 
 
+def _run_options(f: Callable) -> Callable:
+    """Options every command that runs on a model and data takes."""
+    options = [
+        click.option("--model", "model_path", required=True, help="rcert checkpoint (.rcert)."),
+        click.option("--data", "data_spec", default=None,
+                     help="Data spec, e.g. digits:test, path/x.npz, mnist:DIR:test "
+                          "[default: test split of the model's training data]."),
+        click.option("--limit", type=int, default=None, help="Use only the first K inputs."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu",
+                     show_default=True),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+                     show_default=True),
+        click.option("--output", type=click.Path(dir_okay=False), default=None,
+                     help="Write here (atomically) instead of stdout."),
+        click.option("--quiet", is_flag=True, help="No progress on stderr."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _attack_options(f: Callable) -> Callable:
+    """How hard attacks try: restarts, steps, optimizer and common noise draws."""
+    options = [
+        click.option("--restarts", type=int, default=5, show_default=True,
+                     help="Random starts per attack."),
+        click.option("--steps", type=int, default=None,
+                     help="Optimizer steps per attack [default: 30 for --empirical, "
+                          "50 for attack]."),
+        click.option("--optimizer", type=click.Choice(["pgd", "lbfgs"]), default="pgd",
+                     show_default=True),
+        click.option("--n-noise", type=int, default=None,
+                     help="Common noise draws in the attack objective [default: 32 for "
+                          "--empirical, 16 for attack]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _load(model_path: str, data_spec: str | None, limit: int | None, seed: int, device: str,
+          output: str | None) -> tuple:
+    """The checkpoint and its data, after the checks that need no computation."""
+    if seed < 0:
+        raise RcertError(f"--seed must be a non-negative integer, got {seed}")
+    if output is not None:
+        check_writable(output)
+    model = checkpoint.load(model_path, device=_device(device))
+    if data_spec is None:
+        data_spec = data.default_eval_spec(model.meta.get("data"), model_path)
+    dataset = data.load_data(data_spec)
+    if limit is not None:
+        dataset = dataset.subset(limit)
+    return model, dataset
+
+
+def _default_r(model, r: float | None, model_path: str) -> float:
+    if r is not None:
+        return r
+    recommended = model.meta.get("recommended_r")
+    if recommended is None:
+        raise RcertError(f"{model_path} records no recommended r; pass --r")
+    return recommended
+
+
+def _finish(df, kind: str, model, model_path: str, dataset, device: str, fmt: str,
+            output: str | None) -> None:
+    res = report.result(df, kind=kind, model=checkpoint.describe(model, model_path),
+                        config={"data": str(dataset.spec), "device": device})
+    _emit(RENDERERS[fmt](res), output)
+
+
+def _floats(value: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise RcertError(f"{option} takes comma-separated numbers such as 0.5,1,2, "
+                         f"got {value!r}") from None
+
+
 @cli.command()
-@click.option("--model", "model_path", required=True, help="rcert checkpoint (.rcert).")
+@_run_options
 @click.option("--r", "r", type=float, default=None,
               help="Output radius r [default: the checkpoint's recommended r].")
-@click.option("--data", "data_spec", default=None,
-              help="Data spec, e.g. digits:test, path/x.npz, mnist:DIR:test "
-                   "[default: test split of the model's training data].")
 @click.option("--n-samples", type=int, default=1000, show_default=True,
               help="Encoder-noise draws per input.")
 @click.option("--alpha", type=float, default=0.001, show_default=True,
               help="Certified figures hold with probability 1 - alpha.")
 @click.option("--m", "m", type=float, default=0.5, show_default=True,
               help="Level of r-robustness: P(||Delta|| <= r) > m.")
-@click.option("--limit", type=int, default=None, help="Certify only the first K inputs.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--memory-mb", type=float, default=256.0, show_default=True,
               help="Memory budget of one chunk of work.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False), default=None,
-              help="Write here (atomically) instead of stdout.")
-@click.option("--quiet", is_flag=True, help="No progress on stderr.")
-def margin(model_path: str, r: float | None, data_spec: str | None, n_samples: int,
-           alpha: float, m: float, limit: int | None, seed: int, device: str,
-           memory_mb: float, fmt: str, output: str | None, quiet: bool) -> None:
+@click.option("--empirical", is_flag=True,
+              help="Also attack every certificate: empirical margin, violations, tightness.")
+@click.option("--threat", type=click.Choice(["mean", "full"]), default="mean",
+              show_default=True,
+              help="With --empirical: attack the mean only (the bound's threat model) or "
+                   "mean and sigma.")
+@click.option("--resolution", type=float, default=None,
+              help="With --empirical: bisection width [default: 2% of the margin].")
+@_attack_options
+def margin(model_path: str, data_spec: str | None, limit: int | None, seed: int, device: str,
+           fmt: str, output: str | None, quiet: bool, r: float | None, n_samples: int,
+           alpha: float, m: float, memory_mb: float, empirical: bool, threat: str,
+           resolution: float | None, restarts: int, steps: int | None, optimizer: str,
+           n_noise: int | None) -> None:
     """Theorem 1 margins and their tighter relatives, per input and dataset-wide."""
-    if seed < 0:
-        raise RcertError(f"--seed must be a non-negative integer, got {seed}")
     validate.positive_float(memory_mb, "--memory-mb")
-    if output is not None:
-        check_writable(output)
-    model = checkpoint.load(model_path, device=_device(device))
-    meta = model.meta
-    if r is None:
-        r = meta.get("recommended_r")
-        if r is None:
-            raise RcertError(f"{model_path} records no recommended r; pass --r")
-    if data_spec is None:
-        data_spec = data.default_eval_spec(meta.get("data"), model_path)
-    dataset = data.load_data(data_spec)
-    if limit is not None:
-        dataset = dataset.subset(limit)
-    df = certify(model, dataset.x, r=r, m=m, n_samples=n_samples, alpha=alpha, seed=seed,
-                 index=dataset.index, memory_mb=memory_mb, progress=not quiet)
-    res = report.result(df, model=checkpoint.describe(model, model_path),
-                        config={"data": str(dataset.spec), "device": device})
-    _emit(RENDERERS[fmt](res), output)
+    model, dataset = _load(model_path, data_spec, limit, seed, device, output)
+    attack = {"restarts": restarts, "steps": steps or 30, "optimizer": optimizer,
+              "n_noise": n_noise or 32, "resolution": resolution}
+    df = certify(model, dataset.x, r=_default_r(model, r, model_path), m=m,
+                 n_samples=n_samples, alpha=alpha, seed=seed, index=dataset.index,
+                 memory_mb=memory_mb, progress=not quiet, empirical=empirical,
+                 threat="both" if threat == "full" else "mean", attack=attack)
+    _finish(df, "margin", model, model_path, dataset, device, fmt, output)
+
+
+@cli.command(name="attack")
+@_run_options
+@click.option("--L", "budgets", required=True, multiple=True,
+              help="Attack budget ||d|| <= L; a list (0.5,1,2 or repeated --L) gives a "
+                   "damage-vs-L curve.")
+@click.option("--target", type=click.Choice(["mean", "sigma", "both"]), default="both",
+              show_default=True, help="Which encoder output the perturbation reaches.")
+@_attack_options
+def attack_command(model_path: str, data_spec: str | None, limit: int | None, seed: int,
+                   device: str, fmt: str, output: str | None, quiet: bool,
+                   budgets: tuple[str, ...], target: str, restarts: int, steps: int | None,
+                   optimizer: str, n_noise: int | None) -> None:
+    """Maximum-damage attacks (Camuto et al. Eq 5), against Gaussian noise of the same norm."""
+    values = [v for b in budgets for v in _floats(b, "--L")]
+    model, dataset = _load(model_path, data_spec, limit, seed, device, output)
+    df = attack(model, dataset.x, L=values, target=target, restarts=restarts,
+                steps=steps or 50, optimizer=optimizer, n_noise=n_noise or 16, seed=seed,
+                index=dataset.index, progress=not quiet)
+    _finish(df, "attack", model, model_path, dataset, device, fmt, output)
+
+
+@cli.command(name="curve")
+@_run_options
+@click.option("--r", "r", type=float, default=None,
+              help="Output radius r [default: the checkpoint's recommended r].")
+@click.option("--radii", required=True, help="Perturbation sizes, e.g. 0,0.25,0.5,1,2.")
+@click.option("--direction", type=click.Choice(["random", "max-damage"]), default="random",
+              show_default=True)
+@click.option("--threat", type=click.Choice(["mean", "full"]), default="mean",
+              show_default=True)
+@click.option("--n-samples", type=int, default=500, show_default=True)
+@click.option("--m", "m", type=float, default=0.5, show_default=True)
+def curve_command(model_path: str, data_spec: str | None, limit: int | None, seed: int,
+                  device: str, fmt: str, output: str | None, quiet: bool, r: float | None,
+                  radii: str, direction: str, threat: str, n_samples: int, m: float) -> None:
+    """p(||Delta(x, rho u)|| <= r) along a fixed direction u (Camuto et al. Fig 5)."""
+    values = _floats(radii, "--radii")
+    model, dataset = _load(model_path, data_spec, limit, seed, device, output)
+    df = curve(model, dataset.x, r=_default_r(model, r, model_path), radii=values,
+               direction=direction, m=m, threat="both" if threat == "full" else "mean",
+               n_samples=n_samples, seed=seed, index=dataset.index)
+    _finish(df, "curve", model, model_path, dataset, device, fmt, output)
 
 
 @cli.command(name="train")

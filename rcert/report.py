@@ -151,13 +151,54 @@ def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def result(df: pd.DataFrame, *, model: dict[str, Any] | None = None,
+def summarize_attack(df: pd.DataFrame) -> dict[str, Any]:
+    """Per budget ``L``: damage and log-likelihood degradation of the attack and of noise.
+
+    ``attack_beats_noise`` is the share of inputs whose attack damage is at least the
+    damage of Gaussian noise of the same norm [C Fig 4, Fig 9b].
+    """
+    per_budget = []
+    for budget, group in df.groupby("L", sort=True):
+        per_budget.append({
+            "L": float(budget), "n_inputs": len(group),
+            **{col: describe(group[col]) for col in (
+                "damage", "loglik_degradation", "delta_norm", "noise_damage",
+                "noise_loglik_degradation")},
+            "attack_beats_noise": float(np.mean(group["damage"] >= group["noise_damage"])),
+        })
+    return {"n_inputs": int(df["index"].nunique()), "budgets": per_budget}
+
+
+def summarize_curve(df: pd.DataFrame, m: float) -> dict[str, Any]:
+    """Mean ``p(rho)`` per radius, and each input's crossing: its first radius with ``p <= m``."""
+    mean_p = df.groupby("rho", sort=True)["p_hat"].mean()
+    crossing = (df[~df["robust"]].groupby("index")["rho"].min()
+                .reindex(df["index"].unique(), fill_value=math.inf))
+    return {"n_inputs": int(df["index"].nunique()), "rho": mean_p.index.tolist(),
+            "mean_p_hat": mean_p.tolist(), "crossing": describe(crossing.to_numpy())}
+
+
+KINDS = ("margin", "attack", "curve")
+
+
+def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | None = None,
            config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Bundle a certification into the result dict every renderer takes."""
+    """Bundle a DataFrame into the result dict every renderer takes.
+
+    ``kind`` says what made ``df``: ``"margin"`` (:func:`rcert.certify`), ``"attack"``
+    (:func:`rcert.attack`) or ``"curve"`` (:func:`rcert.curve`); it picks the summary.
+    """
     cfg = dict(df.attrs.get("config", {}))
     cfg.update(config or {})
-    return {"schema_version": SCHEMA_VERSION, "config": cfg, "model": model or {},
-            "summary": summarize(df), "inputs": df.to_dict(orient="records")}
+    if kind == "margin":
+        summary = summarize(df)
+    elif kind == "attack":
+        summary = summarize_attack(df)
+    else:
+        summary = summarize_curve(df, cfg.get("m", 0.5))
+    return {"schema_version": SCHEMA_VERSION, "kind": kind, "config": cfg,
+            "model": model or {}, "summary": summary,
+            "inputs": df.to_dict(orient="records")}
 
 
 def _plain(value: Any) -> Any:
@@ -192,36 +233,70 @@ def to_csv(res: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
+#: Columns shown by the terminal table, per kind; CSV and JSON carry every column.
+SHOWN = {
+    "margin": TABLE_COLUMNS,
+    "attack": ("index", "L", "damage", "noise_damage", "loglik_degradation",
+               "noise_loglik_degradation", "delta_norm"),
+    "curve": ("index", "rho", "delta_norm", "p_hat", "p_lower", "p_upper", "robust"),
+}
+
+
 def to_table(res: dict[str, Any]) -> str:
     """A per-input table and a summary block for people at a terminal."""
     df = pd.DataFrame(res["inputs"])
-    shown = df[[c for c in TABLE_COLUMNS if c in df.columns]]
+    kind = res.get("kind", "margin")
+    shown = df[[c for c in SHOWN[kind] if c in df.columns]]
     lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), ""]
-    lines += summary_lines(res)
+    lines += _heading(res)
+    lines += {"margin": _margin_lines, "attack": _attack_lines,
+              "curve": _curve_lines}[kind](res["summary"])
     return "\n".join(lines) + "\n"
 
 
-def summary_lines(res: dict[str, Any]) -> list[str]:
-    """The summary block: the setting, counts, and quantiles of each margin and r_min."""
-    cfg, s = res["config"], res["summary"]
-    model = res.get("model", {})
+def _heading(res: dict[str, Any]) -> list[str]:
+    cfg, model = res["config"], res.get("model", {})
     head = f"model {model.get('path', '?')}" + (f" on {cfg['data']}" if "data" in cfg else "")
-    setting = ", ".join(f"{k}={cfg[k]}" for k in ("r", "m", "n_samples", "alpha", "seed")
-                        if k in cfg)
-    lines = [head, setting,
-             f"certified {s['n_certified']} of {s['n_inputs']} inputs "
+    setting = ", ".join(f"{k}={v}" for k, v in cfg.items()
+                        if k not in ("data", "device") and not isinstance(v, dict))
+    return [head, setting]
+
+
+def _stats_table(rows: dict[str, dict[str, float]]) -> str:
+    stats = pd.DataFrame(rows).T[["mean", "median", "q05", "q95", "min", "max"]]
+    return stats.to_string(float_format=lambda v: f"{v:.4g}")
+
+
+def _margin_lines(s: dict[str, Any]) -> list[str]:
+    """Counts, the attack's verdict if any, and quantiles of each margin and of r_min."""
+    lines = [f"certified {s['n_certified']} of {s['n_inputs']} inputs "
              f"({100 * s['certified_share']:.1f}%), abstained {s['n_abstained']}"]
     if "empirical" in s:
         e, fit = s["empirical"], s["empirical"]["fit"]["bound"]
         lines.append(f"attacked: {e['n_violations']} violations, {e['n_unbroken']} unbroken; "
                      f"empirical vs bound: correlation {fit['correlation']:.3f}, slope "
                      f"{fit['slope']:.3f}, intercept {fit['intercept']:.3g}")
-    lines.append("")
     rows = {col: s["margins"][col] for col in MARGINS}
     if "empirical" in s:
         rows["margin_empirical"] = s["empirical"]["margin_empirical"]
     rows["r_min"] = s["diagnostics"]["r_min"]
     rows["r_min_upper"] = s["diagnostics"]["r_min_upper"]
-    stats = pd.DataFrame(rows).T[["mean", "median", "q05", "q95", "min", "max"]]
-    lines.append(stats.to_string(float_format=lambda v: f"{v:.4g}"))
-    return lines
+    return [*lines, "", _stats_table(rows)]
+
+
+def _attack_lines(s: dict[str, Any]) -> list[str]:
+    """Per budget: mean damage and degradation of attack and noise."""
+    rows = [{"L": b["L"], "damage": b["damage"]["mean"], "noise_damage": b["noise_damage"]["mean"],
+             "loglik_degradation": b["loglik_degradation"]["mean"],
+             "noise_loglik_degradation": b["noise_loglik_degradation"]["mean"],
+             "attack_beats_noise": b["attack_beats_noise"]} for b in s["budgets"]]
+    table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return [f"{s['n_inputs']} inputs attacked; means per budget:", table]
+
+
+def _curve_lines(s: dict[str, Any]) -> list[str]:
+    """Mean ``p(rho)`` per radius and the distribution of crossing radii."""
+    table = pd.DataFrame({"rho": s["rho"], "mean_p_hat": s["mean_p_hat"]}).to_string(
+        index=False, float_format=lambda v: f"{v:.4g}")
+    return [f"{s['n_inputs']} inputs; mean p(rho):", table, "",
+            _stats_table({"crossing": s["crossing"]})]
