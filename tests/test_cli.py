@@ -173,7 +173,8 @@ def margin_json(ckpts) -> dict:
 
 def test_margin_json_structure_and_defaults(margin_json, ckpts):
     res = margin_json
-    assert set(res) == {"schema_version", "config", "model", "summary", "inputs"}
+    assert set(res) == {"schema_version", "kind", "config", "model", "summary", "inputs"}
+    assert res["kind"] == "margin"
     assert res["schema_version"] == 1
     assert res["config"] == {"r": 0.8, "m": 0.5, "n_samples": 50, "alpha": 0.001, "seed": 0,
                              "data": "digits:test", "device": "cpu"}

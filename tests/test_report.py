@@ -268,7 +268,8 @@ def test_to_json_is_strict_and_spells_non_finite_numbers():
 def test_to_json_round_trips_a_result(df):
     res = report.result(df, model={"path": "m.rcert"}, config={"data": "digits:test"})
     back = _strict_json(report.to_json(res))
-    assert set(back) == {"schema_version", "config", "model", "summary", "inputs"}
+    assert set(back) == {"schema_version", "kind", "config", "model", "summary", "inputs"}
+    assert back["kind"] == "margin"
     assert back["schema_version"] == report.SCHEMA_VERSION
     assert back["config"] == {"data": "digits:test"}
     assert back["model"] == {"path": "m.rcert"}
