@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import rcert
+from rcert.attacks import STREAM_CHECK, AttackSettings, Encoded, latent_attack
 from rcert.checkpoint import read_header
+from rcert.empirical import clopper_pearson_upper
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NAMES = ("vae-digits", "beta0.1-digits", "beta10-digits", "floor0.5-digits", "conv-dsprites")
@@ -56,3 +58,33 @@ def test_sigma_floor_holds():
     with torch.no_grad():
         _, sigma = model.encode(rcert.load_data("digits:test").x)
     assert float(sigma.min()) >= 0.5
+
+
+@pytest.mark.parametrize("name", ("vae-digits", "floor0.5-digits", "beta0.1-digits"))
+def test_latent_attack_never_beats_the_latent_margin(name):
+    """SPEC section 5: no shift of the latent mean below latent_margin brings P(robust) to m.
+
+    The certificate is exact (no linearisation), so an attack on the latent mean at 90% of
+    the certified radius must fail on fresh draws, up to Monte Carlo error.
+    """
+    model = rcert.load(MODELS / f"{name}.rcert")
+    data = rcert.load_data("digits:test").subset(24)
+    r = model.meta["recommended_r"]
+    df = rcert.certify(model, data.x, r=r, n_samples=1000, alpha=0.001)
+    keep = (~df.abstain).to_numpy().copy()
+    x = data.x[torch.as_tensor(keep)]
+    index = torch.as_tensor(data.index[keep])
+    radius = 0.9 * torch.as_tensor(df.latent_margin.to_numpy()[keep], dtype=torch.float32)
+    shift = latent_attack(model, x, radius, r=r, index=index, seed=0,
+                          settings=AttackSettings(restarts=3, steps=40, n_noise=64))
+    assert (shift.norm(dim=1) <= radius * (1 + 1e-5)).all()
+    clean = Encoded.of(model, x)
+    n = 2000
+    dist = rcert.montecarlo.distortion_norms(
+        model, clean.mu + shift, clean.sigma, index=index, n_samples=n, seed=0,
+        max_rows=65536, stream=STREAM_CHECK, reference=clean.reference)
+    k = (dist <= r).sum(dim=1).numpy()
+    # Beating the certificate would need P(robust) <= m at the shift; fresh draws say no.
+    assert (clopper_pearson_upper(k, n, 0.001) > 0.5).all()
+    # The attack does push: the shifted probability is below the clean one on average.
+    assert (k / n).mean() < df.p_hat.to_numpy()[keep].mean()
