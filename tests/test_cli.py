@@ -553,3 +553,77 @@ def test_console_entry_in_a_subprocess(files):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("rcert: error: ")
     assert "not an rcert checkpoint" in lines[0]
+
+
+# --- attacks from the command line (issue 3) ----------------------------------------------
+
+
+def test_attack_json_per_input_and_budget(run, ckpts):
+    code, out, err = run("attack", "--model", ckpts["mlp"], "--L", "0.5,1", "--L", "2",
+                         "--limit", "3", "--steps", "5", "--restarts", "2", "--format", "json",
+                         "--quiet", "--target", "mean")
+    assert code == 0, err
+    res = _strict_json(out)
+    assert set(res) == {"schema_version", "kind", "config", "model", "summary", "inputs"}
+    assert res["kind"] == "attack" and res["config"]["target"] == "mean"
+    rows = pd.DataFrame(res["inputs"])
+    assert sorted(rows["L"].unique()) == [0.5, 1.0, 2.0]
+    assert len(rows) == 9
+    assert (rows["delta_norm"] <= rows["L"] * (1 + 1e-5)).all()
+    assert (rows["noise_delta_norm"] <= rows["L"] * (1 + 1e-5)).all()
+    budgets = res["summary"]["budgets"]
+    assert [b["L"] for b in budgets] == [0.5, 1.0, 2.0]
+    for b in budgets:
+        sub = rows[rows["L"] == b["L"]]
+        assert b["damage"]["mean"] == pytest.approx(sub["damage"].mean())
+        assert b["attack_beats_noise"] == pytest.approx(
+            (sub["damage"] >= sub["noise_damage"]).mean())
+
+
+def test_attack_table_and_bad_budget(run, ckpts):
+    code, out, err = run("attack", "--model", ckpts["mlp"], "--L", "1", "--limit", "2",
+                         "--steps", "3", "--quiet")
+    assert code == 0, err
+    assert "inputs attacked; means per budget" in out
+    for bad in ("0", "-1", "abc", "1,,x"):
+        _assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--L", bad,
+                                    "--limit", "2", "--quiet"))
+    _assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--limit", "2"))
+
+
+def test_curve_csv(run, ckpts):
+    code, out, err = run("curve", "--model", ckpts["mlp"], "--radii", "0,0.5,1", "--limit", "2",
+                         "--n-samples", "50", "--format", "csv", "--quiet")
+    assert code == 0, err
+    df = pd.read_csv(io.StringIO(out))
+    assert list(df.columns) == ["index", "rho", "delta_norm", "k", "n", "p_hat", "p_lower",
+                                "p_upper", "robust"]
+    assert sorted(df["rho"].unique()) == [0.0, 0.5, 1.0] and len(df) == 6
+    assert (df["delta_norm"] <= df["rho"] + 1e-5).all()
+    assert (df["p_lower"] <= df["p_hat"]).all() and (df["p_hat"] <= df["p_upper"]).all()
+    _assert_one_error_line(*run("curve", "--model", ckpts["mlp"], "--radii", "-1",
+                                "--limit", "2", "--quiet"))
+
+
+def test_margin_empirical_adds_columns_and_summary(run, ckpts):
+    code, out, err = run("margin", "--model", ckpts["mlp"], "--limit", "3", "--n-samples", "100",
+                         "--empirical", "--steps", "5", "--restarts", "2", "--n-noise", "8",
+                         "--format", "json", "--quiet")
+    assert code == 0, err
+    res = _strict_json(out)
+    rows = pd.DataFrame(res["inputs"])
+    for col in ("margin_empirical", "margin_bracket_lo", "margin_bracket_hi", "p_check",
+                "p_check_upper", "violation", "tightness"):
+        assert col in rows.columns
+    finite = rows["margin_empirical"].map(lambda v: v != "inf")
+    lo = rows.loc[finite, "margin_bracket_lo"].astype(float)
+    assert (lo <= rows.loc[finite, "margin_empirical"].astype(float)).all()
+    empirical = res["summary"]["empirical"]
+    assert empirical["n_violations"] == int(rows["violation"].sum())
+    assert set(empirical["fit"]) == {"bound", "bound_certified"}
+    assert res["config"]["empirical"]["threat"] == "mean"
+    code, out, err = run("margin", "--model", ckpts["mlp"], "--limit", "2", "--n-samples", "50",
+                         "--empirical", "--threat", "full", "--steps", "3", "--restarts", "1",
+                         "--format", "json", "--quiet")
+    assert code == 0, err
+    assert _strict_json(out)["config"]["empirical"]["threat"] == "both"
