@@ -10,8 +10,10 @@ The public API (see docs/api.md)::
 from importlib.metadata import PackageNotFoundError, version
 
 from rcert.adapters import wrap
+from rcert.attacks import attack
 from rcert.checkpoint import load, save
 from rcert.data import load_data
+from rcert.empirical import curve, empirical_margin
 from rcert.errors import RcertError
 from rcert.margin import certify, recommend_r
 from rcert.nets import build_model
@@ -24,6 +26,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "RcertError", "__version__", "build_model", "certify", "fit", "load", "load_data",
-    "recommend_r", "save", "summarize", "train_checkpoint", "wrap",
+    "RcertError", "__version__", "attack", "build_model", "certify", "curve",
+    "empirical_margin", "fit", "load", "load_data", "recommend_r", "save", "summarize",
+    "train_checkpoint", "wrap",
 ]
