@@ -99,6 +99,9 @@ class Encoded:
         return Encoded(*(t.repeat_interleave(times, dim=0)
                          for t in (self.mu, self.sigma, self.reference)))
 
+    def select(self, rows: torch.Tensor) -> Encoded:
+        return Encoded(self.mu[rows], self.sigma[rows], self.reference[rows])
+
 
 def distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, eta: torch.Tensor,
                threat: str) -> torch.Tensor:
@@ -162,7 +165,7 @@ def random_directions(seed: int, index: torch.Tensor, shape: tuple[int, ...], co
 def maximise(model: nn.Module, x: torch.Tensor, radius: torch.Tensor,
              objective: Callable[[torch.Tensor], torch.Tensor], settings: AttackSettings, *,
              seed: int, index: torch.Tensor, box: tuple[float, float] | None,
-             starts: torch.Tensor | None = None,
+             starts: torch.Tensor | None = None, clean: Encoded | None = None,
              on_rows: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Maximise ``objective(distortion)`` over ``||d|| <= radius`` and the box, per input.
 
@@ -176,6 +179,8 @@ def maximise(model: nn.Module, x: torch.Tensor, radius: torch.Tensor,
         Optional ``(B, *x.shape[1:])`` direction for the first restart (e.g. the
         random-noise baseline, so the attack is never weaker than it); a zero row keeps
         its random start. Restarts start at the full radius.
+    clean
+        ``Encoded.of(model, x)`` when the caller has it already (saves a decoder pass).
     on_rows
         Called with the number of decoder rows of each objective evaluation.
 
@@ -186,7 +191,7 @@ def maximise(model: nn.Module, x: torch.Tensor, radius: torch.Tensor,
     """
     n_inputs, shape = x.shape[0], tuple(x.shape[1:])
     reps = settings.restarts
-    clean = Encoded.of(model, x).repeat(reps)
+    clean = (clean if clean is not None else Encoded.of(model, x)).repeat(reps)
     d_z = clean.mu.shape[1]
     eta = noise.gaussian(seed, index, settings.n_noise, d_z, stream=STREAM_ATTACK,
                          dtype=x.dtype).repeat_interleave(reps, dim=0)

@@ -79,10 +79,11 @@ def _run_options(f: Callable) -> Callable:
 def _attack_options(f: Callable) -> Callable:
     """How hard attacks try: restarts, steps, optimizer and common noise draws."""
     options = [
-        click.option("--restarts", type=int, default=5, show_default=True,
-                     help="Random starts per attack."),
+        click.option("--restarts", type=int, default=None,
+                     help="Random starts per attack [default: 1 for --empirical, "
+                          "5 for attack]."),
         click.option("--steps", type=int, default=None,
-                     help="Optimizer steps per attack [default: 30 for --empirical, "
+                     help="Optimizer steps per attack [default: 10 for --empirical, "
                           "50 for attack]."),
         click.option("--optimizer", type=click.Choice(["pgd", "lbfgs"]), default="pgd",
                      show_default=True),
@@ -127,6 +128,11 @@ def _finish(df, kind: str, model, model_path: str, dataset, device: str, fmt: st
     _emit(RENDERERS[fmt](res), output)
 
 
+def _or(value: int | None, default: int) -> int:
+    """The option's value, or the command's default when it was not given (0 stays 0)."""
+    return default if value is None else value
+
+
 def _floats(value: str, option: str) -> list[float]:
     try:
         return [float(v) for v in value.split(",") if v.strip()]
@@ -159,13 +165,13 @@ def _floats(value: str, option: str) -> list[float]:
 def margin(model_path: str, data_spec: str | None, limit: int | None, seed: int, device: str,
            fmt: str, output: str | None, quiet: bool, r: float | None, n_samples: int,
            alpha: float, m: float, memory_mb: float, empirical: bool, threat: str,
-           resolution: float | None, restarts: int, steps: int | None, optimizer: str,
-           n_noise: int | None) -> None:
+           resolution: float | None, restarts: int | None, steps: int | None,
+           optimizer: str, n_noise: int | None) -> None:
     """Theorem 1 margins and their tighter relatives, per input and dataset-wide."""
     validate.positive_float(memory_mb, "--memory-mb")
     model, dataset = _load(model_path, data_spec, limit, seed, device, output)
-    attack = {"restarts": restarts, "steps": steps or 30, "optimizer": optimizer,
-              "n_noise": n_noise or 32, "resolution": resolution}
+    attack = {"restarts": _or(restarts, 1), "steps": _or(steps, 10), "optimizer": optimizer,
+              "n_noise": _or(n_noise, 32), "resolution": resolution}
     df = certify(model, dataset.x, r=_default_r(model, r, model_path), m=m,
                  n_samples=n_samples, alpha=alpha, seed=seed, index=dataset.index,
                  memory_mb=memory_mb, progress=not quiet, empirical=empirical,
@@ -183,13 +189,13 @@ def margin(model_path: str, data_spec: str | None, limit: int | None, seed: int,
 @_attack_options
 def attack_command(model_path: str, data_spec: str | None, limit: int | None, seed: int,
                    device: str, fmt: str, output: str | None, quiet: bool,
-                   budgets: tuple[str, ...], target: str, restarts: int, steps: int | None,
-                   optimizer: str, n_noise: int | None) -> None:
+                   budgets: tuple[str, ...], target: str, restarts: int | None,
+                   steps: int | None, optimizer: str, n_noise: int | None) -> None:
     """Maximum-damage attacks (Camuto et al. Eq 5), against Gaussian noise of the same norm."""
     values = [v for b in budgets for v in _floats(b, "--L")]
     model, dataset = _load(model_path, data_spec, limit, seed, device, output)
-    df = attack(model, dataset.x, L=values, target=target, restarts=restarts,
-                steps=steps or 50, optimizer=optimizer, n_noise=n_noise or 16, seed=seed,
+    df = attack(model, dataset.x, L=values, target=target, restarts=_or(restarts, 5),
+                steps=_or(steps, 50), optimizer=optimizer, n_noise=_or(n_noise, 16), seed=seed,
                 index=dataset.index, progress=not quiet)
     _finish(df, "attack", model, model_path, dataset, device, fmt, output)
 

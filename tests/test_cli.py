@@ -627,3 +627,11 @@ def test_margin_empirical_adds_columns_and_summary(run, ckpts):
                          "--format", "json", "--quiet")
     assert code == 0, err
     assert _strict_json(out)["config"]["empirical"]["threat"] == "both"
+
+
+@pytest.mark.parametrize("option", ["--restarts", "--steps", "--n-noise"])
+def test_zero_attack_effort_is_refused_not_replaced(run, ckpts, option):
+    _assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--L", "1", "--limit", "2",
+                                option, "0", "--quiet"))
+    _assert_one_error_line(*run("margin", "--model", ckpts["mlp"], "--limit", "2",
+                                "--empirical", option, "0", "--quiet"))
