@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import click
 import torch
 
-from rcert import checkpoint, data, report, train, validate
+from rcert import checkpoint, data, plots, report, train, validate
 from rcert.attacks import attack
 from rcert.empirical import curve
 from rcert.errors import RcertError
@@ -221,6 +221,18 @@ def curve_command(model_path: str, data_spec: str | None, limit: int | None, see
                direction=direction, m=m, threat="both" if threat == "full" else "mean",
                n_samples=n_samples, seed=seed, index=dataset.index)
     _finish(df, "curve", model, model_path, dataset, device, fmt, output)
+
+
+@cli.command(name="plot")
+@click.argument("kind", type=click.Choice(sorted(plots.PLOTS)))
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Figure file: .png or .svg.")
+def plot_command(kind: str, results: tuple[str, ...], out: str) -> None:
+    """Draw a figure from saved JSON results (one per model), without recomputing."""
+    check_writable(out)
+    figure = plots.PLOTS[kind]([plots.load_result(path) for path in results])
+    plots.save(figure, out)
 
 
 @cli.command(name="train")

@@ -217,8 +217,9 @@ def _models(results: Results, plot: str, kind: str, needed: Sequence[str],
     models = []
     for i, (res, name) in enumerate(zip(results, names, strict=True)):
         if res["kind"] != kind:
-            raise RcertError(f"{plot} needs a {kind} result, but {name} is a {res['kind']} "
-                             f"result; make one with {_MAKE[kind]}")
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise RcertError(f"{plot} needs {article} {kind} result, but {name} is a "
+                             f"{res['kind']} result; make one with {_MAKE[kind]}")
         df = frame(res)
         if df.empty:
             raise RcertError(f"{name} has no inputs; run {_MAKE[kind]} on at least one input")

@@ -635,3 +635,21 @@ def test_zero_attack_effort_is_refused_not_replaced(run, ckpts, option):
                                 option, "0", "--quiet"))
     _assert_one_error_line(*run("margin", "--model", ckpts["mlp"], "--limit", "2",
                                 "--empirical", option, "0", "--quiet"))
+
+
+def test_plot_from_saved_results(run, ckpts, tmp_path):
+    saved = tmp_path / "m.json"
+    code, _, err = run("margin", "--model", ckpts["mlp"], "--limit", "4", "--n-samples", "100",
+                       "--format", "json", "--output", saved, "--quiet")
+    assert code == 0, err
+    for suffix, head in ((".svg", b"<?xml"), (".png", b"\x89PNG")):
+        out = tmp_path / f"fraction{suffix}"
+        code, stdout, err = run("plot", "certified-fraction", saved, "--out", out)
+        assert code == 0, err
+        assert stdout == "" and out.read_bytes().startswith(head)
+    line = _assert_one_error_line(*run("plot", "damage", saved, "--out", tmp_path / "d.png"))
+    assert "rcert attack" in line
+    _assert_one_error_line(*run("plot", "margins", saved, "--out", tmp_path / "d.pdf"))
+    _assert_one_error_line(*run("plot", "margins", tmp_path / "missing.json",
+                                "--out", tmp_path / "d.png"))
+    _assert_one_error_line(*run("plot", "nonsense", saved, "--out", tmp_path / "d.png"))

@@ -322,7 +322,7 @@ def test_every_plot_takes_one_or_several_results(results, name):
     assert isinstance(plots.PLOTS[name](results[f"{kind}:vae-digits"]), Figure)
     assert isinstance(plots.PLOTS[name](_pair(results, kind)), Figure)
     other = "curve" if kind != "curve" else "margin"
-    with pytest.raises(rcert.RcertError, match=f"needs a {kind} result") as err:
+    with pytest.raises(rcert.RcertError, match=rf"needs an? {kind} result") as err:
         plots.PLOTS[name]([results[f"{kind}:vae-digits"], results[f"{other}:vae-digits"]])
     assert "\n" not in str(err.value)
     for bad in ([], "r.json", [{"inputs": []}]):
