@@ -24,6 +24,7 @@ from scipy import optimize
 from torch import nn
 
 from rcert import noise, validate
+from rcert.errors import RcertError
 from rcert.progress import Progress
 
 THREATS = ("mean", "sigma", "both")
@@ -254,6 +255,15 @@ def latent_attack(model: nn.Module, x: torch.Tensor, radius: torch.Tensor, *, r:
     return shift
 
 
+def _gradient(value: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``d value.sum() / d d``; zero where the objective does not depend on ``d`` at all
+    (e.g. a sigma-only threat on a model whose sigma is constant)."""
+    if not value.requires_grad:
+        return torch.zeros_like(d)
+    (grad,) = torch.autograd.grad(value.sum(), d, allow_unused=True)
+    return torch.zeros_like(d) if grad is None else grad
+
+
 def _pgd(evaluate: Callable[[torch.Tensor], torch.Tensor], delta: torch.Tensor,
          x: torch.Tensor, radius: torch.Tensor, box: tuple[float, float] | None,
          steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,12 +276,11 @@ def _pgd(evaluate: Callable[[torch.Tensor], torch.Tensor], delta: torch.Tensor,
         d = delta.detach().requires_grad_(True)
         with torch.enable_grad():
             value = evaluate(d)
-            (grad,) = torch.autograd.grad(value.sum(), d)
+            grad = _gradient(value, d)
         better = value.detach() > best_value
         best_value = torch.where(better, value.detach(), best_value)
         best_delta[better] = delta[better]
-        norm = grad.flatten(1).norm(dim=1).clamp_min(1e-30).view_as(step[:, :1].flatten(1))
-        direction = grad / norm.view(-1, *([1] * (delta.ndim - 1)))
+        direction = _ascent_direction(grad, delta, radius)
         delta = project(delta + step * direction, x, radius, box)
     with torch.no_grad():
         value = evaluate(delta)
@@ -279,6 +288,24 @@ def _pgd(evaluate: Callable[[torch.Tensor], torch.Tensor], delta: torch.Tensor,
     best_value = torch.where(better, value, best_value)
     best_delta[better] = delta[better]
     return best_delta, best_value
+
+
+def _ascent_direction(grad: torch.Tensor, delta: torch.Tensor,
+                      radius: torch.Tensor) -> torch.Tensor:
+    """The L2-normalised ascent step; on the ball's surface, without its outward part.
+
+    The projection would undo a step's outward radial part, so keeping it wastes most of
+    each normalised step once the iterate sits on the sphere; the tangential part is what
+    moves it along the sphere.
+    """
+    g = grad.flatten(1)
+    d = delta.flatten(1)
+    d_norm = d.norm(dim=1, keepdim=True)
+    on_sphere = d_norm >= radius.view(-1, 1) * (1 - 1e-4)
+    unit = d / d_norm.clamp_min(1e-30)
+    outward = (g * unit).sum(dim=1, keepdim=True).clamp_min(0.0)
+    g = torch.where(on_sphere, g - outward * unit, g)
+    return (g / g.norm(dim=1, keepdim=True).clamp_min(1e-30)).view_as(grad)
 
 
 def _lbfgs(evaluate: Callable[[torch.Tensor], torch.Tensor], delta: torch.Tensor,
@@ -299,9 +326,9 @@ def _lbfgs(evaluate: Callable[[torch.Tensor], torch.Tensor], delta: torch.Tensor
     def fun(v_np: np.ndarray) -> tuple[float, np.ndarray]:
         v = torch.from_numpy(v_np).to(delta).view(shape).requires_grad_(True)
         with torch.enable_grad():
-            total = evaluate(to_ball(v)).sum()
-            (grad,) = torch.autograd.grad(total, v)
-        return -float(total.detach()), -grad.detach().cpu().double().numpy().ravel()
+            value = evaluate(to_ball(v))
+            grad = _gradient(value, v)
+        return -float(value.detach().sum()), -grad.detach().cpu().double().numpy().ravel()
 
     if box is None:
         bounds = None
@@ -337,10 +364,14 @@ def _log_likelihood_degradation(model: nn.Module, x: torch.Tensor, z_adv: torch.
 
 
 def _damage_columns(model: nn.Module, x: torch.Tensor, delta: torch.Tensor,
-                    clean: Encoded, prefix: str) -> dict[str, np.ndarray]:
-    """Damage ``||g(mu(x + d)) - g(mu(x))||`` and log-likelihood degradation [C Sec 4.1]."""
+                    clean: Encoded, target: str, prefix: str) -> dict[str, np.ndarray]:
+    """Damage ``||g(mu(x + d)) - g(mu(x))||`` and log-likelihood degradation [C Sec 4.1].
+
+    The perturbation reaches the mean only under the ``mean`` and ``both`` targets; under
+    ``sigma`` the mean reconstruction stays put and the damage is 0.
+    """
     with torch.no_grad():
-        mu_adv, _ = model.encode(x + delta)
+        mu_adv = model.encode(x + delta)[0] if target in ("mean", "both") else clean.mu
         damage = (model.decode(mu_adv).flatten(1) - clean.reference).norm(dim=1)
     degradation = _log_likelihood_degradation(model, x, mu_adv, clean.mu)
     return {f"{prefix}damage": damage.double().cpu().numpy(),
@@ -376,9 +407,10 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[fl
         One row per input and budget: ``index, L, damage, loglik_degradation,
         delta_norm, objective, noise_damage, noise_loglik_degradation, noise_delta_norm``.
     """
-    budgets = [L] if np.isscalar(L) else list(L)
-    for value in budgets:
-        validate.positive_float(value, "L")
+    budgets = [L] if np.isscalar(L) else list(L) if L is not None else []
+    if not budgets:
+        raise RcertError("L must be a positive number or a non-empty list of them")
+    budgets = [validate.positive_float(value, "L") for value in budgets]
     settings = AttackSettings(target, restarts, steps, optimizer, n_noise)
     settings.check()
     model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=device)
@@ -395,10 +427,10 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[fl
         delta, value = maximise(model, x, radius, expected_damage, settings, seed=seed,
                                 index=index_t, box=box, starts=direction)
         frame = {"index": index_t.cpu().numpy(), "L": np.full(x.shape[0], float(budget))}
-        frame.update(_damage_columns(model, x, delta, clean, ""))
+        frame.update(_damage_columns(model, x, delta, clean, target, ""))
         frame["delta_norm"] = delta.flatten(1).norm(dim=1).double().cpu().numpy()
         frame["objective"] = value.double().cpu().numpy()
-        frame.update(_damage_columns(model, x, noise_delta, clean, "noise_"))
+        frame.update(_damage_columns(model, x, noise_delta, clean, target, "noise_"))
         frame["noise_delta_norm"] = noise_delta.flatten(1).norm(dim=1).double().cpu().numpy()
         frames.append(pd.DataFrame(frame))
         bar.update(1, status=f"L={budget:g}")

@@ -124,8 +124,11 @@ def empirical_margin(
     max_radius = validate.positive_float(max_radius, "max_radius")
     if resolution is not None:
         validate.positive_float(resolution, "resolution")
-    first = np.broadcast_to(np.asarray(max_radius * _FIRST_SHARE if start is None else start,
-                                       dtype=np.float64), (n_inputs,)).copy()
+    first = np.asarray(max_radius * _FIRST_SHARE if start is None else start, dtype=np.float64)
+    if first.ndim > 1 or first.size not in (1, n_inputs):
+        raise validate.RcertError(f"start must be one radius or one per input ({n_inputs}), "
+                                  f"got shape {first.shape}")
+    first = np.broadcast_to(first, (n_inputs,)).copy()
     if not np.all(np.isfinite(first) & (first > 0)):
         raise validate.RcertError("start radii must be positive and finite")
     first = np.minimum(first, max_radius)

@@ -19,12 +19,12 @@ _RANGE_TOLERANCE = 1e-6
 
 def check_options(*, r: float, m: float, alpha: float, n_samples: int) -> None:
     """Validate the certificate's parameters (SPEC sections 2-3)."""
-    if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+    if isinstance(r, bool) or not (isinstance(r, numbers.Real) and math.isfinite(r) and r > 0):
         raise RcertError(f"r must be a positive finite number, got {r!r}; pass e.g. --r 4")
     if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
         raise RcertError(f"n_samples must be an integer >= 1, got {n_samples!r}")
     for name, value in (("alpha", alpha), ("m", m)):
-        if not (isinstance(value, (int, float)) and 0 < value < 1):
+        if isinstance(value, bool) or not (isinstance(value, numbers.Real) and 0 < value < 1):
             raise RcertError(f"{name} must lie strictly between 0 and 1, got {value!r}")
 
 

@@ -233,6 +233,9 @@ def test_attack_respects_budget_box_and_beats_noise(which, optimizer, target, sh
         assert float((x + noise_delta).min()) >= 0.0 and float((x + noise_delta).max()) <= 1.0
         np.testing.assert_allclose(rows.delta_norm, delta.flatten(1).norm(dim=1), rtol=1e-6)
         np.testing.assert_allclose(rows.objective, value, rtol=1e-5)
+        # The reported objective is the objective of the perturbation found.
+        at_delta = _objective_at(model, x, delta, target=target, n_noise=FAST["n_noise"])
+        np.testing.assert_allclose(rows.objective, at_delta, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(rows.noise_delta_norm, noise_delta.flatten(1).norm(dim=1),
                                    rtol=1e-6)
         # Never weaker than Gaussian noise of the same norm, on the same common draws.
@@ -322,16 +325,18 @@ def test_bad_arguments_raise(kwargs, tiny_vae):
         attack(tiny_vae, _tiny_data(), **kwargs)
 
 
+@pytest.mark.parametrize("budget", [[], None])
+def test_empty_or_missing_budget_raises(budget, tiny_vae):
+    with pytest.raises(RcertError):
+        attack(tiny_vae, _tiny_data(), L=budget, **FAST)
+
+
 def _fixed_sigma_model():
     torch.manual_seed(0)
     return rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(32,),
                              sigma_mode="fixed", fixed_sigma=0.3)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "attacks.distortion: with threat 'sigma' and a constant sigma (torch.full_like) the "
-    "objective does not depend on delta, so torch.autograd.grad in _pgd/_lbfgs raises "
-    "RuntimeError instead of returning a zero gradient"))
 @pytest.mark.parametrize("optimizer", ["pgd", "lbfgs"])
 def test_sigma_attack_on_a_fixed_sigma_model_runs_and_equals_noise(optimizer, digits8):
     model = _fixed_sigma_model()
@@ -343,31 +348,30 @@ def test_sigma_attack_on_a_fixed_sigma_model_runs_and_equals_noise(optimizer, di
     assert (df.delta_norm <= 1.0 + 1e-5).all()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "target 'sigma' keeps the latent mean at mu(x), so the reconstruction does not move and "
-    "the damage must be 0; attacks.attack crashes (RuntimeError, see above) and, besides, "
-    "_damage_columns always decodes mu(x + delta) whatever the target"))
 def test_sigma_attack_on_a_fixed_sigma_model_does_no_damage(digits8):
     df = attack(_fixed_sigma_model(), digits8, L=[0.5, 2.0], target="sigma", **FAST)
     assert (df.damage == 0).all()
     assert (df.loglik_degradation == 0).all()
 
 
-@pytest.mark.parametrize("optimizer,steps", [("lbfgs", 40), ("pgd", 120)])
-def test_linear_vae_attack_finds_the_top_singular_direction(optimizer, steps):
-    """E||w Q (A d + s eta)|| over ||d|| <= L peaks at d = L v1, v1 A's top right-singular
-    vector (no box: LinearVAE has no data_range)."""
+def _linear_top_direction_case(optimizer, steps):
     model = LinearVAE()
     a = model.A.detach().double().numpy()
     _, sv, vt = np.linalg.svd(a)
     assert sv[0] > 1.5 * sv[1]  # a clear top direction
     x = torch.rand(3, 12, generator=torch.Generator().manual_seed(0))
-    budget = 1.5
     opts = {"restarts": 2, "steps": steps, "optimizer": optimizer, "n_noise": 256}
-    settings_ = AttackSettings("mean", **opts)
-    delta, _ = maximise(model, x, torch.full((3,), budget), expected_damage, settings_,
-                        seed=0, index=torch.arange(3), box=None)
-    d = delta.double().numpy()
+    delta, value = maximise(model, x, torch.full((3,), 1.5), expected_damage,
+                            AttackSettings("mean", **opts), seed=0, index=torch.arange(3),
+                            box=None)
+    return model, x, opts, sv, vt, delta.double().numpy(), value.double().numpy()
+
+
+def test_linear_vae_attack_finds_the_top_singular_direction():
+    """E||w Q (A d + s eta)|| over ||d|| <= L peaks at d = L v1, v1 A's top right-singular
+    vector (no box: LinearVAE has no data_range)."""
+    budget = 1.5
+    model, x, opts, sv, vt, d, _ = _linear_top_direction_case("lbfgs", 40)
     norms = np.linalg.norm(d, axis=1)
     np.testing.assert_allclose(norms, budget, rtol=1e-5)
     assert (np.abs(d @ vt[0]) / norms > 0.99).all()
@@ -379,3 +383,11 @@ def test_linear_vae_attack_finds_the_top_singular_direction(optimizer, steps):
     assert (df.damage >= 0.99 * top).all()
     assert (df.damage > df.noise_damage).all()
     assert math.isnan(df.loglik_degradation[0])
+
+
+def test_linear_vae_pgd_converges_to_the_top_singular_direction():
+    _, _, _, _, vt, d, value = _linear_top_direction_case("pgd", 120)
+    *_, best = _linear_top_direction_case("lbfgs", 40)
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.5, rtol=1e-5)
+    assert (np.abs(d @ vt[0]) / np.linalg.norm(d, axis=1) > 0.99).all()
+    assert (value >= best * (1 - 1e-3)).all()

@@ -29,16 +29,6 @@ from rcert.margin import COLUMNS
 DIGITS_TEST_SIZE = 360  # ceil(1797 / 5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # The models are tiny: on a busy 2-core machine thread hand-offs cost far more than the
-    # arithmetic (a 64x16 linear layer takes ms instead of us with 2 threads under load).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def run(capsys):
     """Run ``rcert ARGS...`` in-process; return (exit code, stdout, stderr)."""
