@@ -9,11 +9,12 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import click
 import torch
 
-from rcert import checkpoint, data, plots, report, train, validate
+from rcert import bundle, check, checkpoint, data, plots, report, train, validate
 from rcert.attacks import attack
 from rcert.empirical import curve
 from rcert.errors import RcertError
@@ -233,6 +234,58 @@ def plot_command(kind: str, results: tuple[str, ...], out: str) -> None:
     check_writable(out)
     figure = plots.PLOTS[kind]([plots.load_result(path) for path in results])
     plots.save(figure, out)
+
+
+@cli.command(name="report")
+@click.option("--model", "models", required=True, multiple=True,
+              help="rcert checkpoint; repeat to compare models side by side.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the report (created; resumed if interrupted).")
+@click.option("--r", "r", type=float, default=None,
+              help="Output radius r [default: each checkpoint's recommended r].")
+@click.option("--data", "data_spec", default=None,
+              help="Data spec [default: test split of each model's training data].")
+@click.option("--limit", type=int, default=None)
+@click.option("--n-samples", type=int, default=1000, show_default=True)
+@click.option("--alpha", type=float, default=0.001, show_default=True)
+@click.option("--m", "m", type=float, default=0.5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--empirical", is_flag=True, help="Also attack every certificate.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+def report_command(models: tuple[str, ...], out: str, r: float | None, data_spec: str | None,
+                   limit: int | None, n_samples: int, alpha: float, m: float, seed: int,
+                   empirical: bool, device: str, quiet: bool) -> None:
+    """Write a report folder: CSV, JSON, Markdown, JUnit XML, plots and an HTML page."""
+    _device(device)
+    entries = [{"path": path, "r": r, "data": data_spec, "limit": limit,
+                "n_samples": n_samples, "alpha": alpha, "m": m, "seed": seed,
+                "empirical": empirical, "device": device} for path in models]
+    entries = [{k: v for k, v in e.items() if v is not None} for e in entries]
+    results = bundle.compute(entries, Path(out), progress=not quiet)
+    bundle.write(Path(out), results)
+    click.echo(bundle.summary_markdown(results), nl=False)
+
+
+@cli.command(name="check")
+@click.argument("config", default="rcert.toml", type=click.Path(dir_okay=False))
+@click.option("--out", default="rcert-report", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for the report.")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+def check_command(config: str, out: str, quiet: bool) -> None:
+    """Run the report of CONFIG (TOML) and judge its thresholds: exit 0 if all hold, 1 if not."""
+    entries, thresholds = check.load_config(config)
+    results = bundle.compute(entries, Path(out), progress=not quiet)
+    verdicts = check.verdicts(results, thresholds)
+    bundle.write(Path(out), results, verdicts)
+    for v in verdicts:
+        mark = "PASS" if v["passed"] else "FAIL"
+        detail = "" if v["passed"] else f": {v['message']}"
+        click.echo(f"{mark} {v['model']} {v['threshold']}{detail}")
+    failed = sum(not v["passed"] for v in verdicts)
+    click.echo(f"{len(verdicts) - failed} passed, {failed} failed; report in {out}")
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command(name="train")

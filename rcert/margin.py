@@ -91,7 +91,7 @@ def certify(
         Also attack every certificate (:func:`rcert.empirical.empirical_margin`) and add
         ``margin_empirical``, its bracket, ``p_check``, ``p_check_upper``, ``violation``
         (the attack beat ``bound_certified`` beyond Monte Carlo error) and ``tightness``
-        (``bound_certified / margin_empirical``).
+        (``bound_certified / margin_empirical``; NaN where no attack succeeded).
     threat
         For ``empirical``: ``"mean"`` (the bound's threat model, default) or ``"both"``.
     attack
@@ -162,8 +162,10 @@ def _with_empirical(df: pd.DataFrame, model: nn.Module, x: torch.Tensor, index: 
     # A violation needs both: the attack succeeded below the certified bound, and at its
     # perturbation P(||Delta|| <= r) <= m holds at confidence 1 - alpha (fresh draws).
     out["violation"] = (found < certified) & (out["p_check_upper"].to_numpy() <= m)
+    # Undefined (NaN) where no attack succeeded: an unbroken certificate has no gap to measure.
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["tightness"] = np.where(certified == 0, 0.0, certified / found)
+        out["tightness"] = np.where(np.isinf(found), np.nan,
+                                    np.where(certified == 0, 0.0, certified / found))
     out.attrs["empirical_config"] = emp.attrs["config"]
     return out
 

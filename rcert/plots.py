@@ -665,6 +665,18 @@ PLOTS: dict[str, Callable[..., Figure]] = {
 }
 
 
+def render(fig: Figure, fmt: str) -> bytes:
+    """A figure as ``"png"`` (150 dpi) or ``"svg"`` bytes, deterministic (see :func:`save`)."""
+    buffer = io.BytesIO()
+    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "rcert"}):
+        if fmt == "png":
+            fig.savefig(buffer, format="png", dpi=150)
+        else:
+            fig.savefig(buffer, format="svg", metadata=_SVG_METADATA)
+    data = buffer.getvalue()
+    return data if fmt == "png" else data.replace(_SVG_DOCTYPE, b"", 1)
+
+
 def save(fig: Figure, path: str | os.PathLike[str]) -> None:
     """Write a figure as PNG (150 dpi) or SVG, chosen by the suffix of ``path``.
 
@@ -689,11 +701,4 @@ def save(fig: Figure, path: str | os.PathLike[str]) -> None:
     if fmt is None:
         raise RcertError(f"cannot save {path}: unknown suffix {path.suffix or '(none)'!r}; "
                          f"use .png or .svg")
-    buffer = io.BytesIO()
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "rcert"}):
-        if fmt == "png":
-            fig.savefig(buffer, format="png", dpi=150)
-        else:
-            fig.savefig(buffer, format="svg", metadata=_SVG_METADATA)
-    data = buffer.getvalue()
-    atomic_write(path, data if fmt == "png" else data.replace(_SVG_DOCTYPE, b"", 1))
+    atomic_write(path, render(fig, fmt))

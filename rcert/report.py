@@ -50,12 +50,20 @@ def _quantiles(v: np.ndarray, probs: tuple[float, ...]) -> list[float]:
 
 
 def describe(values: pd.Series | np.ndarray) -> dict[str, float]:
-    """Mean, spread and quantiles of one column; ``inf`` entries count (a mean may be inf)."""
+    """Mean, spread and quantiles of one column, over its defined (non-NaN) entries.
+
+    ``inf`` entries count (a mean may be inf); ``count`` says how many entries were used,
+    and every figure is NaN when none was.
+    """
     v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {"count": 0, **dict.fromkeys(
+            ("mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"), math.nan)}
     q = _quantiles(v, (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0))
     std = float(np.std(v)) if np.isfinite(v).all() else math.nan
-    return {"mean": float(np.mean(v)), "std": std, "min": q[0], "q05": q[1], "q25": q[2],
-            "median": q[3], "q75": q[4], "q95": q[5], "max": q[6]}
+    return {"count": int(v.size), "mean": float(np.mean(v)), "std": std, "min": q[0],
+            "q05": q[1], "q25": q[2], "median": q[3], "q75": q[4], "q95": q[5], "max": q[6]}
 
 
 def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
@@ -201,12 +209,12 @@ def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | No
             "inputs": df.to_dict(orient="records")}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON-safe copy: numpy scalars to Python, non-finite floats to "inf"/"-inf"/"nan"."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, (np.integer, int)):
@@ -223,7 +231,7 @@ def _plain(value: Any) -> Any:
 
 def to_json(res: dict[str, Any]) -> str:
     """The result as strict JSON (non-finite numbers spelled ``"inf"``, ``"-inf"``, ``"nan"``)."""
-    return json.dumps(_plain(res), indent=2, allow_nan=False) + "\n"
+    return json.dumps(plain(res), indent=2, allow_nan=False) + "\n"
 
 
 def to_csv(res: dict[str, Any]) -> str:

@@ -113,11 +113,19 @@ def test_describe_matches_numpy(df, col):
     d = s[group][col]
     v = finite[col].to_numpy(dtype=np.float64)
     q = np.quantile(v, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
-    expected = {"mean": np.mean(v), "std": np.std(v), "min": q[0], "q05": q[1], "q25": q[2],
-                "median": q[3], "q75": q[4], "q95": q[5], "max": q[6]}
+    expected = {"count": len(v), "mean": np.mean(v), "std": np.std(v), "min": q[0],
+                "q05": q[1], "q25": q[2], "median": q[3], "q75": q[4], "q95": q[5],
+                "max": q[6]}
     assert set(d) == set(expected)
     for key, value in expected.items():
         assert d[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
+def test_describe_skips_nan_and_counts():
+    d = report.describe(np.array([np.nan, 1.0, 3.0, np.nan]))
+    assert d["count"] == 2 and d["mean"] == 2.0 and d["median"] == 2.0
+    empty = report.describe(np.array([np.nan]))
+    assert empty["count"] == 0 and np.isnan(empty["mean"]) and np.isnan(empty["max"])
 
 
 def test_describe_quantiles_of_an_unsorted_series():
