@@ -65,7 +65,8 @@ def compute(entries: list[dict[str, Any]], out: Path, *,
         while name in results:
             name += "+"
         settings = {"model_sha256": checkpoint.model_card(entry["path"])["sha256"],
-                    "data": str(dataset.spec), "n": len(dataset), **args}
+                    "data": str(dataset.spec), "n": len(dataset),
+                    "device": entry.get("device", "cpu"), **args}
         df = resume.certify_resumable(model, dataset.x, dataset.index,
                                       path=out / ".partial" / f"{name}.jsonl",
                                       settings=settings, progress=progress, **args)
@@ -247,6 +248,9 @@ def write(out: Path, results: dict[str, dict[str, Any]],
              "junit.xml": junit_xml(results, verdicts).encode(),
              **{f"plots/{name}": data for name, data in images.items()},
              "report.html": report_html(results, images, verdicts).encode()}
+    for stale in (out / "plots").iterdir():  # figures of an earlier run, e.g. --empirical
+        if f"plots/{stale.name}" not in files:
+            stale.unlink()
     for name, content in files.items():
         atomic_write(out / name, content)
     document = {"schema_version": SCHEMA_VERSION, "kind": "report",

@@ -44,7 +44,9 @@ THRESHOLD_KEYS = {"min_mean_margin": float, "min_certified_fraction": float,
                   "baseline": str, "max_regression": float}
 
 
-def _typed(table: dict[str, Any], keys: dict[str, type], where: str) -> dict[str, Any]:
+def _typed(table: Any, keys: dict[str, type], where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise RcertError(f"{where}: must be a table of key = value pairs, got {table!r}")
     unknown = sorted(set(table) - set(keys))
     if unknown:
         raise RcertError(f"{where}: unknown key {unknown[0]!r}; known keys: "
@@ -84,13 +86,14 @@ def load_config(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
         raise RcertError(f"{path}: no [[model]] table; add one with at least a path")
     base = path.parent
     checked = []
+    thresholds_table = config.get("thresholds", {})
     for i, table in enumerate(models):
         entry = _typed(table, MODEL_KEYS, f"{path} [[model]] #{i + 1}")
         if "path" not in entry:
             raise RcertError(f"{path} [[model]] #{i + 1}: path is required")
         entry["path"] = str(base / entry["path"])
         checked.append(entry)
-    thresholds = _typed(config.get("thresholds", {}), THRESHOLD_KEYS, f"{path} [thresholds]")
+    thresholds = _typed(thresholds_table, THRESHOLD_KEYS, f"{path} [thresholds]")
     if "baseline" in thresholds:
         thresholds["baseline"] = str(base / thresholds["baseline"])
     if "max_violations" in thresholds and not all(m.get("empirical") for m in checked):
@@ -101,8 +104,10 @@ def load_config(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
     if "max_regression" in thresholds and "baseline" not in thresholds:
         raise RcertError(f"{path}: max_regression needs a baseline")
     for key in ("at_radius", "max_regression", "min_mean_margin"):
-        if key in thresholds and thresholds[key] < 0:
+        if key in thresholds and not thresholds[key] >= 0:  # refuses nan too
             raise RcertError(f"{path}: {key} must be >= 0, got {thresholds[key]}")
+    if "baseline" in thresholds:
+        _baseline(thresholds["baseline"])  # a bad baseline fails now, not after the runs
     if thresholds.get("max_violations", 0) < 0:
         raise RcertError(f"{path}: max_violations must be >= 0")
     return checked, thresholds

@@ -428,6 +428,10 @@ def _density(ax: Axes, values: np.ndarray, model: _Model, log: bool, hidden: str
     """A KDE with a rug of the values, or the rug alone when a density cannot be estimated."""
     text = f"{model.name}: {_count(values.size)}{hidden}"
     rug_label = None
+    if values.size == 0:
+        # Nothing to draw (e.g. no attack succeeded): keep the model's line in the legend.
+        ax.plot([], [], color=model.color, label=text)
+        return
     if values.size >= 3 and np.ptp(values) > 0:
         sns.kdeplot(x=values, ax=ax, color=model.color, fill=True, alpha=0.2, lw=1.6, cut=0,
                     log_scale=log, warn_singular=False, label=text)

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rcert import report
+from rcert import report, validate
 from rcert.errors import RcertError
 from rcert.margin import certify
 from rcert.progress import Progress
@@ -75,7 +75,8 @@ def _restore(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows read back from JSON: "inf"/"nan" strings become floats again."""
     df = pd.DataFrame(rows)
     for col in df.columns:
-        if df[col].dtype == object:
+        kind = df[col].dtype
+        if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
             df[col] = df[col].map(lambda v: float(v) if isinstance(v, str) else v).astype(float)
     return df
 
@@ -98,6 +99,13 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
     certify_args
         Passed to :func:`rcert.certify`.
     """
+    # Refuse bad settings before touching saved work: a typo must not cost finished chunks.
+    validate.check_options(r=certify_args.get("r"), m=certify_args.get("m", 0.5),
+                           alpha=certify_args.get("alpha", 0.001),
+                           n_samples=certify_args.get("n_samples", 1000))
+    seed = certify_args.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RcertError(f"seed must be a non-negative integer, got {seed!r}")
     key = run_key({**settings, "chunk": chunk})
     path.parent.mkdir(parents=True, exist_ok=True)
     done = _read(path, key)

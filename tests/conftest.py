@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -83,3 +84,37 @@ def linear_vae() -> LinearVAE:
 @pytest.fixture
 def tiny_vae() -> TinyMLPVAE:
     return TinyMLPVAE()
+
+
+@pytest.fixture
+def run(capsys):
+    """Run ``rcert ARGS...`` in-process; return (exit code, stdout, stderr)."""
+    from rcert import cli
+
+    def _run(*argv):
+        with pytest.raises(SystemExit) as info:
+            cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return info.value.code, out, err
+
+    return _run
+
+
+def strict_json(text: str):
+    """``json.loads`` that refuses NaN/Infinity tokens: rcert's JSON must be standard."""
+    def refuse(token: str):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def assert_one_error_line(code: int, out: str, err: str) -> str:
+    """Bad input: exit 2, nothing on stdout, one ``rcert: error: ...`` line, no traceback."""
+    assert code == 2, err
+    assert out == ""
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rcert: error: ") and len(lines[0]) > len("rcert: error: ")
+    assert err.endswith("\n")
+    return lines[0]

@@ -21,43 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_one_error_line, strict_json
 
 import rcert
 from rcert import cli
 from rcert.margin import COLUMNS
 
 DIGITS_TEST_SIZE = 360  # ceil(1797 / 5)
-
-
-@pytest.fixture
-def run(capsys):
-    """Run ``rcert ARGS...`` in-process; return (exit code, stdout, stderr)."""
-
-    def _run(*argv):
-        with pytest.raises(SystemExit) as info:
-            cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return info.value.code, out, err
-
-    return _run
-
-
-def _strict_json(text: str):
-    def refuse(token: str):
-        raise ValueError(f"non-standard JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def _assert_one_error_line(code: int, out: str, err: str) -> str:
-    assert code == 2, err
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("rcert: error: ") and len(lines[0]) > len("rcert: error: ")
-    assert err.endswith("\n")
-    return lines[0]
 
 
 def _save(model, path: Path, **meta) -> Path:
@@ -158,7 +128,7 @@ def margin_json(ckpts) -> dict:
     with contextlib.redirect_stdout(buffer), pytest.raises(SystemExit) as info:
         cli.main(_margin(ckpts["mlp"], "--format", "json", "--quiet"))
     assert info.value.code == 0
-    return _strict_json(buffer.getvalue())
+    return strict_json(buffer.getvalue())
 
 
 def test_margin_json_structure_and_defaults(margin_json, ckpts):
@@ -253,7 +223,7 @@ def test_output_file(run, ckpts, tmp_path):
     # Replacing an existing file works too.
     code, _, _ = run(*_margin(ckpts["mlp"], "--format", "json", "--quiet", "--output", target))
     assert code == 0
-    assert _strict_json(target.read_text())["config"]["r"] == 0.8
+    assert strict_json(target.read_text())["config"]["r"] == 0.8
     assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]  # no temporary left over
 
 
@@ -261,7 +231,7 @@ def test_failed_run_leaves_existing_output_intact(run, ckpts, tmp_path):
     target = tmp_path / "report.csv"
     target.write_bytes(b"precious\x00bytes\n")
     code, out, err = run(*_margin(ckpts["mlp"], "--r", "-1", "--output", target))
-    _assert_one_error_line(code, out, err)
+    assert_one_error_line(code, out, err)
     assert target.read_bytes() == b"precious\x00bytes\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
 
@@ -269,7 +239,7 @@ def test_failed_run_leaves_existing_output_intact(run, ckpts, tmp_path):
 def test_output_into_missing_folder(run, ckpts, tmp_path):
     code, out, err = run(*_margin(ckpts["mlp"], "--quiet", "--output",
                                   tmp_path / "nope" / "r.csv"))
-    line = _assert_one_error_line(code, out, err)
+    line = assert_one_error_line(code, out, err)
     assert "does not exist" in line
     assert not (tmp_path / "nope").exists()
 
@@ -278,14 +248,14 @@ def test_output_into_missing_folder_is_refused_before_certifying(run, ckpts, tmp
     code, out, err = run(*_margin(ckpts["mlp"], "--output", tmp_path / "nope" / "r.csv"))
     assert code == 2
     assert "certify:" not in err
-    _assert_one_error_line(code, out, err)
+    assert_one_error_line(code, out, err)
 
 
 def test_data_from_npy_file(run, ckpts, files):
     code, out, err = run(*_margin(ckpts["mlp"], "--data", files["good"], "--format", "json",
                                   "--quiet"))
     assert code == 0, err
-    res = _strict_json(out)
+    res = strict_json(out)
     assert res["config"]["data"] == f"{files['good']}:all"
     # --limit 5 on 3 rows keeps all 3.
     assert [row["index"] for row in res["inputs"]] == [0, 1, 2]
@@ -298,7 +268,7 @@ def test_explicit_r_and_data_override_the_checkpoint(run, ckpts):
     code, out, err = run(*_margin(ckpts["no_r"], "--r", "2.5", "--data", "digits:train",
                                   "--limit", "2", "--format", "json", "--quiet"))
     assert code == 0, err
-    res = _strict_json(out)
+    res = strict_json(out)
     assert res["config"]["r"] == 2.5
     assert res["config"]["data"] == "digits:train"
     assert len(res["inputs"]) == 2
@@ -309,7 +279,7 @@ def test_conv_checkpoint_defaults_to_the_test_split_of_its_data(run, ckpts):
     code, out, err = run("margin", "--model", ckpts["conv"], "--n-samples", "50",
                          "--format", "json", "--quiet")
     assert code == 0, err
-    res = _strict_json(out)
+    res = strict_json(out)
     assert res["config"]["data"] == "dsprites:test:n=100:res=16"
     assert len(res["inputs"]) == 20  # the last 20 % of 100 images
     assert res["config"]["r"] == 0.5
@@ -317,9 +287,9 @@ def test_conv_checkpoint_defaults_to_the_test_split_of_its_data(run, ckpts):
 
 
 def test_margin_without_recorded_r_or_data(run, ckpts):
-    line = _assert_one_error_line(*run(*_margin(ckpts["no_r"])))
+    line = assert_one_error_line(*run(*_margin(ckpts["no_r"])))
     assert "records no recommended r" in line and "--r" in line
-    line = _assert_one_error_line(*run(*_margin(ckpts["no_data"])))
+    line = assert_one_error_line(*run(*_margin(ckpts["no_data"])))
     assert "records no training data" in line and "--data" in line
 
 
@@ -367,7 +337,7 @@ def _fill(args: list[str], files: dict[str, Path]) -> list[str]:
 def test_margin_bad_input(run, ckpts, files, args, needle):
     if needle == "cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    line = _assert_one_error_line(*run(*_margin(ckpts["mlp"], *_fill(args, files))))
+    line = assert_one_error_line(*run(*_margin(ckpts["mlp"], *_fill(args, files))))
     assert needle in line
 
 
@@ -382,18 +352,18 @@ MODEL_ERRORS = [
 @pytest.mark.parametrize(("key", "needle"), [case[1:] for case in MODEL_ERRORS],
                          ids=[case[0] for case in MODEL_ERRORS])
 def test_margin_bad_model_file(run, files, key, needle):
-    line = _assert_one_error_line(*run("margin", "--model", files[key], "--n-samples", "50"))
+    line = assert_one_error_line(*run("margin", "--model", files[key], "--n-samples", "50"))
     assert needle in line
     assert str(files[key]) in line
 
 
 def test_margin_missing_model_option(run):
-    line = _assert_one_error_line(*run("margin"))
+    line = assert_one_error_line(*run("margin"))
     assert "--model" in line
 
 
 def test_unknown_command(run):
-    line = _assert_one_error_line(*run("certify"))
+    line = assert_one_error_line(*run("certify"))
     assert "certify" in line
 
 
@@ -403,15 +373,15 @@ def test_margin_non_finite_memory_budget(run, ckpts, value):
         result = run(*_margin(ckpts["mlp"], "--memory-mb", value))
     except ValueError as exc:  # what escapes main today
         pytest.fail(f"uncaught {exc!r}")
-    _assert_one_error_line(*result)
+    assert_one_error_line(*result)
 
 
 def test_margin_empty_data_spec_is_refused(run, ckpts):
-    _assert_one_error_line(*run(*_margin(ckpts["mlp"], "--data", "", "--quiet")))
+    assert_one_error_line(*run(*_margin(ckpts["mlp"], "--data", "", "--quiet")))
 
 
 def test_no_arguments(run):
-    _assert_one_error_line(*run())
+    assert_one_error_line(*run())
 
 
 # --- rcert train ---------------------------------------------------------------------------
@@ -428,7 +398,7 @@ def test_train_quiet(run, tmp_path):
     card_path = tmp_path / "vae.json"
     assert out_path.is_file() and card_path.is_file()
     card = json.loads(card_path.read_text())
-    assert _strict_json(out) == card  # stdout is the card and nothing else
+    assert strict_json(out) == card  # stdout is the card and nothing else
     assert card["name"] == "vae"
     assert card["sha256"] == hashlib.sha256(out_path.read_bytes()).hexdigest()
     assert card["data"] == "digits:train"
@@ -443,7 +413,7 @@ def test_train_quiet(run, tmp_path):
     code, out, err = run("margin", "--model", out_path, "--limit", "3", "--n-samples", "50",
                          "--format", "json", "--quiet")
     assert code == 0, err
-    res = _strict_json(out)
+    res = strict_json(out)
     assert res["config"]["r"] == card["recommended_r"]
     assert res["config"]["data"] == "digits:test"
     assert len(res["inputs"]) == 3
@@ -455,7 +425,7 @@ def test_train_progress_goes_to_stderr(run, tmp_path, files):
                          "--latent-dim", "2", "--out", out_path)
     assert code == 0, err
     assert "training epochs" in err
-    card = _strict_json(out)
+    card = strict_json(out)
     assert card == json.loads((tmp_path / "vae.json").read_text())
     assert card["data"] == f"{files['train']}:all"
     assert "test_elbo" not in card["metrics"]  # a file has no test split
@@ -466,7 +436,7 @@ def test_train_records_the_command_it_was_given(run, tmp_path, files):
             "--latent-dim", "2", "--out", str(tmp_path / "v.rcert"), "--quiet"]
     code, out, err = run(*argv)
     assert code == 0, err
-    assert _strict_json(out)["command"] == shlex.join(["rcert", *argv])
+    assert strict_json(out)["command"] == shlex.join(["rcert", *argv])
 
 
 TRAIN_ERRORS = [
@@ -489,7 +459,7 @@ def test_train_bad_input_leaves_existing_files_intact(run, tmp_path, args, needl
     args = [a.format(dir=tmp_path) for a in args]
     base = [*TRAIN, "--out", out_path] if "--out" not in args else TRAIN
     # Later options win in click, so the bad value overrides the good default in TRAIN.
-    line = _assert_one_error_line(*run(*base, *args))
+    line = assert_one_error_line(*run(*base, *args))
     assert needle in line
     assert out_path.read_bytes() == b"old checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.rcert"]
@@ -498,7 +468,7 @@ def test_train_bad_input_leaves_existing_files_intact(run, tmp_path, args, needl
 def test_train_out_into_missing_folder(run, tmp_path, files):
     code, out, err = run("train", "--data", files["train"], "--epochs", "1", "--hidden", "8",
                          "--latent-dim", "2", "--quiet", "--out", tmp_path / "nope" / "m.rcert")
-    line = _assert_one_error_line(code, out, err)
+    line = assert_one_error_line(code, out, err)
     assert "does not exist" in line
     assert list(tmp_path.iterdir()) == []
 
@@ -508,7 +478,7 @@ def test_train_out_into_missing_folder_is_refused_before_training(run, tmp_path,
                          "--latent-dim", "2", "--out", tmp_path / "nope" / "m.rcert")
     assert code == 2
     assert "training epochs" not in err
-    _assert_one_error_line(code, out, err)
+    assert_one_error_line(code, out, err)
 
 
 # --- version, help, the real console entry -------------------------------------------------
@@ -553,7 +523,7 @@ def test_attack_json_per_input_and_budget(run, ckpts):
                          "--limit", "3", "--steps", "5", "--restarts", "2", "--format", "json",
                          "--quiet", "--target", "mean")
     assert code == 0, err
-    res = _strict_json(out)
+    res = strict_json(out)
     assert set(res) == {"schema_version", "kind", "config", "model", "summary", "inputs"}
     assert res["kind"] == "attack" and res["config"]["target"] == "mean"
     rows = pd.DataFrame(res["inputs"])
@@ -576,9 +546,9 @@ def test_attack_table_and_bad_budget(run, ckpts):
     assert code == 0, err
     assert "inputs attacked; means per budget" in out
     for bad in ("0", "-1", "abc", "1,,x"):
-        _assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--L", bad,
+        assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--L", bad,
                                     "--limit", "2", "--quiet"))
-    _assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--limit", "2"))
+    assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--limit", "2"))
 
 
 def test_curve_csv(run, ckpts):
@@ -591,7 +561,7 @@ def test_curve_csv(run, ckpts):
     assert sorted(df["rho"].unique()) == [0.0, 0.5, 1.0] and len(df) == 6
     assert (df["delta_norm"] <= df["rho"] + 1e-5).all()
     assert (df["p_lower"] <= df["p_hat"]).all() and (df["p_hat"] <= df["p_upper"]).all()
-    _assert_one_error_line(*run("curve", "--model", ckpts["mlp"], "--radii", "-1",
+    assert_one_error_line(*run("curve", "--model", ckpts["mlp"], "--radii", "-1",
                                 "--limit", "2", "--quiet"))
 
 
@@ -600,7 +570,7 @@ def test_margin_empirical_adds_columns_and_summary(run, ckpts):
                          "--empirical", "--steps", "5", "--restarts", "2", "--n-noise", "8",
                          "--format", "json", "--quiet")
     assert code == 0, err
-    res = _strict_json(out)
+    res = strict_json(out)
     rows = pd.DataFrame(res["inputs"])
     for col in ("margin_empirical", "margin_bracket_lo", "margin_bracket_hi", "p_check",
                 "p_check_upper", "violation", "tightness"):
@@ -616,14 +586,14 @@ def test_margin_empirical_adds_columns_and_summary(run, ckpts):
                          "--empirical", "--threat", "full", "--steps", "3", "--restarts", "1",
                          "--format", "json", "--quiet")
     assert code == 0, err
-    assert _strict_json(out)["config"]["empirical"]["threat"] == "both"
+    assert strict_json(out)["config"]["empirical"]["threat"] == "both"
 
 
 @pytest.mark.parametrize("option", ["--restarts", "--steps", "--n-noise"])
 def test_zero_attack_effort_is_refused_not_replaced(run, ckpts, option):
-    _assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--L", "1", "--limit", "2",
+    assert_one_error_line(*run("attack", "--model", ckpts["mlp"], "--L", "1", "--limit", "2",
                                 option, "0", "--quiet"))
-    _assert_one_error_line(*run("margin", "--model", ckpts["mlp"], "--limit", "2",
+    assert_one_error_line(*run("margin", "--model", ckpts["mlp"], "--limit", "2",
                                 "--empirical", option, "0", "--quiet"))
 
 
@@ -637,9 +607,9 @@ def test_plot_from_saved_results(run, ckpts, tmp_path):
         code, stdout, err = run("plot", "certified-fraction", saved, "--out", out)
         assert code == 0, err
         assert stdout == "" and out.read_bytes().startswith(head)
-    line = _assert_one_error_line(*run("plot", "damage", saved, "--out", tmp_path / "d.png"))
+    line = assert_one_error_line(*run("plot", "damage", saved, "--out", tmp_path / "d.png"))
     assert "rcert attack" in line
-    _assert_one_error_line(*run("plot", "margins", saved, "--out", tmp_path / "d.pdf"))
-    _assert_one_error_line(*run("plot", "margins", tmp_path / "missing.json",
+    assert_one_error_line(*run("plot", "margins", saved, "--out", tmp_path / "d.pdf"))
+    assert_one_error_line(*run("plot", "margins", tmp_path / "missing.json",
                                 "--out", tmp_path / "d.png"))
-    _assert_one_error_line(*run("plot", "nonsense", saved, "--out", tmp_path / "d.png"))
+    assert_one_error_line(*run("plot", "nonsense", saved, "--out", tmp_path / "d.png"))

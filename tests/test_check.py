@@ -1,0 +1,477 @@
+"""``rcert check``: TOML thresholds (``rcert.check``) and their exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import assert_one_error_line, strict_json
+
+import rcert
+from rcert import bundle, check, cli
+
+# Settings where some inputs abstain (3 of 12 for model a), so fractions are not trivial.
+R, LIMIT, N_SAMPLES = 0.3, 12, 100
+
+
+def _cli(*argv) -> tuple[int, str, str]:
+    """``rcert ARGS...`` for module-scoped fixtures, where capsys is not available."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            pytest.raises(SystemExit) as info:
+        cli.main([str(a) for a in argv])
+    return info.value.code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory) -> dict[str, Path]:
+    """Two untrained 8x8 MLPs from different seeds, named ``a`` and ``b``."""
+    folder = tmp_path_factory.mktemp("ckpts")
+    paths = {}
+    with torch.random.fork_rng():
+        for name, seed in (("a", 0), ("b", 1)):
+            torch.manual_seed(seed)
+            net = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
+            paths[name] = folder / f"{name}.rcert"
+            rcert.save(net, paths[name], data="digits:train", recommended_r=0.8)
+    return paths
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (str, Path)):
+        return json.dumps(str(v))
+    return repr(v)
+
+
+def _toml(models: list[dict], thresholds: dict | None = None) -> str:
+    lines = []
+    for model in models:
+        lines.append("[[model]]")
+        lines += [f"{k} = {_value(v)}" for k, v in model.items()]
+    if thresholds is not None:
+        lines.append("[thresholds]")
+        lines += [f"{k} = {_value(v)}" for k, v in thresholds.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _model(path: Path, **extra) -> dict:
+    return {"path": path, "r": R, "limit": LIMIT, "n_samples": N_SAMPLES, **extra}
+
+
+def _write(folder: Path, text: str, name: str = "rcert.toml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+def _verdicts(out: Path) -> dict[str, dict]:
+    doc = strict_json((out / "results.json").read_text())
+    return {v["threshold"]: v for v in doc["verdicts"]}
+
+
+def _inputs(out: Path, model: str = "a") -> pd.DataFrame:
+    df = pd.read_csv(out / "inputs.csv")
+    return df[df.model == model]
+
+
+# --- load_config ------------------------------------------------------------------------------
+
+
+def test_load_config_reads_models_and_thresholds(tmp_path):
+    text = """
+[[model]]
+path = "models/a.rcert"
+r = 1
+data = "digits:test"
+limit = 5
+n_samples = 50
+alpha = 0.01
+m = 0.5
+seed = 3
+empirical = true
+
+[[model]]
+path = "/abs/b.rcert"
+empirical = true
+
+[thresholds]
+min_mean_margin = 0.04
+min_certified_fraction = 0.8
+at_radius = 0
+max_violations = 0
+max_abstain_fraction = 1
+baseline = "prev/results.json"
+max_regression = 0.1
+"""
+    config = _write(tmp_path / "cfg", text)
+    # The baseline is read when the config is loaded, so a bad one fails before any run.
+    (tmp_path / "cfg" / "prev").mkdir()
+    (tmp_path / "cfg" / "prev" / "results.json").write_text('{"models": {}}')
+    entries, thresholds = check.load_config(config)
+    assert entries == [
+        {"path": str(tmp_path / "cfg" / "models" / "a.rcert"), "r": 1.0,
+         "data": "digits:test", "limit": 5, "n_samples": 50, "alpha": 0.01, "m": 0.5,
+         "seed": 3, "empirical": True},
+        {"path": "/abs/b.rcert", "empirical": True},
+    ]
+    assert isinstance(entries[0]["r"], float)  # an integer where a float is asked is fine
+    assert thresholds == {"min_mean_margin": 0.04, "min_certified_fraction": 0.8,
+                          "at_radius": 0.0, "max_violations": 0, "max_abstain_fraction": 1.0,
+                          "baseline": str(tmp_path / "cfg" / "prev" / "results.json"),
+                          "max_regression": 0.1}
+    assert isinstance(thresholds["max_abstain_fraction"], float)
+
+
+def test_load_config_without_thresholds(tmp_path):
+    entries, thresholds = check.load_config(_write(tmp_path, '[[model]]\npath = "a.rcert"\n'))
+    assert entries == [{"path": str(tmp_path / "a.rcert")}]
+    assert thresholds == {}
+
+
+_PATH = '[[model]]\npath = "a.rcert"\n'
+_EMPIRICAL = '[[model]]\npath = "a.rcert"\nempirical = true\n'
+
+BAD_CONFIGS = [
+    ('[[model]\npath = "a.rcert"\n', "not valid TOML"),
+    ("", "no [[model]]"),
+    ("[thresholds]\nmin_mean_margin = 0.1\n", "no [[model]]"),
+    ('model = "a.rcert"\n', "no [[model]]"),
+    ("[[model]]\nr = 0.5\n", "path is required"),
+    (_PATH + "radius = 1\n", "unknown key 'radius'"),
+    (_PATH + "[thresholds]\nmin_margin = 1\n", "unknown key 'min_margin'"),
+    (_PATH + "[threshold]\nmin_mean_margin = 1\n", "unknown table 'threshold'"),
+    (_PATH + 'r = "abc"\n', "r must be a float"),
+    (_PATH + "r = true\n", "r must be a float"),
+    (_PATH + "limit = 1.5\n", "limit must be a int"),
+    (_PATH + "limit = true\n", "limit must be a int"),
+    (_PATH + "empirical = 1\n", "empirical must be a bool"),
+    ("[[model]]\npath = 3\n", "path must be a str"),
+    (_PATH + '[thresholds]\nmin_mean_margin = "0.1"\n', "min_mean_margin must be a float"),
+    (_PATH + "[thresholds]\nbaseline = 1\n", "baseline must be a str"),
+    (_PATH + "[thresholds]\nmin_certified_fraction = 1.5\n", "must lie in [0, 1]"),
+    (_PATH + "[thresholds]\nmin_certified_fraction = -0.1\n", "must lie in [0, 1]"),
+    (_PATH + "[thresholds]\nmax_abstain_fraction = 2\n", "must lie in [0, 1]"),
+    (_PATH + "[thresholds]\nmax_abstain_fraction = nan\n", "must lie in [0, 1]"),
+    (_PATH + "[thresholds]\nmax_regression = 0.1\n", "needs a baseline"),
+    (_PATH + "[thresholds]\nmax_violations = 0\n", "needs empirical"),
+    (_EMPIRICAL + _PATH + "[thresholds]\nmax_violations = 0\n", "needs empirical"),
+    (_PATH + "empirical = false\n[thresholds]\nmax_violations = 0\n", "needs empirical"),
+    (_EMPIRICAL + "[thresholds]\nmax_violations = -1\n", "max_violations must be >= 0"),
+    (_PATH + "[thresholds]\nat_radius = -0.5\n", "at_radius must be >= 0"),
+    (_PATH + "[thresholds]\nmin_mean_margin = -1\n", "min_mean_margin must be >= 0"),
+    (_PATH + '[thresholds]\nbaseline = "b.json"\nmax_regression = -0.1\n',
+     "max_regression must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "needle"), BAD_CONFIGS)
+def test_load_config_refuses(tmp_path, text, needle):
+    config = _write(tmp_path, text)
+    with pytest.raises(rcert.RcertError) as info:
+        check.load_config(config)
+    assert needle in str(info.value)
+    assert str(config) in str(info.value)  # says which file
+
+
+@pytest.mark.parametrize(("text", "needle"), BAD_CONFIGS[::3])
+def test_check_refuses_a_bad_config_in_one_line(tmp_path, run, text, needle):
+    config = _write(tmp_path, text)
+    line = assert_one_error_line(*run("check", config, "--out", tmp_path / "rep", "--quiet"))
+    assert needle in line
+    assert not (tmp_path / "rep").exists()  # refused before any work
+
+
+def test_load_config_missing_file(tmp_path, run):
+    with pytest.raises(rcert.RcertError, match="no config file"):
+        check.load_config(tmp_path / "nope.toml")
+    line = assert_one_error_line(*run("check", tmp_path / "nope.toml", "--quiet"))
+    assert "nope.toml" in line
+
+
+def test_load_config_unreadable_file(tmp_path):
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(rcert.RcertError, match=r"bin\.toml"):
+        check.load_config(tmp_path / "bin.toml")
+
+
+@pytest.mark.parametrize("text", [
+    "thresholds = 5\n" + _PATH,
+    _PATH + "[[thresholds]]\nmin_mean_margin = 0.1\n",
+    'model = [{path = "a.rcert"}, 3]\n',
+], ids=["thresholds = 5", "[[thresholds]]", "model = [table, 3]"])
+def test_load_config_refuses_non_tables(tmp_path, run, text):
+    config = _write(tmp_path, text)
+    line = assert_one_error_line(*run("check", config, "--quiet"))
+    assert str(config) in line
+
+
+@pytest.mark.parametrize("key", ["at_radius", "min_mean_margin", "max_regression"])
+def test_load_config_refuses_nan_limits(tmp_path, key):
+    text = _PATH + f'[thresholds]\nbaseline = "b.json"\n{key} = nan\n'
+    with pytest.raises(rcert.RcertError, match=key):
+        check.load_config(_write(tmp_path, text))
+
+
+# --- verdicts on hand-made results ------------------------------------------------------------
+
+
+def _result(margins, abstain, violations=None) -> dict:
+    rows = [{"index": i, "bound_certified": m, "abstain": a}
+            for i, (m, a) in enumerate(zip(margins, abstain, strict=True))]
+    summary = {}
+    if violations is not None:
+        summary["empirical"] = {"n_violations": len(violations), "violations": violations}
+    return {"summary": summary, "inputs": rows}
+
+
+def test_verdict_values_follow_their_definitions():
+    res = {"m": _result([0.0, 0.2, 0.5, "inf", 0.2], [True, False, False, False, False],
+                        violations=[2])}
+    thresholds = {"min_mean_margin": 0.1, "min_certified_fraction": 0.5, "at_radius": 0.2,
+                  "max_abstain_fraction": 0.2, "max_violations": 0}
+    got = {v["threshold"]: v for v in check.verdicts(res, thresholds)}
+    assert set(got) == {"min_mean_margin", "min_certified_fraction at radius 0.2",
+                        "max_abstain_fraction", "max_violations"}
+    assert got["min_mean_margin"]["value"] == math.inf  # "inf" as read from JSON
+    assert got["min_mean_margin"]["passed"]
+    # A margin equal to the radius counts; an abstention never does.
+    frac = got["min_certified_fraction at radius 0.2"]
+    assert (frac["value"], frac["limit"], frac["passed"]) == (0.8, 0.5, True)
+    assert got["max_abstain_fraction"]["value"] == 0.2 and got["max_abstain_fraction"]["passed"]
+    assert (got["max_violations"]["value"], got["max_violations"]["passed"]) == (1, False)
+    assert "[2]" in got["max_violations"]["message"]
+    for v in got.values():
+        assert set(v) == {"model", "threshold", "value", "limit", "passed", "message"}
+        assert v["model"] == "m"
+        assert isinstance(v["passed"], bool)
+
+
+def test_an_abstention_with_a_margin_does_not_count_as_certified():
+    # Even at radius 0, where every margin qualifies, abstentions stay out.
+    res = {"m": _result([0.0, 0.0, 0.3], [True, True, False])}
+    (v,) = check.verdicts(res, {"min_certified_fraction": 0.5})
+    assert v["threshold"] == "min_certified_fraction at radius 0"
+    assert v["value"] == pytest.approx(1 / 3) and not v["passed"]
+
+
+def test_no_thresholds_no_verdicts():
+    assert check.verdicts({"m": _result([0.1], [False])}, {}) == []
+
+
+# --- rcert check through the CLI --------------------------------------------------------------
+
+
+PASSING = {"min_mean_margin": 0.0, "min_certified_fraction": 0.0, "at_radius": 0.0,
+           "max_abstain_fraction": 1.0}
+
+
+@pytest.fixture(scope="module")
+def passing(ckpts, tmp_path_factory):
+    """``rcert check`` with thresholds that hold: (report folder, code, stdout, stderr)."""
+    folder = tmp_path_factory.mktemp("passing")
+    config = _write(folder, _toml([_model(ckpts["a"])], PASSING))
+    out = folder / "rep"
+    return (out, *_cli("check", config, "--out", out, "--quiet"))
+
+
+def test_check_passes(passing):
+    out, code, stdout, stderr = passing
+    assert code == 0, stderr
+    assert stderr == ""
+    lines = stdout.splitlines()
+    assert lines == ["PASS a min_mean_margin", "PASS a min_certified_fraction at radius 0",
+                     "PASS a max_abstain_fraction", f"3 passed, 0 failed; report in {out}"]
+    assert bundle.is_complete(out)
+    summary = (out / "summary.md").read_text()
+    assert "## Thresholds: 3 passed, 0 failed" in summary
+    assert "| PASS | a | max_abstain_fraction | 0.25 | 1 |" in summary
+    suites = {s.get("name"): s for s in ElementTree.parse(out / "junit.xml").getroot()}
+    assert suites["thresholds"].get("tests") == "3"
+    assert suites["thresholds"].get("failures") == "0"
+
+
+def test_check_fraction_values_come_from_the_inputs(passing):
+    out = passing[0]
+    df = _inputs(out)
+    assert len(df) == LIMIT
+    assert 0 < df["abstain"].sum() < LIMIT
+    verdicts = _verdicts(out)
+    certified = float(np.mean(~df["abstain"] & (df["bound_certified"] >= 0.0)))
+    assert verdicts["min_certified_fraction at radius 0"]["value"] == certified
+    assert certified < 1  # the abstentions were left out
+    assert verdicts["max_abstain_fraction"]["value"] == float(df["abstain"].mean())
+    assert verdicts["min_mean_margin"]["value"] == pytest.approx(
+        df["bound_certified"].mean(), rel=1e-12)
+    assert all(v["passed"] for v in verdicts.values())
+
+
+def test_check_fails_with_exit_1_and_still_writes_the_report(ckpts, tmp_path, run):
+    thresholds = {"min_mean_margin": 1e9, "min_certified_fraction": 0.5, "at_radius": 0.05}
+    config = _write(tmp_path, _toml([_model(ckpts["a"])], thresholds))
+    out = tmp_path / "rep"
+    code, stdout, err = run("check", config, "--out", out, "--quiet")
+    assert code == 1, err
+    assert bundle.is_complete(out)
+
+    df = _inputs(out)
+    share = float(np.mean(~df["abstain"] & (df["bound_certified"] >= 0.05)))
+    verdicts = _verdicts(out)
+    frac = verdicts["min_certified_fraction at radius 0.05"]
+    assert frac["value"] == share
+    assert frac["passed"] == (share >= 0.5)
+    assert not verdicts["min_mean_margin"]["passed"]
+    assert verdicts["min_mean_margin"]["limit"] == 1e9
+
+    lines = stdout.splitlines()
+    assert lines[0].startswith("FAIL a min_mean_margin: mean bound_certified ")
+    assert lines[0].endswith("< 1e+09")
+    n_failed = 1 + (not frac["passed"])
+    assert lines[-1] == f"{2 - n_failed} passed, {n_failed} failed; report in {out}"
+
+    root = ElementTree.parse(out / "junit.xml").getroot()
+    suite = root.find("testsuite[@name='thresholds']")
+    assert suite.get("failures") == str(n_failed)
+    failed = [c for c in suite if c.find("failure") is not None]
+    assert failed[0].get("name") == "min_mean_margin"
+    assert "< 1e+09" in failed[0].find("failure").get("message")
+    assert root.find("testsuite[@name='a']").get("failures") == "0"
+
+    summary = (out / "summary.md").read_text()
+    assert f"## Thresholds: {2 - n_failed} passed, {n_failed} failed" in summary
+    assert "| FAIL | a | min_mean_margin |" in summary
+    assert "| value | limit |" in summary
+    html = (out / "report.html").read_text()
+    assert '<td class="fail">FAIL</td><td>a</td><td>min_mean_margin</td>' in html
+
+
+# --- baseline ---------------------------------------------------------------------------------
+
+
+def _baseline_mean(passing, model: str = "a") -> float:
+    doc = strict_json((passing[0] / "results.json").read_text())
+    return doc["models"][model]["summary"]["mean_margin"]["bound_certified"]
+
+
+def test_baseline_with_the_same_numbers_passes(passing, ckpts, tmp_path, run):
+    thresholds = {"baseline": passing[0] / "results.json", "max_regression": 0.0}
+    config = _write(tmp_path, _toml([_model(ckpts["a"])], thresholds))
+    code, stdout, err = run("check", config, "--out", tmp_path / "rep", "--quiet")
+    assert code == 0, err
+    assert stdout.splitlines()[0] == "PASS a max_regression"
+    v = _verdicts(tmp_path / "rep")["max_regression"]
+    old = _baseline_mean(passing)
+    assert v["value"] == v["limit"] == old
+    assert v["passed"]
+
+
+def test_baseline_regression_limit(passing, ckpts, tmp_path, run):
+    # Another seed changes the numbers; the limit is old * (1 - max_regression).
+    thresholds = {"baseline": passing[0] / "results.json", "max_regression": 1e-9}
+    config = _write(tmp_path, _toml([_model(ckpts["a"], seed=1)], thresholds))
+    code, stdout, err = run("check", config, "--out", tmp_path / "rep", "--quiet")
+    v = _verdicts(tmp_path / "rep")["max_regression"]
+    old = _baseline_mean(passing)
+    new = _inputs(tmp_path / "rep")["bound_certified"].mean()
+    assert v["value"] == pytest.approx(new, rel=1e-12)
+    assert v["value"] != old
+    assert v["limit"] == old * (1 - 1e-9)
+    assert v["passed"] == (v["value"] >= v["limit"])
+    assert code == (0 if v["passed"] else 1), err
+    if not v["passed"]:
+        assert stdout.startswith("FAIL a max_regression: mean bound_certified fell from ")
+
+
+def test_baseline_relative_to_the_config(passing, ckpts, run):
+    # baseline = "rep/results.json" next to the config: the passing run's own report.
+    folder = passing[0].parent
+    config = _write(folder, _toml([_model(ckpts["a"])], {"baseline": "rep/results.json"}),
+                    name="relative.toml")
+    out = folder / "rep-relative"
+    code, _, err = run("check", config, "--out", out, "--quiet")
+    assert code == 0, err
+    assert _verdicts(out)["max_regression"]["limit"] == _baseline_mean(passing)
+
+
+def test_baseline_without_the_model_fails(passing, ckpts, tmp_path, run):
+    thresholds = {"baseline": passing[0] / "results.json", "max_regression": 0.5}
+    config = _write(tmp_path, _toml([_model(ckpts["b"])], thresholds))
+    code, stdout, err = run("check", config, "--out", tmp_path / "rep", "--quiet")
+    assert code == 1, err
+    assert stdout.splitlines()[0].startswith("FAIL b max_regression: ")
+    assert "baseline" in stdout.splitlines()[0]
+    v = _verdicts(tmp_path / "rep")["max_regression"]
+    assert not v["passed"] and "baseline" in v["message"]
+    assert v["limit"] == "nan"  # NaN, spelled as strict JSON
+    assert bundle.is_complete(tmp_path / "rep")
+
+
+@pytest.mark.parametrize("which", ["missing", "not a results.json"])
+def test_a_bad_baseline_is_an_error(passing, ckpts, tmp_path, run, which):
+    baseline = (tmp_path / "missing.json" if which == "missing"
+                else passing[0] / "inputs.csv")
+    config = _write(tmp_path, _toml([_model(ckpts["a"])], {"baseline": baseline}))
+    line = assert_one_error_line(*run("check", config, "--out", tmp_path / "rep", "--quiet"))
+    assert "baseline" in line and str(baseline) in line
+    assert not bundle.is_complete(tmp_path / "rep")
+
+
+# --- empirical --------------------------------------------------------------------------------
+
+
+def test_max_violations_with_empirical(ckpts, tmp_path, run):
+    model = {"path": ckpts["a"], "limit": 3, "n_samples": 50, "empirical": True}
+    config = _write(tmp_path, _toml([model], {"max_violations": 0}))
+    out = tmp_path / "rep"
+    code, stdout, err = run("check", config, "--out", out, "--quiet")
+    v = _verdicts(out)["max_violations"]
+    doc = strict_json((out / "results.json").read_text())
+    n_violations = doc["models"]["a"]["summary"]["empirical"]["n_violations"]
+    df = _inputs(out)
+    assert len(df) == 3
+    assert v["value"] == n_violations == int(df["violation"].sum())
+    assert v["limit"] == 0
+    assert v["passed"] == (n_violations == 0)
+    assert code == (0 if v["passed"] else 1), err
+    assert stdout.splitlines()[0].startswith(("PASS a max_violations", "FAIL a max_violations"))
+    root = ElementTree.parse(out / "junit.xml").getroot()
+    assert root.find("testsuite[@name='a']").get("failures") == str(n_violations)
+    assert (out / "plots" / f"{bundle.EMPIRICAL_FIGURE}.png").is_file()
+    assert bundle.is_complete(out)
+
+
+# --- the default config -----------------------------------------------------------------------
+
+
+def test_default_config_in_the_working_folder(ckpts, tmp_path, run, monkeypatch):
+    _write(tmp_path, _toml([_model(ckpts["a"], limit=5, n_samples=50)],
+                           {"min_mean_margin": 0.0}))
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run("check", "--quiet")
+    assert code == 0, err
+    assert stdout.splitlines() == ["PASS a min_mean_margin",
+                                   "1 passed, 0 failed; report in rcert-report"]
+    assert bundle.is_complete(tmp_path / "rcert-report")
+    assert len(_inputs(tmp_path / "rcert-report")) == 5
+
+
+def test_no_default_config(tmp_path, run, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = assert_one_error_line(*run("check", "--quiet"))
+    assert "rcert.toml" in line
+    assert not (tmp_path / "rcert-report").exists()
+
+
+def test_check_with_a_missing_model_file(tmp_path, run):
+    config = _write(tmp_path, _toml([{"path": "missing.rcert"}], {"min_mean_margin": 0.0}))
+    line = assert_one_error_line(*run("check", config, "--out", tmp_path / "rep", "--quiet"))
+    assert "missing.rcert" in line

@@ -1,0 +1,293 @@
+"""Resumable certification (``rcert.resume.certify_resumable``).
+
+A run killed after some chunks and then resumed must give the same table, byte for byte,
+as an uninterrupted run, computing only the chunks that were missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import rcert
+import rcert.report
+import rcert.resume
+from rcert.margin import COLUMNS
+
+N = 11  # inputs: with CHUNK = 3, four chunks (the last one short)
+CHUNK = 3
+N_CHUNKS = 4
+REAL_CERTIFY = rcert.resume.certify
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """An untrained 8x8 MLP checkpoint, loaded back as it would be for a report."""
+    folder = tmp_path_factory.mktemp("resume-ckpt")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
+    rcert.save(net, folder / "mlp.rcert", data="digits:train", recommended_r=0.8)
+    return rcert.load(folder / "mlp.rcert")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    """The first N digits, with ids that are not positions (so a lost or repeated row shows)."""
+    dataset = rcert.load_data("digits:test").subset(N)
+    return dataset.x, np.arange(N, dtype=np.int64) * 7 + 100
+
+
+def _settings(r: float = 0.8, seed: int = 0, n_samples: int = 50) -> dict:
+    return {"model": "mlp", "data": "digits:test", "n": N, "r": r, "seed": seed,
+            "n_samples": n_samples}
+
+
+def _run(model, inputs, path: Path, *, r: float = 0.8, seed: int = 0,
+         n_samples: int = 50) -> pd.DataFrame:
+    x, index = inputs
+    return rcert.resume.certify_resumable(
+        model, x, index, path=path, settings=_settings(r, seed, n_samples), chunk=CHUNK,
+        r=r, n_samples=n_samples, seed=seed)
+
+
+class _Calls:
+    """A stand-in for ``rcert.resume.certify`` that counts its calls and can fail on one."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.fail_on = fail_on
+        self.calls = 0
+        self.sizes: list[int] = []
+
+    def __call__(self, model, x, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise KeyboardInterrupt
+        self.sizes.append(len(x))
+        return REAL_CERTIFY(model, x, **kwargs)
+
+
+def _csv(df: pd.DataFrame) -> str:
+    return rcert.report.to_csv(rcert.report.result(df))
+
+
+@pytest.fixture(scope="module")
+def fresh(model, inputs, tmp_path_factory) -> pd.DataFrame:
+    """One uninterrupted run with the default settings."""
+    return _run(model, inputs, tmp_path_factory.mktemp("fresh") / "run.jsonl")
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")
+
+
+def test_uninterrupted_run_matches_certify_chunk_by_chunk(model, inputs, fresh):
+    # Each chunk is one certify call; reading the rows back from JSON changes nothing.
+    x, index = inputs
+    parts = [rcert.certify(model, x[s:s + CHUNK], index=index[s:s + CHUNK], r=0.8,
+                           n_samples=50, seed=0) for s in range(0, N, CHUNK)]
+    want = pd.concat(parts, ignore_index=True)
+    pd.testing.assert_frame_equal(fresh, want, check_exact=True)
+    assert list(fresh.columns) == list(COLUMNS)
+
+
+def test_uninterrupted_run_calls_certify_once_per_grid_chunk(model, inputs, tmp_path,
+                                                            monkeypatch):
+    calls = _Calls()
+    monkeypatch.setattr(rcert.resume, "certify", calls)
+    _run(model, inputs, tmp_path / "run.jsonl")
+    assert calls.calls == N_CHUNKS
+    assert calls.sizes == [3, 3, 3, 2]
+    lines = _lines(tmp_path / "run.jsonl")
+    assert lines[-1] == b""  # every line ends with a newline
+    assert json.loads(lines[0])["format"] == rcert.resume.FORMAT
+    assert [json.loads(line)["start"] for line in lines[1:-1]] == [0, 3, 6, 9]
+
+
+@pytest.mark.parametrize("killed_on", [1, 2, 4])
+def test_killed_then_resumed_equals_uninterrupted(model, inputs, fresh, tmp_path,
+                                                  monkeypatch, killed_on):
+    path = tmp_path / "run.jsonl"
+    with monkeypatch.context() as patch:
+        patch.setattr(rcert.resume, "certify", _Calls(fail_on=killed_on))
+        with pytest.raises(KeyboardInterrupt):
+            _run(model, inputs, path)
+    saved = len(_lines(path)) - 2  # header and the empty string after the last newline
+    assert saved == killed_on - 1
+
+    calls = _Calls()
+    monkeypatch.setattr(rcert.resume, "certify", calls)
+    resumed = _run(model, inputs, path)
+    assert calls.calls == N_CHUNKS - saved  # only the missing chunks
+    pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
+    assert _csv(resumed) == _csv(fresh)
+
+    # A third run finds every chunk on disk and computes nothing.
+    again = _Calls()
+    monkeypatch.setattr(rcert.resume, "certify", again)
+    pd.testing.assert_frame_equal(_run(model, inputs, path), fresh, check_exact=True)
+    assert again.calls == 0
+
+
+@pytest.mark.parametrize("cut", [1, 10, -1])
+def test_torn_last_line_is_dropped_and_recomputed(model, inputs, fresh, tmp_path,
+                                                  monkeypatch, cut):
+    path = tmp_path / "run.jsonl"
+    _run(model, inputs, path)
+    raw = path.read_bytes()
+    last_start = raw.rstrip(b"\n").rfind(b"\n") + 1
+    last_line = raw[last_start:].rstrip(b"\n")
+    # Cut the last line: after `cut` bytes, or (-1) just before its closing brace.
+    keep = cut if cut > 0 else len(last_line) - 1
+    path.write_bytes(raw[:last_start + keep])
+
+    calls = _Calls()
+    monkeypatch.setattr(rcert.resume, "certify", calls)
+    resumed = _run(model, inputs, path)
+    assert calls.calls == 1
+    assert calls.sizes == [2]  # the last, short chunk
+    pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
+    assert _csv(resumed) == _csv(fresh)
+    assert path.read_bytes() == raw  # the torn bytes were cut away, not left in the file
+
+
+def test_torn_middle_line_recomputes_it_and_what_follows(model, inputs, fresh, tmp_path,
+                                                         monkeypatch):
+    path = tmp_path / "run.jsonl"
+    _run(model, inputs, path)
+    lines = _lines(path)
+    lines[2] = lines[2][: len(lines[2]) // 2]  # the chunk at 3 is garbage now
+    path.write_bytes(b"\n".join(lines))
+    calls = _Calls()
+    monkeypatch.setattr(rcert.resume, "certify", calls)
+    resumed = _run(model, inputs, path)
+    assert calls.calls == 3
+    pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"r": 0.5}])
+def test_changed_settings_replace_the_file(model, inputs, fresh, tmp_path, monkeypatch,
+                                           change):
+    path = tmp_path / "run.jsonl"
+    _run(model, inputs, path)
+    old_header = _lines(path)[0]
+
+    calls = _Calls()
+    monkeypatch.setattr(rcert.resume, "certify", calls)
+    changed = _run(model, inputs, path, **change)
+    assert calls.calls == N_CHUNKS  # nothing of the old file was reused
+    lines = _lines(path)
+    assert lines[0] != old_header
+    assert len(lines) == 1 + N_CHUNKS + 1  # the old chunks are gone, not appended to
+
+    monkeypatch.setattr(rcert.resume, "certify", REAL_CERTIFY)
+    want = _run(model, inputs, tmp_path / "fresh.jsonl", **change)
+    pd.testing.assert_frame_equal(changed, want, check_exact=True)
+    assert _csv(changed) == _csv(want)
+    assert _csv(changed) != _csv(fresh)
+
+
+def test_a_different_chunk_size_starts_afresh(model, inputs, fresh, tmp_path, monkeypatch):
+    x, index = inputs
+    path = tmp_path / "run.jsonl"
+    _run(model, inputs, path)
+    calls = _Calls()
+    monkeypatch.setattr(rcert.resume, "certify", calls)
+    df = rcert.resume.certify_resumable(model, x, index, path=path, settings=_settings(),
+                                        chunk=4, r=0.8, n_samples=50, seed=0)
+    assert calls.calls == 3
+    assert calls.sizes == [4, 4, 3]
+    assert df["index"].tolist() == index.tolist()
+
+
+@pytest.mark.parametrize("content", [b"", b"not json\n", b'{"format": "other"}\n',
+                                     b"[1, 2]\n"])
+def test_a_foreign_file_is_replaced(model, inputs, fresh, tmp_path, content):
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(content)
+    pd.testing.assert_frame_equal(_run(model, inputs, path), fresh, check_exact=True)
+    assert json.loads(_lines(path)[0])["format"] == rcert.resume.FORMAT
+
+
+def test_rows_are_never_duplicated_or_lost(model, inputs, fresh, tmp_path, monkeypatch):
+    _, index = inputs
+    assert fresh["index"].tolist() == index.tolist()
+    # Interrupt twice at different chunks, tear a line, then finish.
+    path = tmp_path / "run.jsonl"
+    for fail_on in (2, 3):
+        with monkeypatch.context() as patch:
+            patch.setattr(rcert.resume, "certify", _Calls(fail_on=fail_on))
+            with pytest.raises(KeyboardInterrupt):
+                _run(model, inputs, path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-5])
+    df = _run(model, inputs, path)
+    assert df["index"].tolist() == index.tolist()
+    assert df["index"].is_unique
+    assert len(df) == N
+    starts = [json.loads(line)["start"] for line in _lines(path)[1:-1]]
+    assert sorted(starts) == [0, 3, 6, 9]  # one line per chunk in the file too
+
+
+def test_resume_keeps_dtypes(model, inputs, fresh):
+    x, index = inputs
+    direct = rcert.certify(model, x, index=index, r=0.8, n_samples=50, seed=0)
+    pd.testing.assert_series_equal(fresh.dtypes, direct.dtypes)
+    assert fresh["abstain"].dtype == bool
+    for col in ("index", "k", "n"):
+        assert fresh[col].dtype == np.int64, col
+
+
+def test_a_chunk_mixing_inf_and_finite_values_reads_back_as_float(model, inputs, tmp_path,
+                                                                  monkeypatch):
+    # A chunk whose column mixes numbers and "inf" strings in JSON must come back as floats.
+    def some_inf(model, x, **kwargs):
+        df = REAL_CERTIFY(model, x, **kwargs)
+        df.loc[df.index % 2 == 0, "r_min_upper"] = np.inf
+        df.loc[df.index % 2 == 1, "latent_margin"] = -np.inf
+        return df
+
+    path = tmp_path / "run.jsonl"
+    monkeypatch.setattr(rcert.resume, "certify", some_inf)
+    written = _run(model, inputs, path)
+    assert b'"inf"' in path.read_bytes() and b'"-inf"' in path.read_bytes()
+    monkeypatch.setattr(rcert.resume, "certify", _Calls(fail_on=1))  # must not be called
+    read = _run(model, inputs, path)
+    for df in (written, read):
+        assert df["r_min_upper"].dtype == np.float64
+        assert df["latent_margin"].dtype == np.float64
+        assert np.isinf(df["r_min_upper"]).sum() == 7  # rows 0 and 2 of every chunk
+    pd.testing.assert_frame_equal(read, written, check_exact=True)
+
+
+def test_an_all_inf_column_reads_back_as_float(model, inputs, tmp_path):
+    # With 2 noise draws r_min_upper (the upper confidence bound) is inf for every input.
+    x, index = inputs
+    df = _run(model, inputs, tmp_path / "run.jsonl", n_samples=2)
+    want = pd.concat([rcert.certify(model, x[s:s + CHUNK], index=index[s:s + CHUNK], r=0.8,
+                                    n_samples=2, seed=0) for s in range(0, N, CHUNK)],
+                     ignore_index=True)
+    assert np.isinf(want["r_min_upper"]).all()
+    assert df["r_min_upper"].dtype == np.float64
+    pd.testing.assert_frame_equal(df, want, check_exact=True)
+
+
+def test_no_inputs_is_an_error(model, inputs, tmp_path):
+    x, index = inputs
+    with pytest.raises(rcert.RcertError, match="no inputs"):
+        rcert.resume.certify_resumable(model, x[:0], index[:0], path=tmp_path / "p.jsonl",
+                                       settings=_settings(), chunk=CHUNK, r=0.8,
+                                       n_samples=50, seed=0)
+
+
+def test_the_settings_digest_ignores_key_order_and_sees_every_value():
+    a = {"r": 0.8, "seed": 0, "data": "digits:test"}
+    b = {"data": "digits:test", "seed": 0, "r": 0.8}
+    assert rcert.resume.run_key(a) == rcert.resume.run_key(b)
+    assert rcert.resume.run_key(a) != rcert.resume.run_key({**a, "seed": 1})
+    assert rcert.resume.run_key(a) != rcert.resume.run_key({**a, "r": 0.80001})
