@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +121,30 @@ def assert_one_error_line(code: int, out: str, err: str) -> str:
     assert lines[0].startswith("rcert: error: ") and len(lines[0]) > len("rcert: error: ")
     assert err.endswith("\n")
     return lines[0]
+
+
+def cli_output(*argv) -> tuple[int, str, str]:
+    """``rcert ARGS...`` for module-scoped fixtures, where capsys is not available."""
+    from rcert import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            pytest.raises(SystemExit) as info:
+        cli.main([str(a) for a in argv])
+    return info.value.code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def ab_ckpts(tmp_path_factory) -> dict[str, Path]:
+    """Two untrained 8x8 MLPs from different seeds, named ``a`` and ``b``."""
+    import rcert
+
+    folder = tmp_path_factory.mktemp("ab_ckpts")
+    paths = {}
+    with torch.random.fork_rng():
+        for name, seed in (("a", 0), ("b", 1)):
+            torch.manual_seed(seed)
+            net = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
+            paths[name] = folder / f"{name}.rcert"
+            rcert.save(net, paths[name], data="digits:train", recommended_r=0.8)
+    return paths

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import hashlib
-import io
 import json
 import shutil
 import warnings
@@ -15,13 +13,12 @@ from xml.etree import ElementTree
 
 import pandas as pd
 import pytest
-import torch
-from conftest import assert_one_error_line, strict_json
+from conftest import assert_one_error_line, cli_output, strict_json
 
 import rcert
 import rcert.plots
 import rcert.resume
-from rcert import bundle, cli
+from rcert import bundle
 from rcert.margin import COLUMNS
 
 REPORT_FILES = ("inputs.csv", "results.json", "summary.md", "junit.xml", "report.html")
@@ -29,47 +26,24 @@ EVIL = "<script>alert(1)</script> & co"
 REAL_CERTIFY = rcert.resume.certify
 
 
-def _cli(*argv) -> tuple[int, str, str]:
-    """``rcert ARGS...`` for module-scoped fixtures, where capsys is not available."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            pytest.raises(SystemExit) as info:
-        cli.main([str(a) for a in argv])
-    return info.value.code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> dict[str, Path]:
-    """Two untrained 8x8 MLPs from different seeds, named ``a`` and ``b``."""
-    folder = tmp_path_factory.mktemp("ckpts")
-    paths = {}
-    with torch.random.fork_rng():
-        for name, seed in (("a", 0), ("b", 1)):
-            torch.manual_seed(seed)
-            net = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
-            paths[name] = folder / f"{name}.rcert"
-            rcert.save(net, paths[name], data="digits:train", recommended_r=0.8)
-    return paths
-
-
-def _report(ckpts, out: Path, *extra) -> list:
-    return ["report", "--model", ckpts["a"], "--model", ckpts["b"], "--out", out,
+def _report(ab_ckpts, out: Path, *extra) -> list:
+    return ["report", "--model", ab_ckpts["a"], "--model", ab_ckpts["b"], "--out", out,
             "--limit", "6", "--n-samples", "50", "--quiet", *extra]
 
 
 @pytest.fixture(scope="module")
-def main_report(ckpts, tmp_path_factory):
+def main_report(ab_ckpts, tmp_path_factory):
     """``rcert report`` on two models, once for the module: (folder, code, stdout, stderr)."""
     out = tmp_path_factory.mktemp("report") / "rep"
-    code, stdout, stderr = _cli(*_report(ckpts, out))
+    code, stdout, stderr = cli_output(*_report(ab_ckpts, out))
     return out, code, stdout, stderr
 
 
 @pytest.fixture(scope="module")
-def abstaining(ckpts, tmp_path_factory) -> dict:
+def abstaining(ab_ckpts, tmp_path_factory) -> dict:
     """Results (no files) of a setting where some inputs abstain: a small r."""
     out = tmp_path_factory.mktemp("abstaining")
-    res = bundle.compute([{"path": str(ckpts["a"]), "r": 0.3, "limit": 12,
+    res = bundle.compute([{"path": str(ab_ckpts["a"]), "r": 0.3, "limit": 12,
                            "n_samples": 100}], out)
     n_abstained = sum(bool(row["abstain"]) for row in res["a"]["inputs"])
     assert 0 < n_abstained < 12  # both kinds of input, or the tests below prove little
@@ -120,7 +94,7 @@ def test_inputs_csv_has_model_first_and_every_row(main_report):
         df.loc[df.model == "b", "jacobian_fro"].tolist()
 
 
-def test_results_json_document(main_report, ckpts):
+def test_results_json_document(main_report, ab_ckpts):
     out = main_report[0]
     doc = strict_json((out / "results.json").read_text())
     assert doc["schema_version"] == 1
@@ -129,7 +103,7 @@ def test_results_json_document(main_report, ckpts):
     assert doc["verdicts"] == []
     for name in ("a", "b"):
         res = doc["models"][name]
-        assert res["model"]["path"] == str(ckpts[name])
+        assert res["model"]["path"] == str(ab_ckpts[name])
         assert res["config"]["data"] == "digits:test"
         assert res["config"]["r"] == 0.8
         assert res["config"]["n_samples"] == 50
@@ -347,8 +321,8 @@ def test_report_html_escapes_image_names(abstaining):
     assert f'src="data:image/png;base64,{encoded}"' in page
 
 
-def test_an_empirical_report_where_no_attack_succeeded_says_so(ckpts, tmp_path):
-    res = bundle.compute([{"path": str(ckpts["a"]), "limit": 3, "n_samples": 50,
+def test_an_empirical_report_where_no_attack_succeeded_says_so(ab_ckpts, tmp_path):
+    res = bundle.compute([{"path": str(ab_ckpts["a"]), "limit": 3, "n_samples": 50,
                            "empirical": True}], tmp_path)
     for row in res["a"]["inputs"]:
         row["margin_empirical"] = float("inf")
@@ -401,8 +375,8 @@ def test_markdown_table_survives_odd_model_names(abstaining, name):
 # --- reproducible, resumable, atomic --------------------------------------------------------
 
 
-def test_the_same_command_twice_gives_the_same_bytes(main_report, ckpts, tmp_path, run):
-    code, stdout, err = run(*_report(ckpts, tmp_path / "again"))
+def test_the_same_command_twice_gives_the_same_bytes(main_report, ab_ckpts, tmp_path, run):
+    code, stdout, err = run(*_report(ab_ckpts, tmp_path / "again"))
     assert code == 0, err
     assert stdout == main_report[2]
     first, second = _snapshot(main_report[0]), _snapshot(tmp_path / "again")
@@ -411,8 +385,8 @@ def test_the_same_command_twice_gives_the_same_bytes(main_report, ckpts, tmp_pat
         assert first[name] == second[name], name
 
 
-def test_a_different_seed_changes_the_report(main_report, ckpts, tmp_path, run):
-    code, _, err = run(*_report(ckpts, tmp_path / "seed1", "--seed", "1"))
+def test_a_different_seed_changes_the_report(main_report, ab_ckpts, tmp_path, run):
+    code, _, err = run(*_report(ab_ckpts, tmp_path / "seed1", "--seed", "1"))
     assert code == 0, err
     assert (tmp_path / "seed1" / "inputs.csv").read_bytes() != \
         (main_report[0] / "inputs.csv").read_bytes()
@@ -429,17 +403,17 @@ class _Calls:
         return REAL_CERTIFY(*args, **kwargs)
 
 
-def _long(ckpts, out: Path, *extra) -> list:
+def _long(ab_ckpts, out: Path, *extra) -> list:
     # 130 inputs: three chunks of the default 64.
-    return ["report", "--model", ckpts["a"], "--out", out, "--limit", "130",
+    return ["report", "--model", ab_ckpts["a"], "--out", out, "--limit", "130",
             "--n-samples", "50", "--quiet", *extra]
 
 
-def test_an_interrupted_report_resumes(ckpts, tmp_path, run, monkeypatch):
+def test_an_interrupted_report_resumes(ab_ckpts, tmp_path, run, monkeypatch):
     out = tmp_path / "resumed"
     with monkeypatch.context() as patch:
         patch.setattr(rcert.resume, "certify", _Calls(fail_on=2))
-        code, stdout, err = run(*_long(ckpts, out))
+        code, stdout, err = run(*_long(ab_ckpts, out))
     assert code == 130
     # (click ends the terminal's "^C" line first, hence a blank line before the message.)
     assert err.splitlines()[-1] == "rcert: interrupted" and "Traceback" not in err
@@ -449,47 +423,47 @@ def test_an_interrupted_report_resumes(ckpts, tmp_path, run, monkeypatch):
 
     calls = _Calls()
     monkeypatch.setattr(rcert.resume, "certify", calls)
-    code, _, err = run(*_long(ckpts, out))
+    code, _, err = run(*_long(ab_ckpts, out))
     assert code == 0, err
     assert calls.calls == 2  # the chunks at 64 and 128 only
     assert bundle.is_complete(out)
 
     monkeypatch.setattr(rcert.resume, "certify", REAL_CERTIFY)
-    code, _, err = run(*_long(ckpts, tmp_path / "straight"))
+    code, _, err = run(*_long(ab_ckpts, tmp_path / "straight"))
     assert code == 0, err
     for name in ("inputs.csv", "results.json"):
         assert (out / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
     assert len(pd.read_csv(out / "inputs.csv")) == 130
 
 
-def test_a_rerun_of_a_complete_report_computes_nothing(report_copy, ckpts, run, monkeypatch):
+def test_a_rerun_of_a_complete_report_computes_nothing(report_copy, ab_ckpts, run, monkeypatch):
     before = _snapshot(report_copy)
     calls = _Calls()
     monkeypatch.setattr(rcert.resume, "certify", calls)
-    code, _, err = run(*_report(ckpts, report_copy))
+    code, _, err = run(*_report(ab_ckpts, report_copy))
     assert code == 0, err
     assert calls.calls == 0
     assert _snapshot(report_copy) == before
 
 
-def test_a_refused_rerun_keeps_the_saved_work(ckpts, tmp_path, run, monkeypatch):
+def test_a_refused_rerun_keeps_the_saved_work(ab_ckpts, tmp_path, run, monkeypatch):
     out = tmp_path / "rep"
     with monkeypatch.context() as patch:
         patch.setattr(rcert.resume, "certify", _Calls(fail_on=3))
-        assert run(*_long(ckpts, out))[0] == 130
-    assert_one_error_line(*run(*_long(ckpts, out, "--alpha", "2")))
+        assert run(*_long(ab_ckpts, out))[0] == 130
+    assert_one_error_line(*run(*_long(ab_ckpts, out, "--alpha", "2")))
     calls = _Calls()
     monkeypatch.setattr(rcert.resume, "certify", calls)
-    assert run(*_long(ckpts, out))[0] == 0
+    assert run(*_long(ab_ckpts, out))[0] == 0
     assert calls.calls == 1  # two chunks were saved before the interruption
 
 
 @pytest.mark.parametrize("bad", [["--data", "nope:test"], ["--limit", "0"],
                                  ["--n-samples", "0"], ["--model", "missing.rcert"]])
-def test_a_failed_run_leaves_a_complete_report_untouched(report_copy, ckpts, run, bad):
+def test_a_failed_run_leaves_a_complete_report_untouched(report_copy, ab_ckpts, run, bad):
     before = _snapshot(report_copy)
     # A missing third model fails after the first two were certified.
-    assert_one_error_line(*run(*_report(ckpts, report_copy, *bad)))
+    assert_one_error_line(*run(*_report(ab_ckpts, report_copy, *bad)))
     assert _snapshot(report_copy) == before
     assert bundle.is_complete(report_copy)
 
@@ -497,20 +471,20 @@ def test_a_failed_run_leaves_a_complete_report_untouched(report_copy, ckpts, run
 # --- bad input -------------------------------------------------------------------------------
 
 
-def test_report_bad_input(ckpts, tmp_path, run):
+def test_report_bad_input(ab_ckpts, tmp_path, run):
     a_file = tmp_path / "a_file"
     a_file.write_text("keep me")
     cases = [
         (["report", "--model", tmp_path / "missing.rcert", "--out", tmp_path / "o1",
           "--quiet"], "missing.rcert"),
-        (["report", "--model", ckpts["a"], "--out", tmp_path / "o2", "--limit", "0",
+        (["report", "--model", ab_ckpts["a"], "--out", tmp_path / "o2", "--limit", "0",
           "--quiet"], "limit"),
-        (["report", "--model", ckpts["a"], "--out", a_file, "--limit", "3", "--quiet"],
+        (["report", "--model", ab_ckpts["a"], "--out", a_file, "--limit", "3", "--quiet"],
          "--out"),
-        (["report", "--model", ckpts["a"], "--out", tmp_path / "o3", "--limit", "3",
+        (["report", "--model", ab_ckpts["a"], "--out", tmp_path / "o3", "--limit", "3",
           "--n-samples", "0", "--quiet"], "n_samples"),
         (["report", "--out", tmp_path / "o4"], "--model"),
-        (["report", "--model", ckpts["a"]], "--out"),
+        (["report", "--model", ab_ckpts["a"]], "--out"),
     ]
     for argv, needle in cases:
         line = assert_one_error_line(*run(*argv))

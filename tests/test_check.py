@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
@@ -12,37 +10,13 @@ from xml.etree import ElementTree
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from conftest import assert_one_error_line, strict_json
+from conftest import assert_one_error_line, cli_output, strict_json
 
 import rcert
-from rcert import bundle, check, cli
+from rcert import bundle, check
 
 # Settings where some inputs abstain (3 of 12 for model a), so fractions are not trivial.
 R, LIMIT, N_SAMPLES = 0.3, 12, 100
-
-
-def _cli(*argv) -> tuple[int, str, str]:
-    """``rcert ARGS...`` for module-scoped fixtures, where capsys is not available."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            pytest.raises(SystemExit) as info:
-        cli.main([str(a) for a in argv])
-    return info.value.code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> dict[str, Path]:
-    """Two untrained 8x8 MLPs from different seeds, named ``a`` and ``b``."""
-    folder = tmp_path_factory.mktemp("ckpts")
-    paths = {}
-    with torch.random.fork_rng():
-        for name, seed in (("a", 0), ("b", 1)):
-            torch.manual_seed(seed)
-            net = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
-            paths[name] = folder / f"{name}.rcert"
-            rcert.save(net, paths[name], data="digits:train", recommended_r=0.8)
-    return paths
 
 
 def _value(v) -> str:
@@ -276,12 +250,12 @@ PASSING = {"min_mean_margin": 0.0, "min_certified_fraction": 0.0, "at_radius": 0
 
 
 @pytest.fixture(scope="module")
-def passing(ckpts, tmp_path_factory):
+def passing(ab_ckpts, tmp_path_factory):
     """``rcert check`` with thresholds that hold: (report folder, code, stdout, stderr)."""
     folder = tmp_path_factory.mktemp("passing")
-    config = _write(folder, _toml([_model(ckpts["a"])], PASSING))
+    config = _write(folder, _toml([_model(ab_ckpts["a"])], PASSING))
     out = folder / "rep"
-    return (out, *_cli("check", config, "--out", out, "--quiet"))
+    return (out, *cli_output("check", config, "--out", out, "--quiet"))
 
 
 def test_check_passes(passing):
@@ -315,9 +289,9 @@ def test_check_fraction_values_come_from_the_inputs(passing):
     assert all(v["passed"] for v in verdicts.values())
 
 
-def test_check_fails_with_exit_1_and_still_writes_the_report(ckpts, tmp_path, run):
+def test_check_fails_with_exit_1_and_still_writes_the_report(ab_ckpts, tmp_path, run):
     thresholds = {"min_mean_margin": 1e9, "min_certified_fraction": 0.5, "at_radius": 0.05}
-    config = _write(tmp_path, _toml([_model(ckpts["a"])], thresholds))
+    config = _write(tmp_path, _toml([_model(ab_ckpts["a"])], thresholds))
     out = tmp_path / "rep"
     code, stdout, err = run("check", config, "--out", out, "--quiet")
     assert code == 1, err
@@ -362,9 +336,9 @@ def _baseline_mean(passing, model: str = "a") -> float:
     return doc["models"][model]["summary"]["mean_margin"]["bound_certified"]
 
 
-def test_baseline_with_the_same_numbers_passes(passing, ckpts, tmp_path, run):
+def test_baseline_with_the_same_numbers_passes(passing, ab_ckpts, tmp_path, run):
     thresholds = {"baseline": passing[0] / "results.json", "max_regression": 0.0}
-    config = _write(tmp_path, _toml([_model(ckpts["a"])], thresholds))
+    config = _write(tmp_path, _toml([_model(ab_ckpts["a"])], thresholds))
     code, stdout, err = run("check", config, "--out", tmp_path / "rep", "--quiet")
     assert code == 0, err
     assert stdout.splitlines()[0] == "PASS a max_regression"
@@ -374,10 +348,10 @@ def test_baseline_with_the_same_numbers_passes(passing, ckpts, tmp_path, run):
     assert v["passed"]
 
 
-def test_baseline_regression_limit(passing, ckpts, tmp_path, run):
+def test_baseline_regression_limit(passing, ab_ckpts, tmp_path, run):
     # Another seed changes the numbers; the limit is old * (1 - max_regression).
     thresholds = {"baseline": passing[0] / "results.json", "max_regression": 1e-9}
-    config = _write(tmp_path, _toml([_model(ckpts["a"], seed=1)], thresholds))
+    config = _write(tmp_path, _toml([_model(ab_ckpts["a"], seed=1)], thresholds))
     code, stdout, err = run("check", config, "--out", tmp_path / "rep", "--quiet")
     v = _verdicts(tmp_path / "rep")["max_regression"]
     old = _baseline_mean(passing)
@@ -391,10 +365,10 @@ def test_baseline_regression_limit(passing, ckpts, tmp_path, run):
         assert stdout.startswith("FAIL a max_regression: mean bound_certified fell from ")
 
 
-def test_baseline_relative_to_the_config(passing, ckpts, run):
+def test_baseline_relative_to_the_config(passing, ab_ckpts, run):
     # baseline = "rep/results.json" next to the config: the passing run's own report.
     folder = passing[0].parent
-    config = _write(folder, _toml([_model(ckpts["a"])], {"baseline": "rep/results.json"}),
+    config = _write(folder, _toml([_model(ab_ckpts["a"])], {"baseline": "rep/results.json"}),
                     name="relative.toml")
     out = folder / "rep-relative"
     code, _, err = run("check", config, "--out", out, "--quiet")
@@ -402,9 +376,9 @@ def test_baseline_relative_to_the_config(passing, ckpts, run):
     assert _verdicts(out)["max_regression"]["limit"] == _baseline_mean(passing)
 
 
-def test_baseline_without_the_model_fails(passing, ckpts, tmp_path, run):
+def test_baseline_without_the_model_fails(passing, ab_ckpts, tmp_path, run):
     thresholds = {"baseline": passing[0] / "results.json", "max_regression": 0.5}
-    config = _write(tmp_path, _toml([_model(ckpts["b"])], thresholds))
+    config = _write(tmp_path, _toml([_model(ab_ckpts["b"])], thresholds))
     code, stdout, err = run("check", config, "--out", tmp_path / "rep", "--quiet")
     assert code == 1, err
     assert stdout.splitlines()[0].startswith("FAIL b max_regression: ")
@@ -416,10 +390,10 @@ def test_baseline_without_the_model_fails(passing, ckpts, tmp_path, run):
 
 
 @pytest.mark.parametrize("which", ["missing", "not a results.json"])
-def test_a_bad_baseline_is_an_error(passing, ckpts, tmp_path, run, which):
+def test_a_bad_baseline_is_an_error(passing, ab_ckpts, tmp_path, run, which):
     baseline = (tmp_path / "missing.json" if which == "missing"
                 else passing[0] / "inputs.csv")
-    config = _write(tmp_path, _toml([_model(ckpts["a"])], {"baseline": baseline}))
+    config = _write(tmp_path, _toml([_model(ab_ckpts["a"])], {"baseline": baseline}))
     line = assert_one_error_line(*run("check", config, "--out", tmp_path / "rep", "--quiet"))
     assert "baseline" in line and str(baseline) in line
     assert not bundle.is_complete(tmp_path / "rep")
@@ -428,8 +402,8 @@ def test_a_bad_baseline_is_an_error(passing, ckpts, tmp_path, run, which):
 # --- empirical --------------------------------------------------------------------------------
 
 
-def test_max_violations_with_empirical(ckpts, tmp_path, run):
-    model = {"path": ckpts["a"], "limit": 3, "n_samples": 50, "empirical": True}
+def test_max_violations_with_empirical(ab_ckpts, tmp_path, run):
+    model = {"path": ab_ckpts["a"], "limit": 3, "n_samples": 50, "empirical": True}
     config = _write(tmp_path, _toml([model], {"max_violations": 0}))
     out = tmp_path / "rep"
     code, stdout, err = run("check", config, "--out", out, "--quiet")
@@ -452,8 +426,8 @@ def test_max_violations_with_empirical(ckpts, tmp_path, run):
 # --- the default config -----------------------------------------------------------------------
 
 
-def test_default_config_in_the_working_folder(ckpts, tmp_path, run, monkeypatch):
-    _write(tmp_path, _toml([_model(ckpts["a"], limit=5, n_samples=50)],
+def test_default_config_in_the_working_folder(ab_ckpts, tmp_path, run, monkeypatch):
+    _write(tmp_path, _toml([_model(ab_ckpts["a"], limit=5, n_samples=50)],
                            {"min_mean_margin": 0.0}))
     monkeypatch.chdir(tmp_path)
     code, stdout, err = run("check", "--quiet")
