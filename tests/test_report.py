@@ -358,3 +358,31 @@ def test_to_table(tiny_result):
     for name in (*report.MARGINS, "r_min", "r_min_upper"):
         assert any(line.split()[:1] == [name] for line in lines), name
     assert text.endswith("\n")
+
+
+def test_summarize_curve_crossings_by_hand():
+    # Input 0 crosses m at rho = 0.2; input 1 never does (inf); input 2 at rho = 0.
+    rows = [(0, 0.0, 0.9), (0, 0.1, 0.7), (0, 0.2, 0.4), (0, 0.3, 0.2),
+            (1, 0.0, 0.9), (1, 0.1, 0.9), (1, 0.2, 0.8), (1, 0.3, 0.6),
+            (2, 0.0, 0.5), (2, 0.1, 0.3), (2, 0.2, 0.1), (2, 0.3, 0.0)]
+    df = pd.DataFrame(rows, columns=["index", "rho", "p_hat"])
+    df["robust"] = df["p_hat"] > 0.5
+    s = report.summarize_curve(df, m=0.5)
+    assert s["n_inputs"] == 3 and s["rho"] == [0.0, 0.1, 0.2, 0.3]
+    assert s["mean_p_hat"] == pytest.approx([0.7666666, 0.6333333, 0.4333333, 0.2666666])
+    assert s["crossing"]["min"] == 0.0 and s["crossing"]["median"] == 0.2
+    assert s["crossing"]["max"] == math.inf
+
+
+def test_summarize_attack_by_hand():
+    df = pd.DataFrame({
+        "index": [0, 1, 0, 1], "L": [0.5, 0.5, 1.0, 1.0],
+        "damage": [1.0, 3.0, 2.0, 0.5], "noise_damage": [0.5, 0.5, 0.5, 1.0],
+        "loglik_degradation": [0.1, 0.3, 0.2, 0.4], "noise_loglik_degradation": [0.0] * 4,
+        "delta_norm": [0.5, 0.5, 1.0, 1.0]})
+    s = report.summarize_attack(df)
+    assert s["n_inputs"] == 2 and [b["L"] for b in s["budgets"]] == [0.5, 1.0]
+    first, second = s["budgets"]
+    assert first["damage"]["mean"] == 2.0 and first["attack_beats_noise"] == 1.0
+    assert second["damage"]["mean"] == 1.25 and second["attack_beats_noise"] == 0.5
+    assert second["loglik_degradation"]["max"] == 0.4
