@@ -346,7 +346,8 @@ def _lbfgs(evaluate: Callable[[torch.Tensor], torch.Tensor], delta: torch.Tensor
     return found, value
 
 
-def _box(model: nn.Module) -> tuple[float, float] | None:
+def data_box(model: nn.Module) -> tuple[float, float] | None:
+    """The model's ``data_range`` as floats: the box perturbed inputs stay in (None: no box)."""
     box = getattr(model, "data_range", None)
     return None if box is None else (float(box[0]), float(box[1]))
 
@@ -414,7 +415,7 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[fl
     settings = AttackSettings(target, restarts, steps, optimizer, n_noise)
     settings.check()
     model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=device)
-    box = _box(model)
+    box = data_box(model)
     clean = Encoded.of(model, x)
     shape = tuple(x.shape[1:])
     frames = []

@@ -26,6 +26,17 @@ def clopper_pearson_lower(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
     return np.where(k > 0, lower, 0.0)
 
 
+def clopper_pearson_upper(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    """One-sided Clopper-Pearson upper bound: the ``1 - alpha`` quantile of ``Beta(k + 1, n - k)``.
+
+    Above the true proportion with probability at least ``1 - alpha``; 1 when ``k = n``.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        upper = stats.beta.ppf(1 - alpha, k + 1, n - k)
+    return np.where(k < n, upper, 1.0)
+
+
 def capped_p_hat(p_hat: np.ndarray, n: int) -> np.ndarray:
     """``p_hat`` capped at ``1 - 1/(2n)`` so that ``Phi^{-1}`` stays finite (SPEC section 4)."""
     return np.minimum(np.asarray(p_hat, dtype=np.float64), 1.0 - 0.5 / n)

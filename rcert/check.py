@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from rcert import report
 from rcert.errors import RcertError
 
 MODEL_KEYS = {"path": str, "r": float, "data": str, "limit": int, "n_samples": int,
@@ -124,10 +125,6 @@ def _baseline(path: str) -> dict[str, Any]:
         raise RcertError(f"baseline {path} is not an rcert results.json") from None
 
 
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, str) else value
-
-
 def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
              ) -> list[dict[str, Any]]:
     """Judge each model's result against each threshold."""
@@ -142,7 +139,7 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
     for model, res in results.items():
         s = res["summary"]
         rows = res["inputs"]
-        margins = np.array([_number(r["bound_certified"]) for r in rows], dtype=float)
+        margins = np.array([report.restore(r["bound_certified"]) for r in rows], dtype=float)
         abstain = np.array([bool(r["abstain"]) for r in rows])
         mean_margin = float(np.mean(margins))
         if "min_mean_margin" in thresholds:
@@ -173,7 +170,7 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
                 judge(model, "max_regression", mean_margin, float("nan"), False,
                       f"model {model} is not in the baseline; regenerate the baseline")
                 continue
-            old = _number(before["summary"]["mean_margin"]["bound_certified"])
+            old = report.restore(before["summary"]["mean_margin"]["bound_certified"])
             allowed = thresholds.get("max_regression", 0.0)
             floor = old * (1 - allowed)
             judge(model, "max_regression", mean_margin, floor, mean_margin >= floor,

@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from torch import nn
 
 from rcert import attacks, bounds, montecarlo, validate
@@ -24,14 +23,6 @@ from rcert.progress import Progress
 _TEMPERATURE = 0.1
 # First radius of the outward search, as a share of the largest radius, when none is given.
 _FIRST_SHARE = 1 / 64
-
-
-def clopper_pearson_upper(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
-    """One-sided Clopper-Pearson upper bound: ``1 - alpha`` quantile of ``Beta(k + 1, n - k)``."""
-    k = np.asarray(k, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        upper = stats.beta.ppf(1 - alpha, k + 1, n - k)
-    return np.where(k < n, upper, 1.0)
 
 
 def within_counts(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, *, r: float,
@@ -116,7 +107,7 @@ def empirical_margin(
     settings = AttackSettings(threat, restarts, steps, optimizer, n_noise)
     settings.check()
     model, x, index = validate.prepare(model, x, index=index, seed=seed, device=device)
-    box = attacks._box(model)
+    box = attacks.data_box(model)
     n_inputs = x.shape[0]
     size = x[0].numel()
     if max_radius is None:
@@ -192,7 +183,8 @@ def empirical_margin(
         radius = np.where(bracketed, (lo + hi) / 2, np.minimum(2 * radius, max_radius))
     bar.close()
     k_report = np.where(k_found >= 0, k_found, 0)
-    p_upper = np.where(np.isfinite(hi), clopper_pearson_upper(k_report, n_check, alpha), np.nan)
+    p_upper = np.where(np.isfinite(hi),
+                       bounds.clopper_pearson_upper(k_report, n_check, alpha), np.nan)
     out = pd.DataFrame({
         "index": index.cpu().numpy(),
         "margin_empirical": hi,
@@ -260,7 +252,7 @@ def curve(
     if radii.size == 0 or not np.all(np.isfinite(radii) & (radii >= 0)):
         raise validate.RcertError("radii must be a non-empty list of finite numbers >= 0")
     model, x, index = validate.prepare(model, x, index=index, seed=seed, device=device)
-    box = attacks._box(model)
+    box = attacks.data_box(model)
     shape = tuple(x.shape[1:])
     u = _directions(model, x, direction, radii.max(), threat, seed, index, box)
     clean = Encoded.of(model, x)
@@ -279,7 +271,7 @@ def curve(
             "delta_norm": (x_adv - x).flatten(1).norm(dim=1).double().cpu().numpy(),
             "k": k, "n": n_samples, "p_hat": k / n_samples,
             "p_lower": bounds.clopper_pearson_lower(k, n_samples, alpha),
-            "p_upper": clopper_pearson_upper(k, n_samples, alpha),
+            "p_upper": bounds.clopper_pearson_upper(k, n_samples, alpha),
             "robust": k / n_samples > m,
         }))
     out = pd.concat(frames, ignore_index=True)

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
+from rcert import report
 from rcert.errors import RcertError
 from rcert.files import atomic_write
 from rcert.report import INPUT_MARGINS, KINDS, SCHEMA_VERSION, fit_line
@@ -39,7 +40,6 @@ from rcert.report import certified_fraction as _fraction
 Results = dict[str, Any] | Sequence[dict[str, Any]]
 
 #: How non-finite numbers are spelled in a result JSON file (see :func:`rcert.report.to_json`).
-_NONFINITE = ("inf", "-inf", "nan")
 #: The command that makes each kind of result.
 _MAKE = {"margin": "rcert margin --format json", "attack": "rcert attack --format json",
          "curve": "rcert curve --format json"}
@@ -79,20 +79,6 @@ class _Model(NamedTuple):
     df: pd.DataFrame
     config: dict[str, Any]
     color: Any
-
-
-def _number(value: Any) -> Any:
-    """``"inf"``, ``"-inf"`` and ``"nan"`` as floats; anything else unchanged."""
-    return float(value) if isinstance(value, str) and value in _NONFINITE else value
-
-
-def _numbers(value: Any) -> Any:
-    """:func:`_number` applied throughout nested dicts and lists."""
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return _number(value)
 
 
 def _reject_constant(name: str) -> float:
@@ -150,8 +136,8 @@ def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
                          f"{', '.join(KINDS)}")
     if not isinstance(doc["inputs"], list) or not all(isinstance(r, dict) for r in doc["inputs"]):
         raise RcertError(f"{path}: inputs must be a list of objects, one per input; {make}")
-    doc["inputs"] = _numbers(doc["inputs"])
-    doc["summary"] = _numbers(doc.get("summary", {}))
+    doc["inputs"] = report.restore(doc["inputs"])
+    doc["summary"] = report.restore(doc.get("summary", {}))
     return doc
 
 
@@ -179,14 +165,10 @@ def frame(result: dict[str, Any]) -> pd.DataFrame:
     if not isinstance(inputs, list) or not all(isinstance(row, dict) for row in inputs):
         raise RcertError("the result has no inputs list; load it with rcert.plots.load_result "
                          "or make it with rcert.report.result(df, kind=...)")
-    df = pd.DataFrame([{k: _number(v) for k, v in row.items()} for row in inputs])
-    for col in [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]:
-        try:
-            df[col] = df[col].astype(np.float64)
-        except (TypeError, ValueError):
-            raise RcertError(f"column {col} of the result holds values that are not numbers; "
-                             f"rewrite the result with rcert") from None
-    return df
+    try:
+        return report.inputs_frame(inputs)
+    except ValueError as exc:
+        raise RcertError(f"{exc}; rewrite the result with rcert") from None
 
 
 def label(result: dict[str, Any]) -> str:

@@ -229,6 +229,35 @@ def plain(value: Any) -> Any:
     return value
 
 
+#: How :func:`plain` spells non-finite numbers.
+NONFINITE = ("inf", "-inf", "nan")
+
+
+def restore(value: Any) -> Any:
+    """The inverse of :func:`plain` for numbers: ``"inf"``, ``"-inf"``, ``"nan"`` to floats,
+    throughout nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore(v) for v in value]
+    return float(value) if isinstance(value, str) and value in NONFINITE else value
+
+
+def inputs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per-input rows read back from JSON as a DataFrame: non-finite strings become floats,
+    and a column left as text (e.g. all ``"inf"``) becomes float64; int and bool columns
+    keep their type. Raises ValueError for a column holding other text."""
+    df = pd.DataFrame(restore(rows))
+    for col in df.columns:
+        kind = df[col].dtype
+        if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
+            try:
+                df[col] = df[col].astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"column {col} holds values that are not numbers") from None
+    return df
+
+
 def to_json(res: dict[str, Any]) -> str:
     """The result as strict JSON (non-finite numbers spelled ``"inf"``, ``"-inf"``, ``"nan"``)."""
     return json.dumps(plain(res), indent=2, allow_nan=False) + "\n"

@@ -71,16 +71,6 @@ def _append(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def _restore(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows read back from JSON: "inf"/"nan" strings become floats again."""
-    df = pd.DataFrame(rows)
-    for col in df.columns:
-        kind = df[col].dtype
-        if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
-            df[col] = df[col].map(lambda v: float(v) if isinstance(v, str) else v).astype(float)
-    return df
-
-
 def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, path: Path,
                       settings: dict[str, Any], chunk: int = 64, progress: bool = False,
                       **certify_args: Any) -> pd.DataFrame:
@@ -121,7 +111,7 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
             records = report.plain(df.to_dict(orient="records"))
             _append(path, json.dumps({"start": start, "rows": records}))
             done[start] = records
-        frames.append(_restore(done[start]))
+        frames.append(report.inputs_frame(done[start]))
         bar.update(1)
     bar.close()
     if not frames:

@@ -188,7 +188,7 @@ def _rederive(model, x, budget, *, target, optimizer, restarts, steps, n_noise, 
     """Rerun what :func:`attack` runs for one budget: the attack's and the baseline's deltas."""
     model.eval()
     index = torch.arange(x.shape[0])
-    box = attacks._box(model)
+    box = attacks.data_box(model)
     radius = torch.full((x.shape[0],), float(budget))
     direction = random_directions(seed, index, tuple(x.shape[1:]), 1, STREAM_START)
     noise_delta = project(direction * budget, x, radius, box)

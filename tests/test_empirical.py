@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from scipy import optimize, stats
 
 import rcert
-from rcert.bounds import clopper_pearson_lower
-from rcert.empirical import clopper_pearson_upper, empirical_margin
+from rcert.bounds import clopper_pearson_lower, clopper_pearson_upper
+from rcert.empirical import empirical_margin
 from rcert.errors import RcertError
 
 COLUMNS = ["index", "margin_empirical", "margin_bracket_lo", "margin_bracket_hi", "k_check",

@@ -9,8 +9,8 @@ import torch
 
 import rcert
 from rcert.attacks import STREAM_CHECK, AttackSettings, Encoded, latent_attack
+from rcert.bounds import clopper_pearson_upper
 from rcert.checkpoint import read_header
-from rcert.empirical import clopper_pearson_upper
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NAMES = ("vae-digits", "beta0.1-digits", "beta10-digits", "floor0.5-digits", "conv-dsprites")
