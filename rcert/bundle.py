@@ -29,8 +29,7 @@ from xml.etree import ElementTree
 
 import pandas as pd
 
-from rcert import checkpoint, data, plots, report, resume
-from rcert.errors import RcertError
+from rcert import checkpoint, plots, report, resume
 from rcert.files import atomic_write
 
 SCHEMA_VERSION = 1
@@ -42,29 +41,25 @@ EMPIRICAL_FIGURE = "bound-vs-empirical"
 
 def compute(entries: list[dict[str, Any]], out: Path, *,
             progress: bool = False) -> dict[str, dict[str, Any]]:
-    """Certify each model of ``entries`` (dicts of ``path`` and optional ``r``, ``data``,
-    ``limit``, ``n_samples``, ``alpha``, ``m``, ``seed``, ``empirical``, ``threat``,
-    ``device``), resuming from ``out/.partial``. Returns the results keyed by model name
-    (the checkpoint's stem, numbered when two share one)."""
+    """Certify each model of ``entries``, resuming from ``out/.partial``.
+
+    Each entry is a dict with ``path`` and optional ``r``, ``data``, ``limit``,
+    ``n_samples``, ``alpha``, ``m``, ``seed``, ``empirical`` and ``device``. Returns the
+    results keyed by model name: the checkpoint's stem, with ``+`` added when two share one.
+    """
     results: dict[str, dict[str, Any]] = {}
     for entry in entries:
-        model = checkpoint.load(entry["path"], device=entry.get("device", "cpu"))
-        spec = entry.get("data") or str(data.default_eval_spec(model.meta.get("data"),
-                                                               entry["path"]))
-        dataset = data.load_data(spec)
-        if entry.get("limit") is not None:
-            dataset = dataset.subset(entry["limit"])
-        r = entry.get("r", model.meta.get("recommended_r"))
-        if r is None:
-            raise RcertError(f"{entry['path']} records no recommended r; give r")
-        args = {"r": r, "m": entry.get("m", 0.5), "n_samples": entry.get("n_samples", 1000),
+        model, dataset = checkpoint.load_with_data(
+            entry["path"], data_spec=entry.get("data"), limit=entry.get("limit"),
+            device=entry.get("device", "cpu"))
+        args = {"r": checkpoint.radius(model, entry.get("r"), entry["path"]),
+                "m": entry.get("m", 0.5), "n_samples": entry.get("n_samples", 1000),
                 "alpha": entry.get("alpha", 0.001), "seed": entry.get("seed", 0),
-                "empirical": entry.get("empirical", False),
-                "threat": entry.get("threat", "mean")}
+                "empirical": entry.get("empirical", False)}
         name = Path(entry["path"]).stem
         while name in results:
             name += "+"
-        settings = {"model_sha256": checkpoint.model_card(entry["path"])["sha256"],
+        settings = {"weights_sha256": model.meta["sha256"], "architecture": model.meta["model"],
                     "data": str(dataset.spec), "n": len(dataset),
                     "device": entry.get("device", "cpu"), **args}
         df = resume.certify_resumable(model, dataset.x, dataset.index,
@@ -190,7 +185,7 @@ def figures(results: dict[str, dict[str, Any]]) -> dict[str, bytes]:
     """The report's plots, as PNG and SVG bytes keyed by file name."""
     docs = list(results.values())
     kinds = list(FIGURES)
-    if all("margin_empirical" in pd.DataFrame(r["inputs"]).columns for r in docs):
+    if all("empirical" in r["summary"] for r in docs):
         kinds.insert(0, EMPIRICAL_FIGURE)
     out = {}
     for kind in kinds:

@@ -33,8 +33,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rcert import report
 from rcert.errors import RcertError
 
@@ -138,17 +136,16 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
 
     for model, res in results.items():
         s = res["summary"]
-        rows = res["inputs"]
-        margins = np.array([report.restore(r["bound_certified"]) for r in rows], dtype=float)
-        abstain = np.array([bool(r["abstain"]) for r in rows])
-        mean_margin = float(np.mean(margins))
+        df = report.inputs_frame(res["inputs"])
+        mean_margin = float(df["bound_certified"].mean())
         if "min_mean_margin" in thresholds:
             limit = thresholds["min_mean_margin"]
             judge(model, "min_mean_margin", mean_margin, limit, mean_margin >= limit,
                   f"mean bound_certified {mean_margin:.4g} < {limit:.4g}")
         if "min_certified_fraction" in thresholds:
             radius = thresholds.get("at_radius", 0.0)
-            share = float(np.mean(~abstain & (margins >= radius)))
+            fraction = report.certified_fraction(df, [radius], columns=("bound_certified",))
+            share = float(fraction["bound_certified"].iloc[0])
             limit = thresholds["min_certified_fraction"]
             judge(model, f"min_certified_fraction at radius {radius:g}", share, limit,
                   share >= limit,
@@ -160,7 +157,7 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
                   f"{count} inputs where an attack beat the certificate: "
                   f"{s['empirical']['violations']}")
         if "max_abstain_fraction" in thresholds:
-            share = float(np.mean(abstain))
+            share = float(df["abstain"].mean())
             limit = thresholds["max_abstain_fraction"]
             judge(model, "max_abstain_fraction", share, limit, share <= limit,
                   f"{share:.1%} of inputs abstained, above {limit:.1%}")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rcert import data
 from rcert.errors import RcertError
 from rcert.files import atomic_write
 from rcert.nets import VAE, build_model
@@ -377,3 +378,26 @@ def model_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
         "rcert_version": header["rcert_version"],
         **fields,
     }
+
+
+def load_with_data(path: str | os.PathLike[str], *, data_spec: str | None = None,
+                   limit: int | None = None, device: str | torch.device = "cpu"):
+    """A checkpoint and the data to certify it on: ``data_spec``, by default the test split
+    of the data the model was trained on; the first ``limit`` inputs when given."""
+    model = load(path, device=device)
+    if data_spec is None:
+        data_spec = data.default_eval_spec(model.meta.get("data"), str(path))
+    dataset = data.load_data(data_spec)
+    if limit is not None:
+        dataset = dataset.subset(limit)
+    return model, dataset
+
+
+def radius(model: VAE, r: float | None, path: str | os.PathLike[str]) -> float:
+    """``r`` if given, else the recommended r the checkpoint records."""
+    if r is not None:
+        return r
+    recommended = getattr(model, "meta", {}).get("recommended_r")
+    if recommended is None:
+        raise RcertError(f"{path} records no recommended r; pass one (--r, or r in the config)")
+    return recommended

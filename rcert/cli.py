@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import torch
 
-from rcert import bundle, check, checkpoint, data, plots, report, train, validate
+from rcert import bundle, check, checkpoint, plots, report, train, validate
 from rcert.attacks import attack
 from rcert.empirical import curve
 from rcert.errors import RcertError
@@ -100,26 +100,11 @@ def _attack_options(f: Callable) -> Callable:
 def _load(model_path: str, data_spec: str | None, limit: int | None, seed: int, device: str,
           output: str | None) -> tuple:
     """The checkpoint and its data, after the checks that need no computation."""
-    if seed < 0:
-        raise RcertError(f"--seed must be a non-negative integer, got {seed}")
+    validate.check_seed(seed, "--seed")
     if output is not None:
         check_writable(output)
-    model = checkpoint.load(model_path, device=_device(device))
-    if data_spec is None:
-        data_spec = data.default_eval_spec(model.meta.get("data"), model_path)
-    dataset = data.load_data(data_spec)
-    if limit is not None:
-        dataset = dataset.subset(limit)
-    return model, dataset
-
-
-def _default_r(model, r: float | None, model_path: str) -> float:
-    if r is not None:
-        return r
-    recommended = model.meta.get("recommended_r")
-    if recommended is None:
-        raise RcertError(f"{model_path} records no recommended r; pass --r")
-    return recommended
+    return checkpoint.load_with_data(model_path, data_spec=data_spec, limit=limit,
+                                     device=_device(device))
 
 
 def _finish(df, kind: str, model, model_path: str, dataset, device: str, fmt: str,
@@ -173,7 +158,7 @@ def margin(model_path: str, data_spec: str | None, limit: int | None, seed: int,
     model, dataset = _load(model_path, data_spec, limit, seed, device, output)
     attack = {"restarts": _or(restarts, 1), "steps": _or(steps, 10), "optimizer": optimizer,
               "n_noise": _or(n_noise, 32), "resolution": resolution}
-    df = certify(model, dataset.x, r=_default_r(model, r, model_path), m=m,
+    df = certify(model, dataset.x, r=checkpoint.radius(model, r, model_path), m=m,
                  n_samples=n_samples, alpha=alpha, seed=seed, index=dataset.index,
                  memory_mb=memory_mb, progress=not quiet, empirical=empirical,
                  threat="both" if threat == "full" else "mean", attack=attack)
@@ -218,7 +203,7 @@ def curve_command(model_path: str, data_spec: str | None, limit: int | None, see
     """p(||Delta(x, rho u)|| <= r) along a fixed direction u (Camuto et al. Fig 5)."""
     values = _floats(radii, "--radii")
     model, dataset = _load(model_path, data_spec, limit, seed, device, output)
-    df = curve(model, dataset.x, r=_default_r(model, r, model_path), radii=values,
+    df = curve(model, dataset.x, r=checkpoint.radius(model, r, model_path), radii=values,
                direction=direction, m=m, threat="both" if threat == "full" else "mean",
                n_samples=n_samples, seed=seed, index=dataset.index)
     _finish(df, "curve", model, model_path, dataset, device, fmt, output)
@@ -264,7 +249,7 @@ def report_command(models: tuple[str, ...], out: str, r: float | None, data_spec
     entries = [{k: v for k, v in e.items() if v is not None} for e in entries]
     results = bundle.compute(entries, Path(out), progress=not quiet)
     bundle.write(Path(out), results)
-    click.echo(bundle.summary_markdown(results), nl=False)
+    click.echo((Path(out) / "summary.md").read_text(encoding="utf-8"), nl=False)
 
 
 @cli.command(name="check")

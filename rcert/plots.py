@@ -39,7 +39,6 @@ from rcert.report import certified_fraction as _fraction
 
 Results = dict[str, Any] | Sequence[dict[str, Any]]
 
-#: How non-finite numbers are spelled in a result JSON file (see :func:`rcert.report.to_json`).
 #: The command that makes each kind of result.
 _MAKE = {"margin": "rcert margin --format json", "attack": "rcert attack --format json",
          "curve": "rcert curve --format json"}
@@ -615,7 +614,7 @@ def certified_fraction(results: Results, column: str = "bound_certified") -> Fig
     columns = ("bound_certified", "bound_spectral", "bound_whitened")
     if column not in columns:
         raise RcertError(f"unknown column {column!r}; choose one of {', '.join(columns)}")
-    models = _models(results, "certified-fraction", "margin", columns)
+    models = _models(results, "certified-fraction", "margin", (column,))
     margins = [m.df[column].to_numpy(np.float64) for m in models]
     positive = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in margins])
     end = float(positive.max()) * 1.05 if positive.size else 1.0
@@ -625,7 +624,7 @@ def certified_fraction(results: Results, column: str = "bound_certified") -> Fig
         fig, (ax,) = _figure(1, width=7.2, height=5.0)
         for model, v in zip(models, margins, strict=True):
             radii = np.unique(np.concatenate([[start], v[np.isfinite(v) & (v > 0)], [end]]))
-            curve = _fraction(model.df, radii)
+            curve = _fraction(model.df, radii, columns=(column,))
             ax.plot(radii, curve[column].to_numpy(), color=model.color, lw=2.2,
                     drawstyle="steps-pre",
                     label=f"{model.name}: {_count(len(v))}, {int((v <= 0).sum())} not certified")

@@ -67,14 +67,15 @@ def describe(values: pd.Series | np.ndarray) -> dict[str, float]:
 
 
 def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
-                       n_radii: int = 41) -> pd.DataFrame:
+                       n_radii: int = 41,
+                       columns: tuple[str, ...] = ("bound_certified", "bound_spectral",
+                                                   "bound_whitened")) -> pd.DataFrame:
     """Share of inputs whose certified margin is at least ``e``, for each radius ``e``.
 
-    One column per certified input-space margin (``bound_certified``, ``bound_spectral``,
-    ``bound_whitened``); ``radii`` defaults to ``n_radii`` points from 0 to the largest
-    finite ``bound_whitened`` (SPEC section 7).
+    One column per certified input-space margin in ``columns`` (default all three);
+    ``radii`` defaults to ``n_radii`` points from 0 to the largest finite
+    ``bound_whitened`` (SPEC section 7).
     """
-    columns = ("bound_certified", "bound_spectral", "bound_whitened")
     if radii is None:
         finite = df["bound_whitened"].to_numpy()
         finite = finite[np.isfinite(finite)]

@@ -93,9 +93,7 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
     validate.check_options(r=certify_args.get("r"), m=certify_args.get("m", 0.5),
                            alpha=certify_args.get("alpha", 0.001),
                            n_samples=certify_args.get("n_samples", 1000))
-    seed = certify_args.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise RcertError(f"seed must be a non-negative integer, got {seed!r}")
+    validate.check_seed(certify_args.get("seed", 0))
     key = run_key({**settings, "chunk": chunk})
     path.parent.mkdir(parents=True, exist_ok=True)
     done = _read(path, key)

@@ -17,6 +17,13 @@ from rcert.errors import RcertError
 _RANGE_TOLERANCE = 1e-6
 
 
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A seed: a non-negative integer (numpy integers too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise RcertError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
 def check_options(*, r: float, m: float, alpha: float, n_samples: int) -> None:
     """Validate the certificate's parameters (SPEC sections 2-3)."""
     if isinstance(r, bool) or not (isinstance(r, numbers.Real) and math.isfinite(r) and r > 0):
@@ -123,8 +130,7 @@ def prepare(model: nn.Module, x: torch.Tensor | np.ndarray, *, index: np.ndarray
     ``0 .. N-1``) must hold one non-negative id per input; ``seed`` must be a
     non-negative integer. Returns the model, the data and the ids as a tensor.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise RcertError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
     model.eval()
     param = next(iter(model.parameters()), None)
     dev = torch.device(device) if device is not None else (
