@@ -426,7 +426,7 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[fl
         direction = random_directions(seed, index_t, shape, 1, STREAM_START).to(x)
         noise_delta = project(direction * budget, x, radius, box)
         delta, value = maximise(model, x, radius, expected_damage, settings, seed=seed,
-                                index=index_t, box=box, starts=direction)
+                                index=index_t, box=box, starts=direction, clean=clean)
         frame = {"index": index_t.cpu().numpy(), "L": np.full(x.shape[0], float(budget))}
         frame.update(_damage_columns(model, x, delta, clean, target, ""))
         frame["delta_norm"] = delta.flatten(1).norm(dim=1).double().cpu().numpy()

@@ -6,6 +6,7 @@ import base64
 import copy
 import hashlib
 import json
+import math
 import shutil
 import warnings
 from pathlib import Path
@@ -13,7 +14,8 @@ from xml.etree import ElementTree
 
 import pandas as pd
 import pytest
-from conftest import assert_one_error_line, cli_output, strict_json
+import torch
+from conftest import TinyMLPVAE, assert_one_error_line, cli_output, strict_json
 
 import rcert
 import rcert.plots
@@ -491,3 +493,42 @@ def test_report_bad_input(ab_ckpts, tmp_path, run):
         assert needle in line, line
     assert a_file.read_text() == "keep me"
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_headline_figures_are_the_summaries(tiny_vae_results):
+    """Every number of the Markdown/HTML headline table comes from the model's summary."""
+    results = tiny_vae_results
+    table = rcert.bundle.headline_table(results)
+
+    def same(a, b):
+        return a == b or (math.isnan(a) and math.isnan(b))
+
+    for name, res in results.items():
+        s, col = res["summary"], table[name]
+        assert col["inputs"] == s["n_inputs"] and col["abstained"] == s["n_abstained"]
+        assert col["certified"] == f"{s['n_certified']} ({100 * s['certified_share']:.1f}%)"
+        assert same(col["mean bound_certified"], s["mean_margin"]["bound_certified"])
+        assert same(col["median bound_certified"], s["margins"]["bound_certified"]["median"])
+        assert same(col["mean bound_whitened"], s["mean_margin"]["bound_whitened"])
+        assert same(col["mean latent_margin"], s["mean_margin"]["latent_margin"])
+        assert same(col["median r_min"], s["diagnostics"]["r_min"]["median"])
+        e = s["empirical"]
+        assert col["violations"] == e["n_violations"]
+        assert same(col["mean margin_empirical"], e["margin_empirical"]["mean"])
+        assert same(col["empirical vs bound: correlation"], e["fit"]["bound"]["correlation"])
+        assert same(col["median tightness"], e["tightness"]["median"])
+    md = rcert.bundle.summary_markdown(results)
+    first = next(iter(results))
+    value = table[first]["mean bound_certified"]
+    assert f"| mean bound_certified | {value:.4g} |" in md
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_results():
+    x = torch.rand(6, 10, generator=torch.Generator().manual_seed(0))
+    out = {}
+    for name, seed in (("one", 0), ("two", 1)):
+        df = rcert.certify(TinyMLPVAE(seed=seed), x, r=0.6, n_samples=100, empirical=True,
+                           attack={"steps": 3, "n_noise": 8})
+        out[name] = rcert.report.result(df, model={"path": f"{name}.rcert"})
+    return out

@@ -449,3 +449,15 @@ def test_check_with_a_missing_model_file(tmp_path, run):
     config = _write(tmp_path, _toml([{"path": "missing.rcert"}], {"min_mean_margin": 0.0}))
     line = assert_one_error_line(*run("check", config, "--out", tmp_path / "rep", "--quiet"))
     assert "missing.rcert" in line
+
+
+def test_failure_messages_print_the_judged_values():
+    res = {"m": _result([0.0, 0.05, 0.3, 0.4], [True, False, False, False])}
+    got = {v["threshold"]: v for v in check.verdicts(
+        res, {"min_certified_fraction": 0.9, "at_radius": 0.1, "max_abstain_fraction": 0.1})}
+    fraction = got["min_certified_fraction at radius 0.1"]
+    assert fraction["value"] == 0.5 and not fraction["passed"]
+    assert fraction["message"] == "50.0% certified at radius 0.1, below 90.0%"
+    abstain = got["max_abstain_fraction"]
+    assert abstain["value"] == 0.25 and not abstain["passed"]
+    assert abstain["message"] == "25.0% of inputs abstained, above 10.0%"

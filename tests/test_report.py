@@ -386,3 +386,16 @@ def test_summarize_attack_by_hand():
     assert first["damage"]["mean"] == 2.0 and first["attack_beats_noise"] == 1.0
     assert second["damage"]["mean"] == 1.25 and second["attack_beats_noise"] == 0.5
     assert second["loglik_degradation"]["max"] == 0.4
+
+
+def test_table_summary_prints_the_attack_verdict(tiny_vae):
+    df = certify(tiny_vae, torch.rand(5, 10), r=0.6, n_samples=100, empirical=True,
+                 attack={"steps": 3, "n_noise": 8})
+    res = report.result(df, model={"path": "tiny.rcert"})
+    e = res["summary"]["empirical"]
+    fit = e["fit"]["bound"]
+    line = next(x for x in report.to_table(res).splitlines() if x.startswith("attacked:"))
+    assert line == (f"attacked: {e['n_violations']} violations, {e['n_unbroken']} unbroken; "
+                    f"empirical vs bound: correlation {fit['correlation']:.3f}, slope "
+                    f"{fit['slope']:.3f}, intercept {fit['intercept']:.3g}")
+    assert e["n_violations"] == int(df["violation"].sum())
