@@ -14,23 +14,24 @@ are printed too (one run each, at 1 thread unless ``--threads`` says otherwise).
    ``rcert.attacks``): candidates ``np.arange(0.05, max_R + 1e-9, 0.05)``; the smallest is
    tested first and returned if broken; otherwise candidates are scanned from the largest down
    and the first robust one is returned. A test at radius ``c`` runs 5 attacks from random
-   starts, each followed by a check on 40 fresh draws (``rcert.empirical.within_counts``,
+   starts, each followed by a check on 40 fresh draws (``rcert.evaluation.empirical.within_counts``,
    ``p_hat = k / 40``); broken if any start gives ``p_hat <= 0.5``, robust if all give
    ``p_hat > 0.5``. Its *breaking radius* (the smallest candidate at which an attack
    succeeded: the candidate just above the returned one) is what compares with rcert's
-   ``margin_empirical``. Attack per start: ``rcert.attacks.maximise`` with
+   ``margin_empirical``. Attack per start: ``rcert.attacks.optimizers.maximise`` with
    ``AttackSettings(threat="mean", restarts=1, steps=10, optimizer="lbfgs", n_noise=1)`` on
    ``expected_damage`` (the original's objective: the distortion of one noise draw, L-BFGS-B
    from a random start). max_R = 10 is Lipschitz_VAEs' ``--max_R`` default; max_R = 2 is
    reported as a kinder variant. A PGD variant (10 steps) is reported too.
-2. rcert: ``rcert.empirical.empirical_margin(model, x, r=r, resolution=0.05, start=..., seed=0)``
+2. rcert: ``rcert.empirical_margin(model, x, r=r, resolution=0.05, start=..., seed=0)``
    with ``start = clip(2 * bound_whitened, 0.05, 10)`` (``bound_whitened`` from
    ``rcert.certify(model, x, r=r, n_samples=1000)``; the certificate's own decodes are not
    counted) and without a start; with the default attack settings and with lighter ones
    passed as arguments (``SETTINGS``).
 3. Recheck (not counted): every success of both methods (the baseline's strongest start at
    each broken radius; rcert's perturbation of each successful round, recorded by wrapping
-   ``rcert.attacks.maximise`` and ``rcert.empirical.within_counts`` for the call) is checked
+   ``rcert.attacks.optimizers.maximise`` and ``rcert.evaluation.empirical.within_counts``
+   for the call) is checked
    again on 4000 fresh draws. The *verified* margin is the smallest radius whose success
    still gives ``P(||Delta|| <= r) <= 1/2``; it shows how much of each margin is Monte Carlo
    luck of a 40- or 200-draw check.
@@ -58,8 +59,12 @@ import numpy as np
 import torch
 
 import rcert
-from rcert import attacks, empirical, montecarlo
-from rcert.attacks import AttackSettings, Encoded
+from rcert.attacks import objectives, optimizers
+from rcert.attacks.objectives import Encoded
+from rcert.attacks.optimizers import AttackSettings
+from rcert.attacks.projection import data_box
+from rcert.engine import montecarlo, noise
+from rcert.evaluation import empirical
 
 NAME = "bench_empirical"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -131,7 +136,7 @@ def baseline_scan(model, counter: DecodeCounter, x: torch.Tensor, index: torch.T
     """
     candidates = np.arange(RESOLUTION, max_r + 1e-9, RESOLUTION)
     n_inputs = x.shape[0]
-    box = attacks._box(model)
+    box = data_box(model)
     settings = AttackSettings(threat="mean", restarts=1, steps=steps, optimizer=optimizer,
                               n_noise=1)
     max_rows = montecarlo.rows_for_budget(256.0, x[0].numel(), x.device)
@@ -151,11 +156,11 @@ def baseline_scan(model, counter: DecodeCounter, x: torch.Tensor, index: torch.T
         test_seed = seed + 1 + n_test[0]
         n_test[0] += 1
         start_rows = counter.rows
-        delta, _ = attacks.maximise(model, xs, radius, attacks.expected_damage, settings,
+        delta, _ = optimizers.maximise(model, xs, radius, objectives.expected_damage, settings,
                                     seed=test_seed, index=ids, box=box)
         ref = Encoded(clean.mu[sel], clean.sigma[sel], clean.reference[sel]).repeat(BASE_STARTS)
         k = empirical.within_counts(model, xs + delta, ref, r=r, n_samples=BASE_SAMPLES,
-                                    seed=test_seed, index=ids, stream=attacks.STREAM_CHECK,
+                                    seed=test_seed, index=ids, stream=noise.STREAM_CHECK,
                                     threat="mean", max_rows=max_rows)
         rows[act] += (counter.rows - start_rows) / len(act)
         tests[act] += 1
@@ -240,14 +245,15 @@ def recheck(model, counter: DecodeCounter, clean: Encoded, index: torch.Tensor,
 class Spy:
     """Records each attack round of ``empirical_margin`` (radius, perturbed input, check count).
 
-    Wraps ``rcert.attacks.maximise`` and ``rcert.empirical.within_counts`` (module attributes,
+    Wraps ``rcert.attacks.optimizers.maximise`` and
+    ``rcert.evaluation.empirical.within_counts`` (module attributes,
     for the duration of one call; rcert's source is untouched) so that rcert's successes can
     be rechecked on fresh draws like the baseline's. Costs no decoder rows.
     """
 
     def __init__(self) -> None:
         self.events: list[tuple] = []
-        self._saved = (attacks.maximise, empirical.within_counts)
+        self._saved = (optimizers.maximise, empirical.within_counts)
 
     def __enter__(self) -> Spy:
         maximise, within_counts = self._saved
@@ -263,12 +269,12 @@ class Spy:
                                 k.clone(), kwargs["n_samples"]))
             return k
 
-        attacks.maximise = spy_maximise
+        optimizers.maximise = spy_maximise
         empirical.within_counts = spy_within_counts
         return self
 
     def __exit__(self, *exc) -> None:
-        attacks.maximise, empirical.within_counts = self._saved
+        optimizers.maximise, empirical.within_counts = self._saved
 
     def successes(self, m: float) -> dict[int, list[tuple[float, torch.Tensor]]]:
         """Per input id: (radius, perturbed input) of every round whose check succeeded."""

@@ -27,7 +27,7 @@ import os
 import common
 import torch
 
-from rcert.jacobian import encoder_jacobian, jacobian_norms
+from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
 
 NAME = "bench_jacobian"
 TARGET_NAIVE_SPEEDUP = 10.0

@@ -8,7 +8,7 @@ On two randomly initialised MLP VAEs (digits-sized and MNIST-sized):
    pre-generated, in batches of ``rows``, under ``torch.no_grad()``.
    Target: rcert <= 1.5x the floor.
    The breakdown replays rcert's chunk loop one stage at a time (noise generation with
-   ``rcert.noise.gaussian``, ``mu + eta * sigma``, subtracting the reference and taking the
+   ``rcert.engine.noise.gaussian``, ``mu + eta * sigma``, subtracting the reference and taking the
    norm) so that a miss can be explained.
 3. Peak memory of ``rcert.certify(model, x, r=1.0, n_samples=n, memory_mb=64)`` on the MNIST
    model (N=64) for n = 500, 4000, 16000, each in a fresh subprocess: ``ru_maxrss`` at the end
@@ -34,7 +34,7 @@ import sys
 import common
 import torch
 
-from rcert import margin, montecarlo, noise
+from rcert.engine import certify, montecarlo, noise
 
 NAME = "bench_montecarlo"
 TARGET_FLOOR_RATIO = 1.5
@@ -203,7 +203,7 @@ def run_child(n_inputs: int, n_samples: int, memory_mb: float, threads: int) -> 
         raise RuntimeError(f"memory child failed:\n{proc.stderr}")
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     d_z, size = MNIST[2], 28 * 28
-    chunk = margin._inputs_per_chunk(memory_mb, d_z, size, n_samples)
+    chunk = certify._inputs_per_chunk(memory_mb, d_z, size, n_samples)
     per_chunk = min(chunk, n_inputs)
     return {
         "n_inputs": n_inputs, "n_samples": n_samples, "memory_mb": memory_mb, **child,

@@ -5,28 +5,53 @@ The public API (see docs/api.md)::
     model = rcert.load("models/vae-digits.rcert")
     df = rcert.certify(model, x, r=4.0, m=0.5, n_samples=1000, alpha=0.001, seed=0)
     summary = rcert.summarize(df)
+
+Names are imported on first use, so ``import rcert`` (and the ``rcert`` command's start-up)
+does not pay for torch, scipy or plotting until they are needed.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from rcert.adapters import wrap
-from rcert.attacks import attack
-from rcert.checkpoint import load, save
-from rcert.data import load_data
-from rcert.empirical import curve, empirical_margin
-from rcert.errors import RcertError
-from rcert.margin import certify, recommend_r
-from rcert.nets import build_model
-from rcert.report import summarize
-from rcert.train import fit, train_checkpoint
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("rcert")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = [
-    "RcertError", "__version__", "attack", "build_model", "certify", "curve",
-    "empirical_margin", "fit", "load", "load_data", "recommend_r", "save", "summarize",
-    "train_checkpoint", "wrap",
-]
+#: Public name -> the module that defines it.
+_API = {
+    "RcertError": "rcert.errors",
+    "attack": "rcert.attacks.damage",
+    "build_model": "rcert.models.nets",
+    "certify": "rcert.engine.certify",
+    "curve": "rcert.evaluation.curves",
+    "empirical_margin": "rcert.evaluation.empirical",
+    "fit": "rcert.models.training",
+    "load": "rcert.models.checkpoint",
+    "load_data": "rcert.data",
+    "recommend_r": "rcert.runs.training",
+    "save": "rcert.models.checkpoint",
+    "summarize": "rcert.statistics.summary",
+    "train_checkpoint": "rcert.runs.training",
+    "wrap": "rcert.models.adapters",
+}
+
+__all__ = ["__version__", *sorted(_API)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    try:  # subpackages, e.g. rcert.engine after a bare ``import rcert``
+        return importlib.import_module(f"rcert.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'rcert' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

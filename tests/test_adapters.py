@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from rcert.adapters import Wrapped, wrap
 from rcert.errors import RcertError
+from rcert.models.adapters import Wrapped, wrap
 
 SIGMA = 0.3
 

@@ -14,19 +14,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import rcert
-from rcert import attacks, noise
-from rcert.attacks import (
-    STREAM_ATTACK,
-    STREAM_START,
-    AttackSettings,
-    Encoded,
-    attack,
-    distortion,
-    expected_damage,
-    maximise,
-    project,
-    random_directions,
-)
+from rcert.attacks import projection
+from rcert.attacks.damage import attack
+from rcert.attacks.objectives import Encoded, distortion, expected_damage
+from rcert.attacks.optimizers import AttackSettings, maximise, random_directions
+from rcert.attacks.projection import project
+from rcert.engine import noise
+from rcert.engine.noise import STREAM_ATTACK, STREAM_START
 from rcert.errors import RcertError
 
 COLUMNS = ["index", "L", "damage", "loglik_degradation", "delta_norm", "objective",
@@ -65,7 +59,8 @@ def _dykstra(delta, x, radius, box, iterations=20000):
 
     Independent of rcert's KKT/bisection argument: it only uses the two easy projections
     (radial scaling onto the ball, clipping onto the box) and converges to the projection
-    onto their intersection.
+    onto their intersection. Returns the point and whether the iteration converged (it can
+    stall for thousands of steps where the sphere grazes a face of the box).
     """
     lo, hi = box[0] - x, box[1] - x
     v = delta.copy()
@@ -79,10 +74,9 @@ def _dykstra(delta, x, radius, box, iterations=20000):
         v_new = u * min(1.0, radius / norm) if norm > 0 else u
         q = y + q - v_new
         if np.max(np.abs(v_new - v)) < 1e-13 and np.max(np.abs(y - v_new)) < 1e-13:
-            v = v_new
-            break
+            return v_new, True
         v = v_new
-    return v
+    return v, False
 
 
 def _feasible(d, x, radius, box, slack=1e-5):
@@ -103,10 +97,12 @@ def test_project_is_feasible_and_the_exact_projection(case):
             norm = np.linalg.norm(delta[i])
             expected = delta[i] * min(1.0, radius[i] / norm) if norm > 0 else delta[i]
         else:
-            expected = _dykstra(delta[i], x[i], radius[i], box)
+            expected, converged = _dykstra(delta[i], x[i], radius[i], box)
             # The brute force is feasible too, so ours cannot be farther from delta.
             assert (np.linalg.norm(out[i] - delta[i])
                     <= np.linalg.norm(expected - delta[i]) + 1e-7)
+            if not converged:
+                continue  # only the distance comparison above is meaningful then
         np.testing.assert_allclose(out[i], expected, atol=1e-4, rtol=0)
 
 
@@ -188,7 +184,7 @@ def _rederive(model, x, budget, *, target, optimizer, restarts, steps, n_noise, 
     """Rerun what :func:`attack` runs for one budget: the attack's and the baseline's deltas."""
     model.eval()
     index = torch.arange(x.shape[0])
-    box = attacks.data_box(model)
+    box = projection.data_box(model)
     radius = torch.full((x.shape[0],), float(budget))
     direction = random_directions(seed, index, tuple(x.shape[1:]), 1, STREAM_START)
     noise_delta = project(direction * budget, x, radius, box)

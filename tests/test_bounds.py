@@ -3,16 +3,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from rcert import bounds
+from rcert.statistics import binomial, margins
 
 
 def test_clopper_pearson_closed_forms():
     n, alpha = 200, 0.01
-    assert bounds.clopper_pearson_lower(np.array([0]), n, alpha)[0] == 0.0
+    assert binomial.clopper_pearson_lower(np.array([0]), n, alpha)[0] == 0.0
     # k = n: P(Binom(n, p) >= n) = p^n = alpha
-    assert np.isclose(bounds.clopper_pearson_lower(np.array([n]), n, alpha)[0], alpha ** (1 / n))
+    assert np.isclose(binomial.clopper_pearson_lower(np.array([n]), n, alpha)[0], alpha ** (1 / n))
     # k = 1: 1 - (1 - p)^n = alpha
-    assert np.isclose(bounds.clopper_pearson_lower(np.array([1]), n, alpha)[0],
+    assert np.isclose(binomial.clopper_pearson_lower(np.array([1]), n, alpha)[0],
                       1 - (1 - alpha) ** (1 / n))
 
 
@@ -20,7 +20,7 @@ def test_clopper_pearson_closed_forms():
 @given(n=st.integers(1, 400), frac=st.floats(0, 1), alpha=st.floats(1e-4, 0.3))
 def test_clopper_pearson_is_the_binomial_tail_inversion(n, frac, alpha):
     k = round(frac * n)
-    p = bounds.clopper_pearson_lower(np.array([k]), n, alpha)[0]
+    p = binomial.clopper_pearson_lower(np.array([k]), n, alpha)[0]
     assert 0 <= p <= k / n + 1e-12
     if k > 0:
         # At the bound the chance of seeing k or more successes is exactly alpha.
@@ -32,7 +32,7 @@ def test_clopper_pearson_coverage_over_repeated_trials():
     n, alpha, trials = 50, 0.1, 20000
     for p in (0.05, 0.3, 0.5, 0.8, 0.97):
         k = rng.binomial(n, p, size=trials)
-        covered = np.mean(bounds.clopper_pearson_lower(k, n, alpha) <= p)
+        covered = np.mean(binomial.clopper_pearson_lower(k, n, alpha) <= p)
         # Conservative: coverage at least 1 - alpha, up to simulation error (~0.002 SE).
         assert covered >= 1 - alpha - 0.01
 
@@ -40,8 +40,8 @@ def test_clopper_pearson_coverage_over_repeated_trials():
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 300), m=st.floats(0.05, 0.95), alpha=st.floats(1e-4, 0.3))
 def test_certified_rank_is_the_first_rank_that_certifies(n, m, alpha):
-    k_star = bounds.certified_rank(n, m, alpha)
-    lower = bounds.clopper_pearson_lower(np.arange(0, n + 1), n, alpha)
+    k_star = binomial.certified_rank(n, m, alpha)
+    lower = binomial.clopper_pearson_lower(np.arange(0, n + 1), n, alpha)
     if k_star is None:
         assert lower[-1] <= m
     else:
@@ -56,7 +56,7 @@ def test_certified_rank_is_the_first_rank_that_certifies(n, m, alpha):
 def test_quantile_rank_matches_p_hat(n, m, seed, r):
     x = np.sort(np.random.default_rng(seed).exponential(size=n))
     p_hat = np.mean(x <= r)
-    j = bounds.quantile_rank(n, m)
+    j = binomial.quantile_rank(n, m)
     assert (p_hat > m) == (j <= n and x[j - 1] <= r)
 
 
@@ -64,20 +64,20 @@ def test_margin_conventions():
     s = np.array([0.5, 0.5, 0.5, 0.5])
     t = np.array([1.0, -0.2, 0.0, 2.0])
     j = np.array([2.0, 2.0, 0.0, 0.0])
-    assert np.allclose(bounds.theorem1(s, t, j), [0.25, 0.0, 0.0, np.inf])
-    assert np.allclose(bounds.spectral(s, t, j), [0.25, 0.0, 0.0, np.inf])
-    assert np.allclose(bounds.whitened(t, j), [0.5, 0.0, 0.0, np.inf])
-    assert np.allclose(bounds.latent_margin(s, t), [0.5, 0.0, 0.0, 1.0])
+    assert np.allclose(margins.theorem1(s, t, j), [0.25, 0.0, 0.0, np.inf])
+    assert np.allclose(margins.spectral(s, t, j), [0.25, 0.0, 0.0, np.inf])
+    assert np.allclose(margins.whitened(t, j), [0.5, 0.0, 0.0, np.inf])
+    assert np.allclose(margins.latent_margin(s, t), [0.5, 0.0, 0.0, 1.0])
 
 
 def test_probit_gap_and_cap():
-    assert np.isclose(bounds.probit_gap(np.array([0.5]), 0.5)[0], 0.0)
-    assert np.isclose(bounds.probit_gap(np.array([stats.norm.cdf(1.0)]), 0.5)[0], 1.0)
-    assert np.isclose(bounds.probit_gap(np.array([0.9]), 0.7)[0],
+    assert np.isclose(margins.probit_gap(np.array([0.5]), 0.5)[0], 0.0)
+    assert np.isclose(margins.probit_gap(np.array([stats.norm.cdf(1.0)]), 0.5)[0], 1.0)
+    assert np.isclose(margins.probit_gap(np.array([0.9]), 0.7)[0],
                       stats.norm.ppf(0.9) - stats.norm.ppf(0.7))
-    capped = bounds.capped_p_hat(np.array([1.0, 0.3]), 100)
+    capped = margins.capped_p_hat(np.array([1.0, 0.3]), 100)
     assert np.allclose(capped, [1 - 1 / 200, 0.3])
-    assert np.isfinite(bounds.probit_gap(capped, 0.5)).all()
+    assert np.isfinite(margins.probit_gap(capped, 0.5)).all()
 
 
 @settings(max_examples=40, deadline=None)
@@ -86,14 +86,14 @@ def test_probit_gap_and_cap():
 def test_published_le_spectral_le_whitened(seed, d_z, big_d, t):
     import torch
 
-    from rcert.jacobian import jacobian_norms
+    from rcert.engine.jacobian import jacobian_norms
 
     rng = np.random.default_rng(seed)
     jac = torch.tensor(rng.normal(size=(1, d_z, big_d)))
     sigma = torch.tensor(rng.uniform(0.01, 2, size=(1, d_z)))
     norms = {k: v.numpy() for k, v in jacobian_norms(jac, sigma).items()}
     s_min = sigma.min().item()
-    pub = bounds.theorem1(s_min, t, norms["jacobian_fro"])
-    spe = bounds.spectral(s_min, t, norms["jacobian_spec"])
-    whi = bounds.whitened(t, norms["jacobian_whitened"])
+    pub = margins.theorem1(s_min, t, norms["jacobian_fro"])
+    spe = margins.spectral(s_min, t, norms["jacobian_spec"])
+    whi = margins.whitened(t, norms["jacobian_whitened"])
     assert pub <= spe * (1 + 1e-9) and spe <= whi * (1 + 1e-9)

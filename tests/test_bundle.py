@@ -19,13 +19,14 @@ from conftest import TinyMLPVAE, assert_one_error_line, cli_output, strict_json
 
 import rcert
 import rcert.plots
-import rcert.resume
-from rcert import bundle
-from rcert.margin import COLUMNS
+import rcert.runs.resume
+from rcert.engine.certify import COLUMNS
+from rcert.results import html, junit, markdown
+from rcert.runs import report
 
 REPORT_FILES = ("inputs.csv", "results.json", "summary.md", "junit.xml", "report.html")
 EVIL = "<script>alert(1)</script> & co"
-REAL_CERTIFY = rcert.resume.certify
+REAL_CERTIFY = rcert.runs.resume.certify
 
 
 def _report(ab_ckpts, out: Path, *extra) -> list:
@@ -45,7 +46,7 @@ def main_report(ab_ckpts, tmp_path_factory):
 def abstaining(ab_ckpts, tmp_path_factory) -> dict:
     """Results (no files) of a setting where some inputs abstain: a small r."""
     out = tmp_path_factory.mktemp("abstaining")
-    res = bundle.compute([{"path": str(ab_ckpts["a"]), "r": 0.3, "limit": 12,
+    res = report.compute([{"path": str(ab_ckpts["a"]), "r": 0.3, "limit": 12,
                            "n_samples": 100}], out)
     n_abstained = sum(bool(row["abstain"]) for row in res["a"]["inputs"])
     assert 0 < n_abstained < 12  # both kinds of input, or the tests below prove little
@@ -67,10 +68,10 @@ def test_report_writes_every_file(main_report):
     assert stderr == ""
     for name in REPORT_FILES:
         assert (out / name).is_file(), name
-    for kind in bundle.FIGURES:
+    for kind in report.FIGURES:
         for suffix in ("png", "svg"):
             assert (out / "plots" / f"{kind}.{suffix}").stat().st_size > 0
-    assert not (out / "plots" / f"{bundle.EMPIRICAL_FIGURE}.png").exists()  # no --empirical
+    assert not (out / "plots" / f"{report.EMPIRICAL_FIGURE}.png").exists()  # no --empirical
     assert (out / "plots" / "margins.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert b"<svg" in (out / "plots" / "margins.svg").read_bytes()
 
@@ -125,14 +126,14 @@ def test_results_json_digests_cover_every_file(main_report):
     assert set(doc["files"]) == on_disk
     for name, digest in doc["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
-    assert bundle.is_complete(out)
+    assert report.is_complete(out)
 
 
 @pytest.fixture
 def report_copy(main_report, tmp_path) -> Path:
     copied = tmp_path / "rep"
     shutil.copytree(main_report[0], copied)
-    assert bundle.is_complete(copied)
+    assert report.is_complete(copied)
     return copied
 
 
@@ -143,7 +144,7 @@ def test_a_corrupted_file_makes_the_report_incomplete(report_copy, name):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    assert not bundle.is_complete(report_copy)
+    assert not report.is_complete(report_copy)
 
 
 @pytest.mark.parametrize("damage", ["delete results.json", "delete a file",
@@ -160,12 +161,12 @@ def test_a_damaged_report_is_incomplete(report_copy, damage):
         doc = json.loads(marker.read_text())
         del doc["files"]
         marker.write_text(json.dumps(doc))
-    assert not bundle.is_complete(report_copy)
+    assert not report.is_complete(report_copy)
 
 
 def test_an_empty_or_missing_folder_is_incomplete(tmp_path):
-    assert not bundle.is_complete(tmp_path)
-    assert not bundle.is_complete(tmp_path / "missing")
+    assert not report.is_complete(tmp_path)
+    assert not report.is_complete(tmp_path / "missing")
 
 
 # --- JUnit XML ------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ def test_junit_of_the_report(main_report):
 
 
 def test_junit_skips_the_inputs_that_abstain(abstaining):
-    root = _check_junit_counts(bundle.junit_xml(abstaining))
+    root = _check_junit_counts(junit.junit_xml(abstaining))
     rows = abstaining["a"]["inputs"]
     suite = root.find("testsuite")
     skipped = [c.get("name") for c in suite if c.find("skipped") is not None]
@@ -235,7 +236,7 @@ def test_junit_marks_violations_abstentions_and_failed_thresholds():
         {"model": "m", "threshold": "max_abstain_fraction", "value": 0.3, "limit": 0.1,
          "passed": False, "message": "too many"},
     ]
-    root = _check_junit_counts(bundle.junit_xml({"m": _hand_result(rows)}, verdicts))
+    root = _check_junit_counts(junit.junit_xml({"m": _hand_result(rows)}, verdicts))
     model, thresholds = root.findall("testsuite")
     assert model.get("name") == "m" and thresholds.get("name") == "thresholds"
     cases = {c.get("name"): c for c in model}
@@ -255,7 +256,7 @@ def test_junit_marks_violations_abstentions_and_failed_thresholds():
 
 def test_junit_has_no_threshold_suite_without_verdicts(abstaining):
     for verdicts in (None, []):
-        root = ElementTree.fromstring(bundle.junit_xml(abstaining, verdicts).encode())
+        root = ElementTree.fromstring(junit.junit_xml(abstaining, verdicts).encode())
         assert [s.get("name") for s in root] == ["a"]
 
 
@@ -263,7 +264,7 @@ def test_junit_keeps_odd_names_intact(abstaining):
     res = {EVIL: abstaining["a"]}
     verdicts = [{"model": EVIL, "threshold": "t<&>\"", "value": 1.0, "limit": 2.0,
                  "passed": False, "message": "a <b> & \"c\""}]
-    root = _check_junit_counts(bundle.junit_xml(res, verdicts))
+    root = _check_junit_counts(junit.junit_xml(res, verdicts))
     assert root[0].get("name") == EVIL
     assert root[1][0].get("name") == "t<&>\""
     assert root[1][0].find("failure").get("message") == "a <b> & \"c\""
@@ -286,7 +287,7 @@ def test_report_html_is_self_contained(main_report):
     page = (out / "report.html").read_text()
     _assert_self_contained(page)
     pngs = sorted((out / "plots").glob("*.png"))
-    assert page.count('src="data:image/png;base64,') == len(pngs) == len(bundle.FIGURES)
+    assert page.count('src="data:image/png;base64,') == len(pngs) == len(report.FIGURES)
     # Each PNG is embedded whole, byte for byte.
     for png in pngs:
         assert base64.b64encode(png.read_bytes()).decode() in page
@@ -299,15 +300,15 @@ def test_report_html_escapes_every_string(abstaining, tmp_path):
     res["config"]["data"] = "<i>data</i> & more"
     verdicts = [{"model": EVIL, "threshold": "<b>threshold</b>", "value": 0.1, "limit": 0.2,
                  "passed": False, "message": "<script>no</script>"}]
-    bundle.write(tmp_path, {EVIL: res}, verdicts)
+    report.write(tmp_path, {EVIL: res}, verdicts)
     page = (tmp_path / "report.html").read_text()
     _assert_self_contained(page)
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
     assert "<i>data</i>" not in page and "&lt;i&gt;data&lt;/i&gt; &amp; more" in page
     assert "<b>threshold</b>" not in page and "&lt;b&gt;threshold&lt;/b&gt;" in page
-    assert page.count('src="data:image/png;base64,') == len(bundle.FIGURES)
-    assert bundle.is_complete(tmp_path)
+    assert page.count('src="data:image/png;base64,') == len(report.FIGURES)
+    assert report.is_complete(tmp_path)
     # The other files carry the name as it is.
     doc = strict_json((tmp_path / "results.json").read_text())
     assert list(doc["models"]) == [EVIL]
@@ -316,7 +317,7 @@ def test_report_html_escapes_every_string(abstaining, tmp_path):
 
 def test_report_html_escapes_image_names(abstaining):
     png = b"\x89PNG\r\n\x1a\n"
-    page = bundle.report_html(abstaining, {'x"><script>.png': png})
+    page = html.report_html(abstaining, {'x"><script>.png': png})
     _assert_self_contained(page)
     assert "&quot;&gt;&lt;script&gt;" in page
     encoded = base64.b64encode(png).decode()
@@ -324,13 +325,13 @@ def test_report_html_escapes_image_names(abstaining):
 
 
 def test_an_empirical_report_where_no_attack_succeeded_says_so(ab_ckpts, tmp_path):
-    res = bundle.compute([{"path": str(ab_ckpts["a"]), "limit": 3, "n_samples": 50,
+    res = report.compute([{"path": str(ab_ckpts["a"]), "limit": 3, "n_samples": 50,
                            "empirical": True}], tmp_path)
     for row in res["a"]["inputs"]:
         row["margin_empirical"] = float("inf")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fig = rcert.plots.margin_distributions(list(res.values()))
+        fig = rcert.plots.margins.margin_distributions(list(res.values()))
     legend = fig.axes[1].get_legend()
     assert legend is not None
     assert any("3 = inf" in t.get_text() for t in legend.get_texts())
@@ -362,7 +363,7 @@ def test_markdown_table_survives_odd_model_names(abstaining, name):
     res = abstaining["a"]
     verdicts = [{"model": name, "threshold": "min|mean", "value": 0.5, "limit": 0.25,
                  "passed": True, "message": ""}]
-    text = bundle.summary_markdown({name: res, "plain": res}, verdicts)
+    text = markdown.summary_markdown({name: res, "plain": res}, verdicts)
     tables = [line for line in text.splitlines() if line.startswith("|")]
     headline = [line for line in tables if len(_cells(line)) == 3]
     verdict_rows = [line for line in tables if len(_cells(line)) == 5]
@@ -414,23 +415,23 @@ def _long(ab_ckpts, out: Path, *extra) -> list:
 def test_an_interrupted_report_resumes(ab_ckpts, tmp_path, run, monkeypatch):
     out = tmp_path / "resumed"
     with monkeypatch.context() as patch:
-        patch.setattr(rcert.resume, "certify", _Calls(fail_on=2))
+        patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=2))
         code, stdout, err = run(*_long(ab_ckpts, out))
     assert code == 130
     # (click ends the terminal's "^C" line first, hence a blank line before the message.)
     assert err.splitlines()[-1] == "rcert: interrupted" and "Traceback" not in err
     assert stdout == ""
     assert not (out / "results.json").exists()
-    assert not bundle.is_complete(out)
+    assert not report.is_complete(out)
 
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     code, _, err = run(*_long(ab_ckpts, out))
     assert code == 0, err
     assert calls.calls == 2  # the chunks at 64 and 128 only
-    assert bundle.is_complete(out)
+    assert report.is_complete(out)
 
-    monkeypatch.setattr(rcert.resume, "certify", REAL_CERTIFY)
+    monkeypatch.setattr(rcert.runs.resume, "certify", REAL_CERTIFY)
     code, _, err = run(*_long(ab_ckpts, tmp_path / "straight"))
     assert code == 0, err
     for name in ("inputs.csv", "results.json"):
@@ -441,7 +442,7 @@ def test_an_interrupted_report_resumes(ab_ckpts, tmp_path, run, monkeypatch):
 def test_a_rerun_of_a_complete_report_computes_nothing(report_copy, ab_ckpts, run, monkeypatch):
     before = _snapshot(report_copy)
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     code, _, err = run(*_report(ab_ckpts, report_copy))
     assert code == 0, err
     assert calls.calls == 0
@@ -451,11 +452,11 @@ def test_a_rerun_of_a_complete_report_computes_nothing(report_copy, ab_ckpts, ru
 def test_a_refused_rerun_keeps_the_saved_work(ab_ckpts, tmp_path, run, monkeypatch):
     out = tmp_path / "rep"
     with monkeypatch.context() as patch:
-        patch.setattr(rcert.resume, "certify", _Calls(fail_on=3))
+        patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=3))
         assert run(*_long(ab_ckpts, out))[0] == 130
     assert_one_error_line(*run(*_long(ab_ckpts, out, "--alpha", "2")))
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     assert run(*_long(ab_ckpts, out))[0] == 0
     assert calls.calls == 1  # two chunks were saved before the interruption
 
@@ -467,7 +468,7 @@ def test_a_failed_run_leaves_a_complete_report_untouched(report_copy, ab_ckpts, 
     # A missing third model fails after the first two were certified.
     assert_one_error_line(*run(*_report(ab_ckpts, report_copy, *bad)))
     assert _snapshot(report_copy) == before
-    assert bundle.is_complete(report_copy)
+    assert report.is_complete(report_copy)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -498,7 +499,7 @@ def test_report_bad_input(ab_ckpts, tmp_path, run):
 def test_headline_figures_are_the_summaries(tiny_vae_results):
     """Every number of the Markdown/HTML headline table comes from the model's summary."""
     results = tiny_vae_results
-    table = rcert.bundle.headline_table(results)
+    table = rcert.results.markdown.headline_table(results)
 
     def same(a, b):
         return a == b or (math.isnan(a) and math.isnan(b))
@@ -517,7 +518,7 @@ def test_headline_figures_are_the_summaries(tiny_vae_results):
         assert same(col["mean margin_empirical"], e["margin_empirical"]["mean"])
         assert same(col["empirical vs bound: correlation"], e["fit"]["bound"]["correlation"])
         assert same(col["median tightness"], e["tightness"]["median"])
-    md = rcert.bundle.summary_markdown(results)
+    md = rcert.results.markdown.summary_markdown(results)
     first = next(iter(results))
     value = table[first]["mean bound_certified"]
     assert f"| mean bound_certified | {value:.4g} |" in md
@@ -530,5 +531,5 @@ def tiny_vae_results():
     for name, seed in (("one", 0), ("two", 1)):
         df = rcert.certify(TinyMLPVAE(seed=seed), x, r=0.6, n_samples=100, empirical=True,
                            attack={"steps": 3, "n_noise": 8})
-        out[name] = rcert.report.result(df, model={"path": f"{name}.rcert"})
+        out[name] = rcert.results.schema.result(df, model={"path": f"{name}.rcert"})
     return out

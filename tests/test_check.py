@@ -13,7 +13,8 @@ import pytest
 from conftest import assert_one_error_line, cli_output, strict_json
 
 import rcert
-from rcert import bundle, check
+from rcert.runs import report
+from rcert.runs import thresholds as check
 
 # Settings where some inputs abstain (3 of 12 for model a), so fractions are not trivial.
 R, LIMIT, N_SAMPLES = 0.3, 12, 100
@@ -265,7 +266,7 @@ def test_check_passes(passing):
     lines = stdout.splitlines()
     assert lines == ["PASS a min_mean_margin", "PASS a min_certified_fraction at radius 0",
                      "PASS a max_abstain_fraction", f"3 passed, 0 failed; report in {out}"]
-    assert bundle.is_complete(out)
+    assert report.is_complete(out)
     summary = (out / "summary.md").read_text()
     assert "## Thresholds: 3 passed, 0 failed" in summary
     assert "| PASS | a | max_abstain_fraction | 0.25 | 1 |" in summary
@@ -295,7 +296,7 @@ def test_check_fails_with_exit_1_and_still_writes_the_report(ab_ckpts, tmp_path,
     out = tmp_path / "rep"
     code, stdout, err = run("check", config, "--out", out, "--quiet")
     assert code == 1, err
-    assert bundle.is_complete(out)
+    assert report.is_complete(out)
 
     df = _inputs(out)
     share = float(np.mean(~df["abstain"] & (df["bound_certified"] >= 0.05)))
@@ -386,7 +387,7 @@ def test_baseline_without_the_model_fails(passing, ab_ckpts, tmp_path, run):
     v = _verdicts(tmp_path / "rep")["max_regression"]
     assert not v["passed"] and "baseline" in v["message"]
     assert v["limit"] == "nan"  # NaN, spelled as strict JSON
-    assert bundle.is_complete(tmp_path / "rep")
+    assert report.is_complete(tmp_path / "rep")
 
 
 @pytest.mark.parametrize("which", ["missing", "not a results.json"])
@@ -396,7 +397,7 @@ def test_a_bad_baseline_is_an_error(passing, ab_ckpts, tmp_path, run, which):
     config = _write(tmp_path, _toml([_model(ab_ckpts["a"])], {"baseline": baseline}))
     line = assert_one_error_line(*run("check", config, "--out", tmp_path / "rep", "--quiet"))
     assert "baseline" in line and str(baseline) in line
-    assert not bundle.is_complete(tmp_path / "rep")
+    assert not report.is_complete(tmp_path / "rep")
 
 
 # --- empirical --------------------------------------------------------------------------------
@@ -419,8 +420,8 @@ def test_max_violations_with_empirical(ab_ckpts, tmp_path, run):
     assert stdout.splitlines()[0].startswith(("PASS a max_violations", "FAIL a max_violations"))
     root = ElementTree.parse(out / "junit.xml").getroot()
     assert root.find("testsuite[@name='a']").get("failures") == str(n_violations)
-    assert (out / "plots" / f"{bundle.EMPIRICAL_FIGURE}.png").is_file()
-    assert bundle.is_complete(out)
+    assert (out / "plots" / f"{report.EMPIRICAL_FIGURE}.png").is_file()
+    assert report.is_complete(out)
 
 
 # --- the default config -----------------------------------------------------------------------
@@ -434,7 +435,7 @@ def test_default_config_in_the_working_folder(ab_ckpts, tmp_path, run, monkeypat
     assert code == 0, err
     assert stdout.splitlines() == ["PASS a min_mean_margin",
                                    "1 passed, 0 failed; report in rcert-report"]
-    assert bundle.is_complete(tmp_path / "rcert-report")
+    assert report.is_complete(tmp_path / "rcert-report")
     assert len(_inputs(tmp_path / "rcert-report")) == 5
 
 

@@ -10,10 +10,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rcert import checkpoint
-from rcert.adapters import wrap
 from rcert.errors import RcertError
-from rcert.nets import build_model
+from rcert.models import checkpoint
+from rcert.models.adapters import wrap
+from rcert.models.nets import build_model
 
 MAGIC_FRAME = 8 + 4 + 8
 

@@ -24,8 +24,8 @@ import torch
 from conftest import assert_one_error_line, strict_json
 
 import rcert
-from rcert import cli
-from rcert.margin import COLUMNS
+from rcert.cli.main import main
+from rcert.engine.certify import COLUMNS
 
 DIGITS_TEST_SIZE = 360  # ceil(1797 / 5)
 
@@ -126,7 +126,7 @@ def margin_json(ckpts) -> dict:
     """``rcert margin --format json`` once for the module."""
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), pytest.raises(SystemExit) as info:
-        cli.main(_margin(ckpts["mlp"], "--format", "json", "--quiet"))
+        main(_margin(ckpts["mlp"], "--format", "json", "--quiet"))
     assert info.value.code == 0
     return strict_json(buffer.getvalue())
 

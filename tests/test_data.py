@@ -16,14 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
-from rcert.data import (
-    DATA_RANGE,
-    Dataset,
-    DataSpec,
-    _render_dsprites,
-    load_data,
-    parse_spec,
-)
+from rcert.data.dataset import Dataset, load_data
+from rcert.data.dsprites import _render_dsprites
+from rcert.data.specs import DATA_RANGE, DataSpec, parse_spec
 from rcert.errors import RcertError
 
 RNG = np.random.default_rng(1234)

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from scipy import optimize, stats
 
 import rcert
-from rcert.bounds import clopper_pearson_lower, clopper_pearson_upper
-from rcert.empirical import empirical_margin
 from rcert.errors import RcertError
+from rcert.evaluation.empirical import empirical_margin
+from rcert.statistics.binomial import clopper_pearson_lower, clopper_pearson_upper
 
 COLUMNS = ["index", "margin_empirical", "margin_bracket_lo", "margin_bracket_hi", "k_check",
            "n_check", "p_check", "p_check_upper", "rounds", "decoder_rows"]

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rcert.jacobian import encoder_jacobian, jacobian_norms
+from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
 
 
 def test_linear_encoder_jacobian_is_exact(linear_vae):

@@ -8,8 +8,9 @@ from conftest import LinearVAE, TinyMLPVAE
 from scipy import stats
 from torch import nn
 
+from rcert.engine.certify import COLUMNS, certify
 from rcert.errors import RcertError
-from rcert.margin import COLUMNS, certify, recommend_r
+from rcert.runs.training import recommend_r
 
 
 def _repeat(x, n):

@@ -8,9 +8,12 @@ import pytest
 import torch
 
 import rcert
-from rcert.attacks import STREAM_CHECK, AttackSettings, Encoded, latent_attack
-from rcert.bounds import clopper_pearson_upper
-from rcert.checkpoint import read_header
+from rcert.attacks.latent import latent_attack
+from rcert.attacks.objectives import Encoded
+from rcert.attacks.optimizers import AttackSettings
+from rcert.engine.noise import STREAM_CHECK
+from rcert.models.checkpoint import read_header
+from rcert.statistics.binomial import clopper_pearson_upper
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NAMES = ("vae-digits", "beta0.1-digits", "beta10-digits", "floor0.5-digits", "conv-dsprites")
@@ -34,7 +37,7 @@ def test_card_describes_its_checkpoint(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_certifies_its_default_data(name):
     model = rcert.load(MODELS / f"{name}.rcert")
-    data = rcert.load_data(rcert.data.default_eval_spec(model.meta["data"])).subset(8)
+    data = rcert.load_data(rcert.data.specs.default_eval_spec(model.meta["data"])).subset(8)
     df = rcert.certify(model, data.x, r=model.meta["recommended_r"], n_samples=200)
     assert len(df) == 8
     assert (df.bound_certified <= df.bound_whitened).all()
@@ -80,7 +83,7 @@ def test_latent_attack_never_beats_the_latent_margin(name):
     assert (shift.norm(dim=1) <= radius * (1 + 1e-5)).all()
     clean = Encoded.of(model, x)
     n = 2000
-    dist = rcert.montecarlo.distortion_norms(
+    dist = rcert.engine.montecarlo.distortion_norms(
         model, clean.mu + shift, clean.sigma, index=index, n_samples=n, seed=0,
         max_rows=65536, stream=STREAM_CHECK, reference=clean.reference)
     k = (dist <= r).sum(dim=1).numpy()

@@ -1,7 +1,7 @@
 import torch
 from scipy import stats
 
-from rcert import montecarlo
+from rcert.engine import montecarlo
 
 
 def _norms(model, x, n, max_rows, seed=0):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rcert.errors import RcertError
-from rcert.nets import ARCHITECTURES, LEARNED_SIGMA_MIN, MLPVAE, ConvVAE, build_model
+from rcert.models.nets import ARCHITECTURES, LEARNED_SIGMA_MIN, MLPVAE, ConvVAE, build_model
 
 
 def _model(arch: str, **kw):

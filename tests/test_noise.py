@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from rcert import noise
+from rcert.engine import noise
 
 
 def test_standard_normal_distribution():

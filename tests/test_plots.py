@@ -14,7 +14,10 @@ from matplotlib.figure import Figure
 
 import rcert
 from rcert import plots
-from rcert.report import certified_fraction, fit_line, result, to_json
+from rcert.plots import loading, output, style
+from rcert.results.schema import result
+from rcert.results.text import to_json
+from rcert.statistics.summary import certified_fraction, fit_line
 
 MODELS = ("models/vae-digits.rcert", "models/beta10-digits.rcert")
 RADII = [0.0, 0.2, 0.4, 0.8]
@@ -25,7 +28,7 @@ def _round_trip(tmp_path, name, df, kind, path):
     """Wrap ``df`` as a result, write it as JSON and read it back with load_result."""
     file = tmp_path / f"{name}.json"
     file.write_text(to_json(result(df, kind=kind, model={"path": path})), encoding="utf-8")
-    return plots.load_result(file)
+    return loading.load_result(file)
 
 
 @pytest.fixture(scope="module")
@@ -68,28 +71,28 @@ def _line(ax, prefix):
 
 def test_load_result_turns_nonfinite_strings_back_into_floats(results):
     res = results["margin:beta10-digits"]
-    df = plots.frame(res)
+    df = loading.frame(res)
     assert df["margin_empirical"].dtype == np.float64
     raw = [row["margin_empirical"] for row in res["inputs"]]
     assert all(isinstance(v, float) for v in raw)
     assert not any(isinstance(v, str) for row in res["inputs"] for v in row.values())
     assert df["violation"].dtype == bool
-    assert plots.label(res) == "beta10-digits"
+    assert loading.label(res) == "beta10-digits"
 
 
 def test_frame_reads_strings_and_rejects_words():
-    df = plots.frame({"inputs": [{"a": "inf", "b": 1.0}, {"a": "nan", "b": "-inf"}]})
+    df = loading.frame({"inputs": [{"a": "inf", "b": 1.0}, {"a": "nan", "b": "-inf"}]})
     assert np.isposinf(df["a"][0]) and np.isnan(df["a"][1]) and np.isneginf(df["b"][1])
     with pytest.raises(rcert.RcertError, match=r"column a .* not numbers"):
-        plots.frame({"inputs": [{"a": "tall"}]})
+        loading.frame({"inputs": [{"a": "tall"}]})
     with pytest.raises(rcert.RcertError, match="no inputs list"):
-        plots.frame({"kind": "margin"})
+        loading.frame({"kind": "margin"})
 
 
 def test_label_falls_back_to_model():
-    assert plots.label({"model": {"path": "runs/x/beta0.1-digits.rcert"}}) == "beta0.1-digits"
-    assert plots.label({"model": {}}) == "model"
-    assert plots.label({}) == "model"
+    assert loading.label({"model": {"path": "runs/x/beta0.1-digits.rcert"}}) == "beta0.1-digits"
+    assert loading.label({"model": {}}) == "model"
+    assert loading.label({}) == "model"
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -106,13 +109,13 @@ def test_load_result_refuses_bad_files(tmp_path, text, message):
     if text is not None:
         path.write_text(text, encoding="utf-8")
     with pytest.raises(rcert.RcertError, match=message) as err:
-        plots.load_result(path)
+        loading.load_result(path)
     assert "\n" not in str(err.value)
 
 
 def test_load_result_refuses_a_folder(tmp_path):
     with pytest.raises(rcert.RcertError, match="is a folder"):
-        plots.load_result(tmp_path)
+        loading.load_result(tmp_path)
 
 
 # bound_vs_empirical [C Fig 6] ------------------------------------------------------------
@@ -127,12 +130,12 @@ def test_bound_vs_empirical_draws_every_placeable_input(results):
     assert len(dots) == 2
     texts = _legend_texts(ax)
     for res, col in zip(pair, dots, strict=True):
-        df = plots.frame(res)
+        df = loading.frame(res)
         keep = (np.isfinite(df["bound"]) & (df["bound"] > 0) & np.isfinite(df["margin_empirical"]))
         assert len(col.get_offsets()) == keep.sum()
         np.testing.assert_allclose(np.asarray(col.get_offsets())[:, 1],
                                    df.loc[keep, "margin_empirical"])
-        name = plots.label(res)
+        name = loading.label(res)
         assert any(t.startswith(name) and "rho =" in t for t in texts)
         excluded = len(df) - int(keep.sum())
         if excluded:
@@ -143,7 +146,7 @@ def test_bound_vs_empirical_draws_every_placeable_input(results):
 
 def test_bound_vs_empirical_legend_has_the_fit(results):
     res = results["margin:vae-digits"]
-    df = plots.frame(res)
+    df = loading.frame(res)
     fit = fit_line(df["bound_certified"].to_numpy(), df["margin_empirical"].to_numpy())
     (ax,) = plots.bound_vs_empirical(res, bound="bound_certified").axes
     text = next(t for t in _legend_texts(ax) if "least squares" in t)
@@ -153,13 +156,13 @@ def test_bound_vs_empirical_legend_has_the_fit(results):
 
 def test_bound_vs_empirical_rings_violations(results):
     res = copy.deepcopy(results["margin:vae-digits"])
-    df = plots.frame(res)
+    df = loading.frame(res)
     keep = np.isfinite(df["margin_empirical"]) & (df["bound"] > 0)
     first = int(np.flatnonzero(keep)[0])
     res["inputs"][first]["violation"] = True
     (ax,) = plots.bound_vs_empirical(res).axes
     (dots,) = [c for c in ax.collections if isinstance(c, PathCollection)]
-    red = np.all(np.isclose(dots.get_edgecolors()[:, :3], mpl.colors.to_rgb(plots._VIOLATION)),
+    red = np.all(np.isclose(dots.get_edgecolors()[:, :3], mpl.colors.to_rgb(style.VIOLATION)),
                  axis=1)
     assert red.sum() == 1 and red[0]
     assert any(t.startswith("violation") and "(1)" in t for t in _legend_texts(ax))
@@ -181,8 +184,8 @@ def test_robustness_curves_mean_over_inputs_at_the_radii(results):
     pair = _pair(results, "curve")
     (ax,) = plots.robustness_curves(pair).axes
     for res in pair:
-        df = plots.frame(res)
-        mean = _line(ax, plots.label(res))
+        df = loading.frame(res)
+        mean = _line(ax, loading.label(res))
         np.testing.assert_array_equal(mean.get_xdata(), RADII)
         np.testing.assert_allclose(mean.get_ydata(), df.groupby("rho")["p_hat"].mean())
     m = _line(ax, "m = 0.5")
@@ -208,9 +211,9 @@ def test_margin_distributions_one_panel_per_present_column(results):
     for ax, col in zip(fig.axes, ("bound_certified", "margin_empirical"), strict=True):
         texts = _legend_texts(ax)
         for res in pair:
-            values = plots.frame(res)[col]
+            values = loading.frame(res)[col]
             n_inf = int(np.isinf(values).sum())
-            assert any(t.startswith(plots.label(res)) for t in texts)
+            assert any(t.startswith(loading.label(res)) for t in texts)
             if n_inf:
                 assert any(f"{n_inf} = inf" in t for t in texts)
         rugs = [c for c in ax.collections if isinstance(c, LineCollection)]
@@ -245,7 +248,7 @@ def test_encoder_diagnostics_box_and_dots_per_model(results):
         dots = [c for c in ax.collections if isinstance(c, PathCollection)]
         for res, col_dots in zip(pair, dots, strict=True):
             np.testing.assert_allclose(np.asarray(col_dots.get_offsets())[:, 1],
-                                       plots.frame(res)[col])
+                                       loading.frame(res)[col])
     with pytest.raises(rcert.RcertError, match="needs a margin result"):
         plots.encoder_diagnostics(results["attack:vae-digits"])
 
@@ -258,7 +261,7 @@ def test_damage_vs_budget_means_and_noise_baseline(results, measure):
     pair = _pair(results, "attack")
     (ax,) = plots.damage_vs_budget(pair, measure=measure).axes
     for res in pair:
-        name, df = plots.label(res), plots.frame(res)
+        name, df = loading.label(res), loading.frame(res)
         attack = _line(ax, f"{name}: attack")
         noise = _line(ax, f"{name}: Gaussian noise")
         np.testing.assert_array_equal(attack.get_xdata(), BUDGETS)
@@ -285,8 +288,8 @@ def test_certified_fraction_is_the_report_curve(results, column):
     pair = _pair(results, "margin")
     (ax,) = plots.certified_fraction(pair, column=column).axes
     for res in pair:
-        df = plots.frame(res)
-        line = _line(ax, plots.label(res))
+        df = loading.frame(res)
+        line = _line(ax, loading.label(res))
         radii = line.get_xdata()
         np.testing.assert_array_equal(line.get_ydata(), certified_fraction(df, radii)[column])
         margins = df[column][np.isfinite(df[column]) & (df[column] > 0)]
@@ -297,7 +300,7 @@ def test_certified_fraction_is_the_report_curve(results, column):
 
 def test_certified_fraction_single_model_on_a_linear_axis(results):
     res = results["margin:vae-digits"]
-    df = plots.frame(res)
+    df = loading.frame(res)
     (ax,) = plots.certified_fraction(res).axes
     line = _line(ax, "vae-digits")
     if ax.get_xscale() == "linear":
@@ -356,8 +359,8 @@ def test_save_png_and_svg_are_reproducible_and_self_contained(results, tmp_path)
     pair = _pair(results, "margin")
     for i in (1, 2):
         fig = plots.bound_vs_empirical(pair)  # built afresh each time
-        plots.save(fig, tmp_path / f"f{i}.png")
-        plots.save(fig, tmp_path / f"f{i}.svg")
+        output.save(fig, tmp_path / f"f{i}.png")
+        output.save(fig, tmp_path / f"f{i}.svg")
     png = (tmp_path / "f1.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert png == (tmp_path / "f2.png").read_bytes()
@@ -373,9 +376,9 @@ def test_save_png_and_svg_are_reproducible_and_self_contained(results, tmp_path)
 def test_save_refuses_unknown_suffixes_and_missing_folders(results, tmp_path):
     fig = plots.certified_fraction(results["margin:vae-digits"])
     with pytest.raises(rcert.RcertError, match=r"unknown suffix '\.pdf'.*png or \.svg"):
-        plots.save(fig, tmp_path / "f.pdf")
+        output.save(fig, tmp_path / "f.pdf")
     with pytest.raises(rcert.RcertError, match="does not exist"):
-        plots.save(fig, tmp_path / "missing" / "f.png")
+        output.save(fig, tmp_path / "missing" / "f.png")
     assert not list(tmp_path.iterdir())
 
 
@@ -385,6 +388,6 @@ def test_saved_json_of_the_cli_shape_plots(results, tmp_path):
     path = tmp_path / "cli.json"
     path.write_text(to_json(res), encoding="utf-8")
     assert json.loads(path.read_text(encoding="utf-8"))["kind"] == "margin"
-    fig = plots.margin_distributions(plots.load_result(path))
-    plots.save(fig, tmp_path / "m.svg")
+    fig = plots.margin_distributions(loading.load_result(path))
+    output.save(fig, tmp_path / "m.svg")
     assert (tmp_path / "m.svg").read_bytes().startswith(b"<?xml")

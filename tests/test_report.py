@@ -15,8 +15,10 @@ from conftest import TinyMLPVAE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcert import report
-from rcert.margin import COLUMNS, certify
+from rcert.engine.certify import COLUMNS, certify
+from rcert.results import schema
+from rcert.results.text import TABLE_COLUMNS, to_csv, to_json, to_table
+from rcert.statistics import summary
 
 INF = math.inf
 CURVE_COLUMNS = ("bound_certified", "bound_spectral", "bound_whitened")
@@ -79,25 +81,25 @@ def _brute_curve(df: pd.DataFrame, radii) -> dict[str, list[float]]:
 
 
 def test_summarize_counts(df):
-    s = report.summarize(df)
+    s = summary.summarize(df)
     assert s["n_inputs"] == 4
     assert s["n_certified"] == 3
     assert s["n_abstained"] == 1
     assert s["certified_share"] == pytest.approx(0.75)
-    assert set(s["margins"]) == set(report.MARGINS)
-    assert set(s["diagnostics"]) == set(report.DIAGNOSTICS)
+    assert set(s["margins"]) == set(summary.MARGINS)
+    assert set(s["diagnostics"]) == set(summary.DIAGNOSTICS)
 
 
 def test_mean_margin_is_inf_when_a_row_is_inf(df):
-    s = report.summarize(df)
-    for col in report.INPUT_MARGINS:
+    s = summary.summarize(df)
+    for col in summary.INPUT_MARGINS:
         assert s["mean_margin"][col] == INF
     # latent_margin is finite in every row.
     assert s["mean_margin"]["latent_margin"] == pytest.approx((0.5 + 0.2 + 0.0 + 0.7) / 4)
 
 
 def test_mean_margin_of_finite_rows():
-    s = report.summarize(_frame(ROWS[:3]))
+    s = summary.summarize(_frame(ROWS[:3]))
     assert s["mean_margin"]["bound"] == pytest.approx((2.0 + 0.6 + 0.0) / 3)
     assert s["mean_margin"]["bound_certified"] == pytest.approx((1.0 + 0.3) / 3)
     assert s["mean_margin"]["bound_spectral"] == pytest.approx((1.5 + 0.4) / 3)
@@ -108,8 +110,8 @@ def test_mean_margin_of_finite_rows():
 @pytest.mark.parametrize("col", ["bound_certified", "latent_margin", "sigma_min", "r_min"])
 def test_describe_matches_numpy(df, col):
     finite = df.iloc[:3] if col == "bound_certified" else df
-    s = report.summarize(finite)
-    group = "margins" if col in report.MARGINS else "diagnostics"
+    s = summary.summarize(finite)
+    group = "margins" if col in summary.MARGINS else "diagnostics"
     d = s[group][col]
     v = finite[col].to_numpy(dtype=np.float64)
     q = np.quantile(v, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
@@ -122,14 +124,14 @@ def test_describe_matches_numpy(df, col):
 
 
 def test_describe_skips_nan_and_counts():
-    d = report.describe(np.array([np.nan, 1.0, 3.0, np.nan]))
+    d = summary.describe(np.array([np.nan, 1.0, 3.0, np.nan]))
     assert d["count"] == 2 and d["mean"] == 2.0 and d["median"] == 2.0
-    empty = report.describe(np.array([np.nan]))
+    empty = summary.describe(np.array([np.nan]))
     assert empty["count"] == 0 and np.isnan(empty["mean"]) and np.isnan(empty["max"])
 
 
 def test_describe_quantiles_of_an_unsorted_series():
-    d = report.describe(pd.Series([4.0, 1.0, 3.0, 2.0]))
+    d = summary.describe(pd.Series([4.0, 1.0, 3.0, 2.0]))
     assert d["median"] == pytest.approx(2.5)
     assert d["q25"] == pytest.approx(1.75)
     assert d["q95"] == pytest.approx(3.85)
@@ -137,7 +139,7 @@ def test_describe_quantiles_of_an_unsorted_series():
 
 
 def test_describe_with_inf_mean_and_std():
-    d = report.describe(np.array([1.0, 2.0, INF]))
+    d = summary.describe(np.array([1.0, 2.0, INF]))
     assert d["mean"] == INF
     assert math.isnan(d["std"])
     assert d["min"] == 1.0
@@ -147,7 +149,7 @@ def test_describe_with_inf_mean_and_std():
 
 
 def test_describe_with_inf_quantiles():
-    d = report.describe(np.array([1.0, 2.0, INF]))
+    d = summary.describe(np.array([1.0, 2.0, INF]))
     assert d["median"] == 2.0  # the middle order statistic exactly
     assert d["q75"] == INF
     assert d["q95"] == INF
@@ -156,12 +158,12 @@ def test_describe_with_inf_quantiles():
 
 def test_describe_of_an_all_inf_column():
     # r_min_upper is inf for every input when n_samples is too small to certify any.
-    d = report.describe(np.array([INF, INF, INF]))
+    d = summary.describe(np.array([INF, INF, INF]))
     assert d["min"] == d["median"] == d["max"] == INF
 
 
 def test_summary_r_min_upper_inf_is_counted(df):
-    d = report.summarize(df)["diagnostics"]["r_min_upper"]
+    d = summary.summarize(df)["diagnostics"]["r_min_upper"]
     assert d["mean"] == INF
     assert d["min"] == pytest.approx(0.07)
     assert d["max"] == INF
@@ -171,7 +173,7 @@ def test_summary_r_min_upper_inf_is_counted(df):
 
 
 def test_certified_fraction_default_radii_match_brute_force(df):
-    s = report.summarize(df)
+    s = summary.summarize(df)
     curve = s["certified_fraction"]
     assert list(curve) == ["radius", *CURVE_COLUMNS]
     radii = np.linspace(0.0, 2.5, 41)  # up to the largest finite bound_whitened
@@ -182,20 +184,20 @@ def test_certified_fraction_default_radii_match_brute_force(df):
 
 
 def test_certified_fraction_at_zero_is_certified_share_without_abstained_rows(df):
-    s = report.summarize(df)
+    s = summary.summarize(df)
     curve = s["certified_fraction"]
     for col in CURVE_COLUMNS:
         # The abstained row has bound 0 >= 0 but is not counted.
         assert curve[col][0] == pytest.approx(s["certified_share"]) == pytest.approx(0.75)
     all_abstained = _frame([ROWS[2], ROWS[2]])
-    s = report.summarize(all_abstained)
+    s = summary.summarize(all_abstained)
     assert s["n_certified"] == 0
     for col in CURVE_COLUMNS:
         assert s["certified_fraction"][col] == [0.0] * 41
 
 
 def test_certified_fraction_is_non_increasing(df):
-    curve = report.summarize(df)["certified_fraction"]
+    curve = summary.summarize(df)["certified_fraction"]
     for col in CURVE_COLUMNS:
         values = np.asarray(curve[col])
         assert np.all(np.diff(values) <= 0), col
@@ -205,7 +207,7 @@ def test_certified_fraction_is_non_increasing(df):
 
 def test_certified_fraction_explicit_radii(df):
     radii = [0.0, 0.3, 0.5, 1.0, 2.5, 100.0, INF]
-    s = report.summarize(df, radii=np.array(radii))
+    s = summary.summarize(df, radii=np.array(radii))
     curve = s["certified_fraction"]
     assert curve["radius"] == radii
     assert curve["bound_certified"] == pytest.approx([0.75, 0.75, 0.5, 0.5, 0.25, 0.25, 0.25])
@@ -213,14 +215,14 @@ def test_certified_fraction_explicit_radii(df):
     brute = _brute_curve(df, radii)
     for col in CURVE_COLUMNS:
         assert curve[col] == pytest.approx(brute[col])
-    frame = report.certified_fraction(df, radii=radii)
+    frame = summary.certified_fraction(df, radii=radii)
     assert list(frame.columns) == ["radius", *CURVE_COLUMNS]
     assert frame["bound_spectral"].tolist() == pytest.approx(brute["bound_spectral"])
 
 
 def test_certified_fraction_default_top_without_finite_positive_bounds():
     # Only zero and inf bound_whitened: the default radii run from 0 to 1.
-    frame = report.certified_fraction(_frame([ROWS[2], ROWS[3]]), n_radii=5)
+    frame = summary.certified_fraction(_frame([ROWS[2], ROWS[3]]), n_radii=5)
     assert frame["radius"].tolist() == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
     assert frame["bound_certified"].tolist() == [0.5] * 5
 
@@ -241,7 +243,7 @@ def test_certified_fraction_property(data, radii):
     rows = [{"bound_certified": a, "bound_spectral": b, "bound_whitened": c,
              "abstain": a == 0} for a, b, c in data]
     df = _frame(rows)
-    frame = report.certified_fraction(df, radii=radii)
+    frame = summary.certified_fraction(df, radii=radii)
     brute = _brute_curve(df, frame["radius"].to_numpy())
     for col in CURVE_COLUMNS:
         values = frame[col].to_numpy()
@@ -260,7 +262,7 @@ def test_to_json_is_strict_and_spells_non_finite_numbers():
         "none": None, "text": "x",
         "nested": {"list": [np.float64(1.25), np.float32(-INF), np.int16(2)], 5: (1, 2.5)},
     }
-    text = report.to_json(res)
+    text = to_json(res)
     assert "NaN" not in text and "Infinity" not in text
     back = _strict_json(text)
     assert back == {
@@ -274,11 +276,11 @@ def test_to_json_is_strict_and_spells_non_finite_numbers():
 
 
 def test_to_json_round_trips_a_result(df):
-    res = report.result(df, model={"path": "m.rcert"}, config={"data": "digits:test"})
-    back = _strict_json(report.to_json(res))
+    res = schema.result(df, model={"path": "m.rcert"}, config={"data": "digits:test"})
+    back = _strict_json(to_json(res))
     assert set(back) == {"schema_version", "kind", "config", "model", "summary", "inputs"}
     assert back["kind"] == "margin"
-    assert back["schema_version"] == report.SCHEMA_VERSION
+    assert back["schema_version"] == schema.SCHEMA_VERSION
     assert back["config"] == {"data": "digits:test"}
     assert back["model"] == {"path": "m.rcert"}
     assert back["summary"]["n_certified"] == 3
@@ -310,7 +312,7 @@ def tiny_result():
     # An r between the r_min_upper values, so that some inputs abstain and some do not.
     r = float(np.median(base["r_min_upper"]))
     df = certify(model, x, r=r, n_samples=200, seed=1)
-    res = report.result(df, model={"path": "tiny.rcert"}, config={"data": "random"})
+    res = schema.result(df, model={"path": "tiny.rcert"}, config={"data": "random"})
     return df, res
 
 
@@ -321,7 +323,7 @@ def test_tiny_result_has_both_outcomes(tiny_result):
 
 def test_to_csv_round_trip(tiny_result):
     df, res = tiny_result
-    text = report.to_csv(res)
+    text = to_csv(res)
     assert text.splitlines()[0] == ",".join(COLUMNS)
     assert len(text.splitlines()) == len(df) + 1
     back = pd.read_csv(io.StringIO(text))
@@ -329,7 +331,7 @@ def test_to_csv_round_trip(tiny_result):
 
 
 def test_to_csv_round_trip_with_inf(df):
-    text = report.to_csv(report.result(df))
+    text = to_csv(schema.result(df))
     back = pd.read_csv(io.StringIO(text))
     pd.testing.assert_frame_equal(back, df, check_dtype=True, check_exact=True)
     assert back["bound"].iloc[3] == INF
@@ -337,11 +339,11 @@ def test_to_csv_round_trip_with_inf(df):
 
 def test_to_table(tiny_result):
     df, res = tiny_result
-    text = report.to_table(res)
+    text = to_table(res)
     lines = text.splitlines()
     header = lines[0].split()
     # Columns the result lacks (no attack was run) are left out, in the same order.
-    assert header == [c for c in report.TABLE_COLUMNS if c in df.columns]
+    assert header == [c for c in TABLE_COLUMNS if c in df.columns]
     body = lines[1:1 + len(df)]
     assert [int(line.split()[0]) for line in body] == df["index"].tolist()
     assert [line.split()[-1] for line in body] == [str(v) for v in df["abstain"]]
@@ -355,7 +357,7 @@ def test_to_table(tiny_result):
     cfg = df.attrs["config"]
     assert f"r={cfg['r']}, m=0.5, n_samples=200, alpha=0.001, seed=1" in lines
     # The margin quantile block names every margin and r_min.
-    for name in (*report.MARGINS, "r_min", "r_min_upper"):
+    for name in (*summary.MARGINS, "r_min", "r_min_upper"):
         assert any(line.split()[:1] == [name] for line in lines), name
     assert text.endswith("\n")
 
@@ -367,7 +369,7 @@ def test_summarize_curve_crossings_by_hand():
             (2, 0.0, 0.5), (2, 0.1, 0.3), (2, 0.2, 0.1), (2, 0.3, 0.0)]
     df = pd.DataFrame(rows, columns=["index", "rho", "p_hat"])
     df["robust"] = df["p_hat"] > 0.5
-    s = report.summarize_curve(df, m=0.5)
+    s = summary.summarize_curve(df, m=0.5)
     assert s["n_inputs"] == 3 and s["rho"] == [0.0, 0.1, 0.2, 0.3]
     assert s["mean_p_hat"] == pytest.approx([0.7666666, 0.6333333, 0.4333333, 0.2666666])
     assert s["crossing"]["min"] == 0.0 and s["crossing"]["median"] == 0.2
@@ -380,7 +382,7 @@ def test_summarize_attack_by_hand():
         "damage": [1.0, 3.0, 2.0, 0.5], "noise_damage": [0.5, 0.5, 0.5, 1.0],
         "loglik_degradation": [0.1, 0.3, 0.2, 0.4], "noise_loglik_degradation": [0.0] * 4,
         "delta_norm": [0.5, 0.5, 1.0, 1.0]})
-    s = report.summarize_attack(df)
+    s = summary.summarize_attack(df)
     assert s["n_inputs"] == 2 and [b["L"] for b in s["budgets"]] == [0.5, 1.0]
     first, second = s["budgets"]
     assert first["damage"]["mean"] == 2.0 and first["attack_beats_noise"] == 1.0
@@ -391,10 +393,10 @@ def test_summarize_attack_by_hand():
 def test_table_summary_prints_the_attack_verdict(tiny_vae):
     df = certify(tiny_vae, torch.rand(5, 10), r=0.6, n_samples=100, empirical=True,
                  attack={"steps": 3, "n_noise": 8})
-    res = report.result(df, model={"path": "tiny.rcert"})
+    res = schema.result(df, model={"path": "tiny.rcert"})
     e = res["summary"]["empirical"]
     fit = e["fit"]["bound"]
-    line = next(x for x in report.to_table(res).splitlines() if x.startswith("attacked:"))
+    line = next(x for x in to_table(res).splitlines() if x.startswith("attacked:"))
     assert line == (f"attacked: {e['n_violations']} violations, {e['n_unbroken']} unbroken; "
                     f"empirical vs bound: correlation {fit['correlation']:.3f}, slope "
                     f"{fit['slope']:.3f}, intercept {fit['intercept']:.3g}")

@@ -1,4 +1,4 @@
-"""Resumable certification (``rcert.resume.certify_resumable``).
+"""Resumable certification (``rcert.runs.resume.certify_resumable``).
 
 A run killed after some chunks and then resumed must give the same table, byte for byte,
 as an uninterrupted run, computing only the chunks that were missing.
@@ -15,14 +15,13 @@ import pytest
 import torch
 
 import rcert
-import rcert.report
-import rcert.resume
-from rcert.margin import COLUMNS
+import rcert.runs.resume
+from rcert.engine.certify import COLUMNS
 
 N = 11  # inputs: with CHUNK = 3, four chunks (the last one short)
 CHUNK = 3
 N_CHUNKS = 4
-REAL_CERTIFY = rcert.resume.certify
+REAL_CERTIFY = rcert.runs.resume.certify
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +50,13 @@ def _settings(r: float = 0.8, seed: int = 0, n_samples: int = 50) -> dict:
 def _run(model, inputs, path: Path, *, r: float = 0.8, seed: int = 0,
          n_samples: int = 50) -> pd.DataFrame:
     x, index = inputs
-    return rcert.resume.certify_resumable(
+    return rcert.runs.resume.certify_resumable(
         model, x, index, path=path, settings=_settings(r, seed, n_samples), chunk=CHUNK,
         r=r, n_samples=n_samples, seed=seed)
 
 
 class _Calls:
-    """A stand-in for ``rcert.resume.certify`` that counts its calls and can fail on one."""
+    """A stand-in for ``rcert.runs.resume.certify`` that counts its calls and can fail on one."""
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.fail_on = fail_on
@@ -73,7 +72,7 @@ class _Calls:
 
 
 def _csv(df: pd.DataFrame) -> str:
-    return rcert.report.to_csv(rcert.report.result(df))
+    return rcert.results.text.to_csv(rcert.results.schema.result(df))
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +98,13 @@ def test_uninterrupted_run_matches_certify_chunk_by_chunk(model, inputs, fresh):
 def test_uninterrupted_run_calls_certify_once_per_grid_chunk(model, inputs, tmp_path,
                                                             monkeypatch):
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     _run(model, inputs, tmp_path / "run.jsonl")
     assert calls.calls == N_CHUNKS
     assert calls.sizes == [3, 3, 3, 2]
     lines = _lines(tmp_path / "run.jsonl")
     assert lines[-1] == b""  # every line ends with a newline
-    assert json.loads(lines[0])["format"] == rcert.resume.FORMAT
+    assert json.loads(lines[0])["format"] == rcert.runs.resume.FORMAT
     assert [json.loads(line)["start"] for line in lines[1:-1]] == [0, 3, 6, 9]
 
 
@@ -114,14 +113,14 @@ def test_killed_then_resumed_equals_uninterrupted(model, inputs, fresh, tmp_path
                                                   monkeypatch, killed_on):
     path = tmp_path / "run.jsonl"
     with monkeypatch.context() as patch:
-        patch.setattr(rcert.resume, "certify", _Calls(fail_on=killed_on))
+        patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=killed_on))
         with pytest.raises(KeyboardInterrupt):
             _run(model, inputs, path)
     saved = len(_lines(path)) - 2  # header and the empty string after the last newline
     assert saved == killed_on - 1
 
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     resumed = _run(model, inputs, path)
     assert calls.calls == N_CHUNKS - saved  # only the missing chunks
     pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
@@ -129,7 +128,7 @@ def test_killed_then_resumed_equals_uninterrupted(model, inputs, fresh, tmp_path
 
     # A third run finds every chunk on disk and computes nothing.
     again = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", again)
+    monkeypatch.setattr(rcert.runs.resume, "certify", again)
     pd.testing.assert_frame_equal(_run(model, inputs, path), fresh, check_exact=True)
     assert again.calls == 0
 
@@ -147,7 +146,7 @@ def test_torn_last_line_is_dropped_and_recomputed(model, inputs, fresh, tmp_path
     path.write_bytes(raw[:last_start + keep])
 
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     resumed = _run(model, inputs, path)
     assert calls.calls == 1
     assert calls.sizes == [2]  # the last, short chunk
@@ -164,7 +163,7 @@ def test_torn_middle_line_recomputes_it_and_what_follows(model, inputs, fresh, t
     lines[2] = lines[2][: len(lines[2]) // 2]  # the chunk at 3 is garbage now
     path.write_bytes(b"\n".join(lines))
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     resumed = _run(model, inputs, path)
     assert calls.calls == 3
     pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
@@ -178,14 +177,14 @@ def test_changed_settings_replace_the_file(model, inputs, fresh, tmp_path, monke
     old_header = _lines(path)[0]
 
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     changed = _run(model, inputs, path, **change)
     assert calls.calls == N_CHUNKS  # nothing of the old file was reused
     lines = _lines(path)
     assert lines[0] != old_header
     assert len(lines) == 1 + N_CHUNKS + 1  # the old chunks are gone, not appended to
 
-    monkeypatch.setattr(rcert.resume, "certify", REAL_CERTIFY)
+    monkeypatch.setattr(rcert.runs.resume, "certify", REAL_CERTIFY)
     want = _run(model, inputs, tmp_path / "fresh.jsonl", **change)
     pd.testing.assert_frame_equal(changed, want, check_exact=True)
     assert _csv(changed) == _csv(want)
@@ -197,8 +196,8 @@ def test_a_different_chunk_size_starts_afresh(model, inputs, fresh, tmp_path, mo
     path = tmp_path / "run.jsonl"
     _run(model, inputs, path)
     calls = _Calls()
-    monkeypatch.setattr(rcert.resume, "certify", calls)
-    df = rcert.resume.certify_resumable(model, x, index, path=path, settings=_settings(),
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
+    df = rcert.runs.resume.certify_resumable(model, x, index, path=path, settings=_settings(),
                                         chunk=4, r=0.8, n_samples=50, seed=0)
     assert calls.calls == 3
     assert calls.sizes == [4, 4, 3]
@@ -211,7 +210,7 @@ def test_a_foreign_file_is_replaced(model, inputs, fresh, tmp_path, content):
     path = tmp_path / "run.jsonl"
     path.write_bytes(content)
     pd.testing.assert_frame_equal(_run(model, inputs, path), fresh, check_exact=True)
-    assert json.loads(_lines(path)[0])["format"] == rcert.resume.FORMAT
+    assert json.loads(_lines(path)[0])["format"] == rcert.runs.resume.FORMAT
 
 
 def test_rows_are_never_duplicated_or_lost(model, inputs, fresh, tmp_path, monkeypatch):
@@ -221,7 +220,7 @@ def test_rows_are_never_duplicated_or_lost(model, inputs, fresh, tmp_path, monke
     path = tmp_path / "run.jsonl"
     for fail_on in (2, 3):
         with monkeypatch.context() as patch:
-            patch.setattr(rcert.resume, "certify", _Calls(fail_on=fail_on))
+            patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=fail_on))
             with pytest.raises(KeyboardInterrupt):
                 _run(model, inputs, path)
     raw = path.read_bytes()
@@ -253,10 +252,10 @@ def test_a_chunk_mixing_inf_and_finite_values_reads_back_as_float(model, inputs,
         return df
 
     path = tmp_path / "run.jsonl"
-    monkeypatch.setattr(rcert.resume, "certify", some_inf)
+    monkeypatch.setattr(rcert.runs.resume, "certify", some_inf)
     written = _run(model, inputs, path)
     assert b'"inf"' in path.read_bytes() and b'"-inf"' in path.read_bytes()
-    monkeypatch.setattr(rcert.resume, "certify", _Calls(fail_on=1))  # must not be called
+    monkeypatch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=1))  # must not be called
     read = _run(model, inputs, path)
     for df in (written, read):
         assert df["r_min_upper"].dtype == np.float64
@@ -280,7 +279,7 @@ def test_an_all_inf_column_reads_back_as_float(model, inputs, tmp_path):
 def test_no_inputs_is_an_error(model, inputs, tmp_path):
     x, index = inputs
     with pytest.raises(rcert.RcertError, match="no inputs"):
-        rcert.resume.certify_resumable(model, x[:0], index[:0], path=tmp_path / "p.jsonl",
+        rcert.runs.resume.certify_resumable(model, x[:0], index[:0], path=tmp_path / "p.jsonl",
                                        settings=_settings(), chunk=CHUNK, r=0.8,
                                        n_samples=50, seed=0)
 
@@ -288,6 +287,6 @@ def test_no_inputs_is_an_error(model, inputs, tmp_path):
 def test_the_settings_digest_ignores_key_order_and_sees_every_value():
     a = {"r": 0.8, "seed": 0, "data": "digits:test"}
     b = {"data": "digits:test", "seed": 0, "r": 0.8}
-    assert rcert.resume.run_key(a) == rcert.resume.run_key(b)
-    assert rcert.resume.run_key(a) != rcert.resume.run_key({**a, "seed": 1})
-    assert rcert.resume.run_key(a) != rcert.resume.run_key({**a, "r": 0.80001})
+    assert rcert.runs.resume.run_key(a) == rcert.runs.resume.run_key(b)
+    assert rcert.runs.resume.run_key(a) != rcert.runs.resume.run_key({**a, "seed": 1})
+    assert rcert.runs.resume.run_key(a) != rcert.runs.resume.run_key({**a, "r": 0.80001})

@@ -5,11 +5,12 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from rcert import train
-from rcert.adapters import wrap
 from rcert.errors import RcertError
-from rcert.nets import build_model
-from rcert.train import elbo, fit
+from rcert.models import training
+from rcert.models.adapters import wrap
+from rcert.models.nets import build_model
+from rcert.models.objectives import elbo
+from rcert.models.training import fit
 
 
 def _linear_gaussian(fixed_sigma=0.5, scale=1.0):
@@ -88,9 +89,9 @@ def _small(**kw):
 
 def test_training_improves_held_out_elbo(capsys):
     model = _small()
-    before = train._mean_elbo(model, X_VAL, 64, seed=0)
+    before = training.mean_elbo(model, X_VAL, 64, seed=0)
     result = fit(model, X_TRAIN, X_VAL, epochs=25, batch_size=32, lr=1e-2, progress=True)
-    after = train._mean_elbo(model, X_VAL, 64, seed=0)
+    after = training.mean_elbo(model, X_VAL, 64, seed=0)
     assert after > before + 5.0
     assert set(result) == {"best_val_objective", "best_val_elbo", "best_epoch", "epochs_run",
                            "train_elbo", "history"}
@@ -112,7 +113,7 @@ def test_best_weights_are_restored():
     model = _small()
     result = fit(model, X_TRAIN, X_VAL, epochs=25, batch_size=32, lr=3e-2, progress=False)
     assert result["best_epoch"] < result["epochs_run"]  # the last epoch was not the best
-    restored = train._mean_elbo(model, X_VAL, 32, seed=train._VAL_STREAM)
+    restored = training.mean_elbo(model, X_VAL, 32, seed=training.VAL_STREAM)
     assert restored == pytest.approx(result["best_val_elbo"], rel=1e-6)
 
 
@@ -213,7 +214,7 @@ def test_small_beta_is_not_stopped_by_the_true_elbo():
     # still rises; early stopping must follow the objective, or training stops at once.
     torch.manual_seed(0)
     model = build_model("mlp", input_shape=[1, 6, 6], latent_dim=2, hidden=[16])
-    result = train.fit(model, X_TRAIN, X_VAL, beta=0.1, epochs=40, patience=3, progress=False)
+    result = training.fit(model, X_TRAIN, X_VAL, beta=0.1, epochs=40, patience=3, progress=False)
     objective = [h["val_objective"] for h in result["history"]]
     assert result["best_val_objective"] == max(objective)
     assert result["best_val_objective"] >= result["best_val_elbo"]

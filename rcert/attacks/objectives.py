@@ -1,0 +1,65 @@
+"""What attacks maximise: the distortion ``||Delta(x, d)||`` under a threat model and
+its objectives (expected damage [C Eq 5], a smooth exceedance surrogate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Encoded:
+    """The clean point an attack starts from: ``mu(x)``, ``sigma(x)`` and ``g(mu(x))``."""
+
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    reference: torch.Tensor
+
+    @classmethod
+    def of(cls, model: nn.Module, x: torch.Tensor) -> Encoded:
+        with torch.no_grad():
+            mu, sigma = model.encode(x)
+            return cls(mu, sigma, model.decode(mu).flatten(1))
+
+    def repeat(self, times: int) -> Encoded:
+        return Encoded(*(t.repeat_interleave(times, dim=0)
+                         for t in (self.mu, self.sigma, self.reference)))
+
+    def select(self, rows: torch.Tensor) -> Encoded:
+        return Encoded(self.mu[rows], self.sigma[rows], self.reference[rows])
+
+
+def distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, eta: torch.Tensor,
+               threat: str) -> torch.Tensor:
+    """``||Delta(x, d)||`` at ``x_adv = x + d`` for each noise draw: ``(B, K)``.
+
+    ``Delta = g(mu' + eta sigma') - g(mu(x))`` with ``mu'``, ``sigma'`` taken at ``x + d``
+    or at ``x`` according to ``threat`` (SPEC section 2).
+    """
+    mu_adv, sigma_adv = model.encode(x_adv)
+    mu = mu_adv if threat in ("mean", "both") else clean.mu
+    sigma = sigma_adv if threat in ("sigma", "both") else clean.sigma
+    n_draws, d_z = eta.shape[1], eta.shape[2]
+    z = mu[:, None, :] + eta * sigma[:, None, :]
+    g = model.decode(z.reshape(-1, d_z)).reshape(z.shape[0], n_draws, -1)
+    return torch.linalg.vector_norm(g - clean.reference[:, None, :], dim=-1)
+
+
+def expected_damage(dist: torch.Tensor) -> torch.Tensor:
+    """The maximum-damage objective [C Eq 5]: the mean distortion over the draws."""
+    return dist.mean(dim=1)
+
+
+def exceedance(r: float, temperature: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A smooth surrogate of ``P(||Delta|| > r)``: the mean of ``sigmoid((||Delta|| - r) / T)``.
+
+    Steps are normalised, so only the direction of its gradient matters; the draws
+    nearest to ``r`` dominate it, which is what moving ``P(||Delta|| <= r)`` needs.
+    """
+    def objective(dist: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((dist - r) / temperature).mean(dim=1)
+    return objective

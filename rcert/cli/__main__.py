@@ -1,0 +1,5 @@
+"""``python -m rcert.cli``: the rcert command."""
+
+from rcert.cli.main import main
+
+main()

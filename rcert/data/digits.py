@@ -1,0 +1,18 @@
+"""scikit-learn's 8x8 digits with a fixed, seeded split."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+from rcert.data.specs import DataSpec
+from rcert.data.splits import Loaded, split_slice
+
+
+def load(spec: DataSpec) -> Loaded:
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.images))[
+        split_slice(len(digits.images), spec.split)
+    ]
+    x = (digits.images[order] / 16.0)[:, None]
+    return x, digits.target[order].astype(np.int64), None, spec

@@ -1,0 +1,3 @@
+"""The certification engine: counter-based noise, the exact encoder Jacobian, the Monte
+Carlo over encoder noise and :func:`certify`, which turns them into per-input certificates.
+"""

@@ -1,0 +1,92 @@
+"""Monte Carlo over the encoder noise: samples of ``||Delta(x)||`` [C Eq 1].
+
+``Delta(x) = g(mu(x) + eta * sigma(x)) - g(mu(x))``. Inputs and samples are flattened
+into decoder batches of at most ``max_rows`` latent codes, so peak memory is set by
+``max_rows`` and not by ``n_samples`` times the number of inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from rcert.engine import noise
+
+# Floats held per decoder output element, allowing for hidden activations wider than the
+# output; used to turn a memory budget into a number of decoder rows.
+_FLOATS_PER_OUTPUT = 16
+# On a CPU, batches beyond this many rows fall out of cache and run slower (measured in
+# benchmarks/bench_montecarlo.py); a GPU takes whatever the budget allows.
+_CPU_MAX_ROWS = 16384
+
+
+def rows_for_budget(memory_mb: float, output_size: int,
+                    device: torch.device | str = "cpu") -> int:
+    """Decoder rows (latent codes per call) that fit in ``memory_mb`` megabytes."""
+    rows = int(memory_mb * 2**20 // (4 * _FLOATS_PER_OUTPUT * max(output_size, 1)))
+    if torch.device(device).type == "cpu":
+        rows = min(rows, _CPU_MAX_ROWS)
+    return max(rows, 16)
+
+
+@torch.no_grad()
+def distortion_norms(
+    model: nn.Module,
+    mu: torch.Tensor,
+    sigma: torch.Tensor,
+    *,
+    index: torch.Tensor,
+    n_samples: int,
+    seed: int,
+    max_rows: int,
+    stream: int = 0,
+    reference: torch.Tensor | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """``||Delta(x)||`` for each input and each of ``n_samples`` encoder-noise draws.
+
+    Parameters
+    ----------
+    model
+        Has ``decode(z)``; decoder outputs are flattened per row.
+    mu, sigma
+        ``(B, d_z)`` encoder mean and standard deviation of the inputs.
+    index
+        ``(B,)`` stable input ids; the draws of input ``i`` depend only on
+        ``(seed, stream, index[i])`` (see :mod:`rcert.noise`).
+    max_rows
+        Most latent codes decoded at once: the memory budget.
+    stream
+        Noise stream (see :mod:`rcert.noise`); attacks check on streams of their own.
+    reference
+        ``(B, D)`` reconstruction to measure from (default ``g(mu)``); a perturbed
+        ``mu`` is measured from the clean ``g(mu(x))`` [C Sec 3.2.2].
+    on_rows
+        Called with the number of latent codes just decoded (progress reporting).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, n_samples)`` float32 distances, on the device of ``mu``.
+    """
+    n_inputs, d_z = mu.shape
+    if reference is None:
+        reference = model.decode(mu).flatten(1)
+    out = torch.empty(n_inputs, n_samples, dtype=torch.float32, device=mu.device)
+    inputs_per_call = max(1, min(n_inputs, max_rows))
+    samples_per_call = max(1, min(n_samples, max_rows // inputs_per_call))
+    for i0 in range(0, n_inputs, inputs_per_call):
+        rows = slice(i0, i0 + inputs_per_call)
+        for s0 in range(0, n_samples, samples_per_call):
+            s = min(samples_per_call, n_samples - s0)
+            eta = noise.gaussian(seed, index[rows], s, d_z, start=s0, stream=stream,
+                                 dtype=mu.dtype)
+            z = mu[rows, None, :] + eta * sigma[rows, None, :]
+            g = model.decode(z.reshape(-1, d_z)).flatten(1)
+            g = g.reshape(z.shape[0], s, -1) - reference[rows, None, :]
+            out[rows, s0:s0 + s] = torch.linalg.vector_norm(g, dim=-1).float()
+            if on_rows is not None:
+                on_rows(z.shape[0] * s)
+    return out

@@ -1,0 +1,1 @@
+"""Certificates against attacks: the empirical margin, fixed-direction curves and verdicts."""

@@ -1,0 +1,156 @@
+"""Reading result documents for plotting, and turning them into drawable models."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rcert.errors import RcertError
+from rcert.plots.style import COLORS, Model
+from rcert.results import schema
+from rcert.results.schema import KINDS, SCHEMA_VERSION
+
+Results = dict[str, Any] | Sequence[dict[str, Any]]
+
+
+#: The command that makes each kind of result.
+_MAKE = {"margin": "rcert margin --format json", "attack": "rcert attack --format json",
+         "curve": "rcert curve --format json"}
+
+
+def _reject_constant(name: str) -> float:
+    raise RcertError(f"the file holds {name}, which strict JSON does not allow; rcert writes "
+                     f'non-finite numbers as the strings "inf", "-inf" and "nan"')
+
+
+def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a result document written by ``rcert margin|attack|curve --format json``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The JSON file.
+
+    Returns
+    -------
+    dict
+        The result, with the strings ``"inf"``, ``"-inf"`` and ``"nan"`` in ``inputs`` and
+        ``summary`` turned back into floats.
+
+    Raises
+    ------
+    RcertError
+        If the file is missing or unreadable, is not strict JSON, or is not an rcert result
+        of a known schema version and kind.
+    """
+    path = Path(path)
+    make = "write one with rcert margin, attack or curve --format json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RcertError(f"cannot read {path}: no such file; {make}") from None
+    except IsADirectoryError:
+        raise RcertError(f"cannot read {path}: it is a folder; give a result JSON file") from None
+    except UnicodeDecodeError:
+        raise RcertError(f"cannot read {path}: it is not UTF-8 text; {make}") from None
+    except OSError as exc:
+        raise RcertError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise RcertError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                         f"{exc.colno}); {make}") from None
+    except RcertError as exc:
+        raise RcertError(f"{path}: {exc}") from None
+    if not isinstance(doc, dict) or not {"schema_version", "kind", "inputs"} <= doc.keys():
+        raise RcertError(f"{path} is not an rcert result (a JSON object with schema_version, "
+                         f"kind and inputs); {make}")
+    if doc["schema_version"] != SCHEMA_VERSION:
+        raise RcertError(f"{path} has result schema version {doc['schema_version']!r}, but this "
+                         f"rcert reads version {SCHEMA_VERSION}; use the rcert that wrote it")
+    if doc["kind"] not in KINDS:
+        raise RcertError(f"{path} has unknown kind {doc['kind']!r}; expected one of "
+                         f"{', '.join(KINDS)}")
+    if not isinstance(doc["inputs"], list) or not all(isinstance(r, dict) for r in doc["inputs"]):
+        raise RcertError(f"{path}: inputs must be a list of objects, one per input; {make}")
+    doc["inputs"] = schema.restore(doc["inputs"])
+    doc["summary"] = schema.restore(doc.get("summary", {}))
+    return doc
+
+
+def frame(result: dict[str, Any]) -> pd.DataFrame:
+    """The inputs of a result as a DataFrame, one row per input (per input and radius or budget).
+
+    Parameters
+    ----------
+    result : dict
+        A result of :func:`rcert.results.schema.result` or :func:`load_result`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Float columns, with the strings ``"inf"``, ``"-inf"`` and ``"nan"`` turned into
+        floats; integer and boolean columns (``index``, ``k``, ``abstain``, ...) keep their
+        type.
+
+    Raises
+    ------
+    RcertError
+        If ``inputs`` is not a list of rows or a column holds something that is not a number.
+    """
+    inputs = result.get("inputs") if isinstance(result, dict) else None
+    if not isinstance(inputs, list) or not all(isinstance(row, dict) for row in inputs):
+        raise RcertError("the result has no inputs list; load it with rcert.plots.load_result "
+                         "or make it with rcert.results.schema.result(df, kind=...)")
+    try:
+        return schema.inputs_frame(inputs)
+    except ValueError as exc:
+        raise RcertError(f"{exc}; rewrite the result with rcert") from None
+
+
+def label(result: dict[str, Any]) -> str:
+    """A short model name: the checkpoint's file stem (``models/vae-digits.rcert`` gives
+    ``vae-digits``), else ``"model"``."""
+    model = result.get("model") if isinstance(result, dict) else None
+    path = model.get("path") if isinstance(model, dict) else None
+    if not isinstance(path, str) or not path:
+        return "model"
+    return Path(path).stem or "model"
+
+
+def models_to_draw(results: Results, plot: str, kind: str, needed: Sequence[str],
+            hint: str | None = None) -> list[Model]:
+    """Check the results for one plot and give them names, frames and colours."""
+    if isinstance(results, dict):
+        results = [results]
+    if not isinstance(results, Sequence) or isinstance(results, str) or not results:
+        raise RcertError(f"{plot} takes a result dict or a non-empty list of them; read one "
+                         f"with rcert.plots.loading.load_result(path)")
+    for res in results:
+        if not isinstance(res, dict) or "kind" not in res:
+            raise RcertError(f"{plot} takes result dicts with a kind; make one with "
+                             f"rcert.results.schema.result(df, kind=...) or rcert.plots.load_result"
+                             )
+    names = [label(res) for res in results]
+    names = [f"{name} ({names[:i].count(name) + 1})" if names.count(name) > 1 else name
+             for i, name in enumerate(names)]
+    models = []
+    for i, (res, name) in enumerate(zip(results, names, strict=True)):
+        if res["kind"] != kind:
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise RcertError(f"{plot} needs {article} {kind} result, but {name} is a "
+                             f"{res['kind']} result; make one with {_MAKE[kind]}")
+        df = frame(res)
+        if df.empty:
+            raise RcertError(f"{name} has no inputs; run {_MAKE[kind]} on at least one input")
+        missing = [col for col in needed if col not in df.columns]
+        if missing:
+            raise RcertError(f"{name} lacks {', '.join(missing)}, which {plot} needs; "
+                             f"{hint or 'make it with ' + _MAKE[kind]}")
+        models.append(Model(name, df, res.get("config") or {}, COLORS[i % len(COLORS)]))
+    return models

@@ -1,0 +1,3 @@
+"""Result documents and their renderings: the JSON schema, terminal table, CSV, Markdown,
+JUnit XML and HTML.
+"""

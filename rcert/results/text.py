@@ -1,0 +1,98 @@
+"""Renderings of one result for people and programs: terminal table, CSV and JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pandas as pd
+
+from rcert.results.schema import plain
+from rcert.statistics.summary import MARGINS
+
+#: Columns shown by the terminal table; CSV and JSON carry every column.
+TABLE_COLUMNS = ("index", "sigma_min", "jacobian_fro", "p_hat", "p_lower", "r_min", "bound",
+                 "bound_certified", "bound_whitened", "latent_margin", "abstain",
+                 "margin_empirical", "violation", "tightness")
+
+
+def to_json(res: dict[str, Any]) -> str:
+    """The result as strict JSON (non-finite numbers spelled ``"inf"``, ``"-inf"``, ``"nan"``)."""
+    return json.dumps(plain(res), indent=2, allow_nan=False) + "\n"
+
+
+def to_csv(res: dict[str, Any]) -> str:
+    """One row per input, every column, full precision."""
+    buffer = io.StringIO()
+    pd.DataFrame(res["inputs"]).to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue()
+
+
+#: Columns shown by the terminal table, per kind; CSV and JSON carry every column.
+SHOWN = {
+    "margin": TABLE_COLUMNS,
+    "attack": ("index", "L", "damage", "noise_damage", "loglik_degradation",
+               "noise_loglik_degradation", "delta_norm"),
+    "curve": ("index", "rho", "delta_norm", "p_hat", "p_lower", "p_upper", "robust"),
+}
+
+
+def to_table(res: dict[str, Any]) -> str:
+    """A per-input table and a summary block for people at a terminal."""
+    df = pd.DataFrame(res["inputs"])
+    kind = res.get("kind", "margin")
+    shown = df[[c for c in SHOWN[kind] if c in df.columns]]
+    lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), ""]
+    lines += _heading(res)
+    lines += {"margin": _margin_lines, "attack": _attack_lines,
+              "curve": _curve_lines}[kind](res["summary"])
+    return "\n".join(lines) + "\n"
+
+
+def _heading(res: dict[str, Any]) -> list[str]:
+    cfg, model = res["config"], res.get("model", {})
+    head = f"model {model.get('path', '?')}" + (f" on {cfg['data']}" if "data" in cfg else "")
+    setting = ", ".join(f"{k}={v}" for k, v in cfg.items()
+                        if k not in ("data", "device") and not isinstance(v, dict))
+    return [head, setting]
+
+
+def _stats_table(rows: dict[str, dict[str, float]]) -> str:
+    stats = pd.DataFrame(rows).T[["mean", "median", "q05", "q95", "min", "max"]]
+    return stats.to_string(float_format=lambda v: f"{v:.4g}")
+
+
+def _margin_lines(s: dict[str, Any]) -> list[str]:
+    """Counts, the attack's verdict if any, and quantiles of each margin and of r_min."""
+    lines = [f"certified {s['n_certified']} of {s['n_inputs']} inputs "
+             f"({100 * s['certified_share']:.1f}%), abstained {s['n_abstained']}"]
+    if "empirical" in s:
+        e, fit = s["empirical"], s["empirical"]["fit"]["bound"]
+        lines.append(f"attacked: {e['n_violations']} violations, {e['n_unbroken']} unbroken; "
+                     f"empirical vs bound: correlation {fit['correlation']:.3f}, slope "
+                     f"{fit['slope']:.3f}, intercept {fit['intercept']:.3g}")
+    rows = {col: s["margins"][col] for col in MARGINS}
+    if "empirical" in s:
+        rows["margin_empirical"] = s["empirical"]["margin_empirical"]
+    rows["r_min"] = s["diagnostics"]["r_min"]
+    rows["r_min_upper"] = s["diagnostics"]["r_min_upper"]
+    return [*lines, "", _stats_table(rows)]
+
+
+def _attack_lines(s: dict[str, Any]) -> list[str]:
+    """Per budget: mean damage and degradation of attack and noise."""
+    rows = [{"L": b["L"], "damage": b["damage"]["mean"], "noise_damage": b["noise_damage"]["mean"],
+             "loglik_degradation": b["loglik_degradation"]["mean"],
+             "noise_loglik_degradation": b["noise_loglik_degradation"]["mean"],
+             "attack_beats_noise": b["attack_beats_noise"]} for b in s["budgets"]]
+    table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return [f"{s['n_inputs']} inputs attacked; means per budget:", table]
+
+
+def _curve_lines(s: dict[str, Any]) -> list[str]:
+    """Mean ``p(rho)`` per radius and the distribution of crossing radii."""
+    table = pd.DataFrame({"rho": s["rho"], "mean_p_hat": s["mean_p_hat"]}).to_string(
+        index=False, float_format=lambda v: f"{v:.4g}")
+    return [f"{s['n_inputs']} inputs; mean p(rho):", table, "",
+            _stats_table({"crossing": s["crossing"]})]

@@ -1,0 +1,132 @@
+"""The report folder written by ``rcert report`` and ``rcert check``.
+
+Files, for one or several models side by side:
+
+* ``inputs.csv``: every per-input row, with a ``model`` column first;
+* ``summary.md``: a Markdown summary fit for a CI job summary;
+* ``junit.xml``: one test case per input (failed: a violation; skipped: an abstention),
+  and one per threshold when ``rcert check`` ran;
+* ``plots/*.png`` and ``plots/*.svg``;
+* ``report.html``: one self-contained page embedding the plots, every string escaped,
+  nothing loaded from elsewhere;
+* ``results.json``: the full results (schema version, one result per model, threshold
+  verdicts) and the SHA-256 of every other file. It is written last: a report is complete
+  when ``results.json`` exists and the files match its digests.
+
+Every file is written atomically. Before anything is written, the old ``results.json`` is
+removed, so a run that fails part-way leaves no report that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rcert import plots
+from rcert.files import atomic_write
+from rcert.models import checkpoint
+from rcert.plots import output
+from rcert.results import schema, text
+from rcert.results.html import report_html
+from rcert.results.junit import junit_xml
+from rcert.results.markdown import summary_markdown
+from rcert.runs import loading, resume
+
+SCHEMA_VERSION = 1
+
+#: Figures drawn for every report, and the one that needs ``--empirical``.
+FIGURES = ("certified-fraction", "margins", "encoder")
+EMPIRICAL_FIGURE = "bound-vs-empirical"
+
+
+def compute(entries: list[dict[str, Any]], out: Path, *,
+            progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Certify each model of ``entries``, resuming from ``out/.partial``.
+
+    Each entry is a dict with ``path`` and optional ``r``, ``data``, ``limit``,
+    ``n_samples``, ``alpha``, ``m``, ``seed``, ``empirical`` and ``device``. Returns the
+    results keyed by model name: the checkpoint's stem, with ``+`` added when two share one.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        model, dataset = loading.load_with_data(
+            entry["path"], data_spec=entry.get("data"), limit=entry.get("limit"),
+            device=entry.get("device", "cpu"))
+        args = {"r": loading.radius(model, entry.get("r"), entry["path"]),
+                "m": entry.get("m", 0.5), "n_samples": entry.get("n_samples", 1000),
+                "alpha": entry.get("alpha", 0.001), "seed": entry.get("seed", 0),
+                "empirical": entry.get("empirical", False)}
+        name = Path(entry["path"]).stem
+        while name in results:
+            name += "+"
+        settings = {"weights_sha256": model.meta["sha256"], "architecture": model.meta["model"],
+                    "data": str(dataset.spec), "n": len(dataset),
+                    "device": entry.get("device", "cpu"), **args}
+        df = resume.certify_resumable(model, dataset.x, dataset.index,
+                                      path=out / ".partial" / f"{name}.jsonl",
+                                      settings=settings, progress=progress, **args)
+        results[name] = schema.result(df, model=checkpoint.describe(model, entry["path"]),
+                                      config={"data": str(dataset.spec)})
+    return results
+
+
+def inputs_csv(results: dict[str, dict[str, Any]]) -> str:
+    """All models' per-input rows in one table, ``model`` first."""
+    frames = [pd.DataFrame(res["inputs"]).assign(model=name) for name, res in results.items()]
+    df = pd.concat(frames, ignore_index=True)
+    df = df[["model", *[c for c in df.columns if c != "model"]]]
+    return text.to_csv({"inputs": df.to_dict(orient="records")})
+
+
+def figures(results: dict[str, dict[str, Any]]) -> dict[str, bytes]:
+    """The report's plots, as PNG and SVG bytes keyed by file name."""
+    docs = list(results.values())
+    kinds = list(FIGURES)
+    if all("empirical" in r["summary"] for r in docs):
+        kinds.insert(0, EMPIRICAL_FIGURE)
+    out = {}
+    for kind in kinds:
+        figure = plots.PLOTS[kind](docs)
+        for suffix in ("png", "svg"):
+            out[f"{kind}.{suffix}"] = output.render(figure, suffix)
+    return out
+
+
+def write(out: Path, results: dict[str, dict[str, Any]],
+          verdicts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the report folder (see the module docstring); return the results document."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    marker = out / "results.json"
+    marker.unlink(missing_ok=True)
+    images = figures(results)
+    files = {"inputs.csv": inputs_csv(results).encode(),
+             "summary.md": summary_markdown(results, verdicts).encode(),
+             "junit.xml": junit_xml(results, verdicts).encode(),
+             **{f"plots/{name}": data for name, data in images.items()},
+             "report.html": report_html(results, images, verdicts).encode()}
+    for stale in (out / "plots").iterdir():  # figures of an earlier run, e.g. --empirical
+        if f"plots/{stale.name}" not in files:
+            stale.unlink()
+    for name, content in files.items():
+        atomic_write(out / name, content)
+    document = {"schema_version": SCHEMA_VERSION, "kind": "report",
+                "models": results, "verdicts": verdicts or [],
+                "files": {name: hashlib.sha256(content).hexdigest()
+                          for name, content in files.items()}}
+    atomic_write(marker, text.to_json(document))
+    return document
+
+
+def is_complete(out: Path) -> bool:
+    """Whether ``out`` holds a complete report: ``results.json`` and matching files."""
+    try:
+        document = json.loads((out / "results.json").read_text())
+        return all(hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+                   for name, digest in document["files"].items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False

@@ -1,0 +1,177 @@
+"""``rcert check``: certification thresholds for CI, from a TOML file.
+
+```toml
+[[model]]
+path = "models/vae-digits.rcert"   # required; the rest is optional
+r = 0.75
+data = "digits:test"
+limit = 200
+n_samples = 1000
+alpha = 0.001
+m = 0.5
+seed = 0
+empirical = true
+
+[thresholds]
+min_mean_margin = 0.04          # mean bound_certified over the inputs
+min_certified_fraction = 0.8    # share of inputs certified with bound_certified >= at_radius
+at_radius = 0.01
+max_violations = 0              # needs empirical = true
+max_abstain_fraction = 0.1
+baseline = "previous/results.json"   # a results.json of an earlier report
+max_regression = 0.1            # mean bound_certified may drop by at most 10% against it
+```
+
+Every threshold applies to every model. A verdict is a dict with ``model``, ``threshold``,
+``value``, ``limit``, ``passed`` and ``message``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from rcert.errors import RcertError
+from rcert.results import schema
+from rcert.statistics import summary
+
+MODEL_KEYS = {"path": str, "r": float, "data": str, "limit": int, "n_samples": int,
+              "alpha": float, "m": float, "seed": int, "empirical": bool}
+THRESHOLD_KEYS = {"min_mean_margin": float, "min_certified_fraction": float,
+                  "at_radius": float, "max_violations": int, "max_abstain_fraction": float,
+                  "baseline": str, "max_regression": float}
+
+
+def _typed(table: Any, keys: dict[str, type], where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise RcertError(f"{where}: must be a table of key = value pairs, got {table!r}")
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise RcertError(f"{where}: unknown key {unknown[0]!r}; known keys: "
+                         f"{', '.join(keys)}")
+    out = {}
+    for key, value in table.items():
+        kind = keys[key]
+        ok = (isinstance(value, bool) if kind is bool else
+              isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+              else isinstance(value, kind) and not isinstance(value, bool))
+        if not ok:
+            raise RcertError(f"{where}: {key} must be a {kind.__name__}, got {value!r}")
+        out[key] = float(value) if kind is float else value
+    return out
+
+
+def load_config(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Read and check a config; relative paths in it are relative to the config's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RcertError(f"no config file {path}: write one (see docs/ci.md) or pass its "
+                         f"path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RcertError(f"cannot read config {path}: {exc}") from None
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RcertError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(config) - {"model", "thresholds"})
+    if unknown:
+        raise RcertError(f"{path}: unknown table {unknown[0]!r}; use [[model]] and "
+                         f"[thresholds]")
+    models = config.get("model")
+    if not isinstance(models, list) or not models:
+        raise RcertError(f"{path}: no [[model]] table; add one with at least a path")
+    base = path.parent
+    checked = []
+    thresholds_table = config.get("thresholds", {})
+    for i, table in enumerate(models):
+        entry = _typed(table, MODEL_KEYS, f"{path} [[model]] #{i + 1}")
+        if "path" not in entry:
+            raise RcertError(f"{path} [[model]] #{i + 1}: path is required")
+        entry["path"] = str(base / entry["path"])
+        checked.append(entry)
+    thresholds = _typed(thresholds_table, THRESHOLD_KEYS, f"{path} [thresholds]")
+    if "baseline" in thresholds:
+        thresholds["baseline"] = str(base / thresholds["baseline"])
+    if "max_violations" in thresholds and not all(m.get("empirical") for m in checked):
+        raise RcertError(f"{path}: max_violations needs empirical = true in every [[model]]")
+    for key in ("min_certified_fraction", "max_abstain_fraction"):
+        if key in thresholds and not 0 <= thresholds[key] <= 1:
+            raise RcertError(f"{path}: {key} must lie in [0, 1], got {thresholds[key]}")
+    if "max_regression" in thresholds and "baseline" not in thresholds:
+        raise RcertError(f"{path}: max_regression needs a baseline")
+    for key in ("at_radius", "max_regression", "min_mean_margin"):
+        if key in thresholds and not thresholds[key] >= 0:  # refuses nan too
+            raise RcertError(f"{path}: {key} must be >= 0, got {thresholds[key]}")
+    if "baseline" in thresholds:
+        _baseline(thresholds["baseline"])  # a bad baseline fails now, not after the runs
+    if thresholds.get("max_violations", 0) < 0:
+        raise RcertError(f"{path}: max_violations must be >= 0")
+    return checked, thresholds
+
+
+def _baseline(path: str) -> dict[str, Any]:
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        return document["models"]
+    except FileNotFoundError:
+        raise RcertError(f"baseline {path} does not exist; point baseline at the "
+                         f"results.json of an earlier report") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RcertError(f"baseline {path} is not an rcert results.json") from None
+
+
+def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
+             ) -> list[dict[str, Any]]:
+    """Judge each model's result against each threshold."""
+    baseline = _baseline(thresholds["baseline"]) if "baseline" in thresholds else None
+    out = []
+
+    def judge(model: str, name: str, value: float, limit: float, passed: bool,
+              message: str) -> None:
+        out.append({"model": model, "threshold": name, "value": value, "limit": limit,
+                    "passed": bool(passed), "message": message})
+
+    for model, res in results.items():
+        s = res["summary"]
+        df = schema.inputs_frame(res["inputs"])
+        mean_margin = float(df["bound_certified"].mean())
+        if "min_mean_margin" in thresholds:
+            limit = thresholds["min_mean_margin"]
+            judge(model, "min_mean_margin", mean_margin, limit, mean_margin >= limit,
+                  f"mean bound_certified {mean_margin:.4g} < {limit:.4g}")
+        if "min_certified_fraction" in thresholds:
+            radius = thresholds.get("at_radius", 0.0)
+            fraction = summary.certified_fraction(df, [radius], columns=("bound_certified",))
+            share = float(fraction["bound_certified"].iloc[0])
+            limit = thresholds["min_certified_fraction"]
+            judge(model, f"min_certified_fraction at radius {radius:g}", share, limit,
+                  share >= limit,
+                  f"{share:.1%} certified at radius {radius:g}, below {limit:.1%}")
+        if "max_violations" in thresholds:
+            count = s["empirical"]["n_violations"]
+            limit = thresholds["max_violations"]
+            judge(model, "max_violations", count, limit, count <= limit,
+                  f"{count} inputs where an attack beat the certificate: "
+                  f"{s['empirical']['violations']}")
+        if "max_abstain_fraction" in thresholds:
+            share = float(df["abstain"].mean())
+            limit = thresholds["max_abstain_fraction"]
+            judge(model, "max_abstain_fraction", share, limit, share <= limit,
+                  f"{share:.1%} of inputs abstained, above {limit:.1%}")
+        if baseline is not None:
+            before = baseline.get(model)
+            if before is None:
+                judge(model, "max_regression", mean_margin, float("nan"), False,
+                      f"model {model} is not in the baseline; regenerate the baseline")
+                continue
+            old = schema.restore(before["summary"]["mean_margin"]["bound_certified"])
+            allowed = thresholds.get("max_regression", 0.0)
+            floor = old * (1 - allowed)
+            judge(model, "max_regression", mean_margin, floor, mean_margin >= floor,
+                  f"mean bound_certified fell from {old:.4g} to {mean_margin:.4g}, more "
+                  f"than {allowed:.0%}")
+    return out

@@ -1,0 +1,118 @@
+"""Train a VAE to a checkpoint with a model card, and the recommended r it records."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rcert import validate
+from rcert.data import load_data, parse_spec
+from rcert.engine.certify import certify
+from rcert.errors import RcertError
+from rcert.files import atomic_write, check_writable
+from rcert.models import checkpoint
+from rcert.models.nets import build_model
+from rcert.models.training import VAL_STREAM, fit, mean_elbo
+
+
+def train_checkpoint(
+    data_spec: str,
+    out: str | Path,
+    *,
+    arch: str = "mlp",
+    hparams: dict[str, Any] | None = None,
+    beta: float = 1.0,
+    epochs: int = 200,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    patience: int = 15,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train a VAE on a data spec; save the checkpoint and its model card beside it.
+
+    A seeded ``val_fraction`` of the training split is held out for early stopping and
+    for the recommended ``r`` (:func:`rcert.runs.training.recommend_r`); the test split, when the
+    data have one, gives the card's ``test_elbo``. The card is ``out`` with suffix
+    ``.json``. Both files are written atomically.
+
+    Parameters
+    ----------
+    data_spec
+        Training data, e.g. ``digits:train``; a test split is refused.
+    out
+        Checkpoint path.
+    arch, hparams
+        Architecture name and its hyper-parameters (see :func:`rcert.models.nets.build_model`);
+        the input shape comes from the data.
+    beta, epochs, batch_size, lr, patience, seed, progress
+        As in :func:`fit`; ``seed`` also seeds the initial weights and the held-out split.
+    command
+        The command line that regenerates this checkpoint, recorded in the card.
+
+    Returns
+    -------
+    dict
+        The model card.
+    """
+    spec = parse_spec(data_spec)
+    if spec.split == "test":
+        raise RcertError(f"refusing to train on the test split of {spec.name}: pass "
+                         f"{spec.with_split('train')} (margin certifies the test split)")
+    if not 0 < val_fraction <= 0.5:
+        raise RcertError(f"val_fraction must lie in (0, 0.5], got {val_fraction!r}")
+    out = check_writable(out)
+    card_path = out.with_suffix(".json")
+    if out.suffix == ".json":
+        raise RcertError(f"{out}: give the checkpoint a suffix other than .json (e.g. .rcert); "
+                         f"the model card takes .json")
+    dataset = load_data(spec)
+    n_val = max(1, math.ceil(val_fraction * len(dataset)))
+    if len(dataset) - n_val < 1:
+        raise RcertError(f"{spec} has {len(dataset)} inputs: too few to hold out validation data")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    x_train, x_val = dataset.x[order[n_val:]], dataset.x[order[:n_val]]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(arch, input_shape=dataset.input_shape, **(hparams or {}))
+    history = fit(model, x_train, x_val, beta=beta, epochs=epochs, batch_size=batch_size, lr=lr,
+                  patience=patience, seed=seed, progress=progress)
+    metrics = {k: v for k, v in history.items() if k != "history"}
+    metrics.update(n_train=len(x_train), n_val=len(x_val))
+    if spec.name != "file" and spec.split == "train":
+        x_test = validate.as_data(model, load_data(spec.with_split("test")).x)
+        metrics["test_elbo"] = mean_elbo(model, x_test, batch_size, seed + VAL_STREAM)
+    r = recommend_r(model, x_val, seed=seed)
+    training = {"beta": beta, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                "patience": patience, "val_fraction": val_fraction, "seed": seed}
+    checkpoint.save(model, out, data=str(spec), metrics=metrics, recommended_r=r,
+                    extra={"training": training})
+    card = checkpoint.model_card(out, command=command)
+    atomic_write(card_path, json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def recommend_r(model: nn.Module, x: torch.Tensor, *, m: float = 0.5, quantile: float = 0.9,
+                n_samples: int = 1000, alpha: float = 0.001, seed: int = 0) -> float:
+    """An output radius at which most held-out inputs are certified r-robust unperturbed.
+
+    The ``quantile`` (default 90 %) of ``r_min_upper`` over ``x``, rounded up to two
+    significant figures: at this ``r`` about that share of inputs have ``p_lower > m`` and
+    so a positive certified margin. Any positive ``r`` stands in for the computation,
+    since ``r_min`` does not depend on ``r``.
+    """
+    df = certify(model, x, r=1.0, m=m, n_samples=n_samples, alpha=alpha, seed=seed)
+    value = float(np.quantile(df["r_min_upper"].to_numpy(), quantile))
+    if not math.isfinite(value) or value <= 0:
+        raise RcertError("cannot recommend r: too few samples to certify any input; "
+                                  "raise n_samples")
+    digits = 1 - math.floor(math.log10(value))
+    return math.ceil(value * 10**digits) / 10**digits

@@ -1,0 +1,3 @@
+"""Statistics of the certificates: binomial confidence bounds and order statistics, the
+Theorem 1 family of margin formulas, and dataset-wide summaries. Plain numpy; no torch.
+"""

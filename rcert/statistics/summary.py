@@ -1,0 +1,179 @@
+"""Dataset-wide figures (SPEC section 7) and the renderings of a result: table, CSV, JSON.
+
+A *result* is a plain dict ``{"config": ..., "model": ..., "summary": ..., "inputs": [...]}``
+made by :func:`result`; every renderer takes it, so the CLI, files and later reports print
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Margins in input space, where a certified fraction at radius ``e`` makes sense.
+INPUT_MARGINS = ("bound", "bound_certified", "bound_spectral", "bound_whitened")
+#: Every margin column, input space then latent space.
+MARGINS = (*INPUT_MARGINS, "latent_margin")
+#: Per-input quantities whose distributions explain the margins [C Fig 9].
+DIAGNOSTICS = ("sigma_min", "sigma_mean", "jacobian_fro", "jacobian_spec", "jacobian_whitened",
+               "p_hat", "p_lower", "r_min", "r_min_upper")
+
+
+def _quantiles(v: np.ndarray, probs: tuple[float, ...]) -> list[float]:
+    """Linear-interpolation quantiles that stay right when ``v`` holds ``inf``.
+
+    ``np.quantile`` computes ``inf - inf`` and ``0 * inf`` there and returns NaN; between
+    two equal order statistics, or at an exact rank, no interpolation is needed.
+    """
+    v = np.sort(v)
+    out = []
+    for q in probs:
+        pos = q * (len(v) - 1)
+        lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+        frac = pos - lo
+        if frac == 0 or v[lo] == v[hi]:
+            out.append(float(v[lo]))
+        else:
+            out.append(float(v[lo] + frac * (v[hi] - v[lo])))
+    return out
+
+
+def describe(values: pd.Series | np.ndarray) -> dict[str, float]:
+    """Mean, spread and quantiles of one column, over its defined (non-NaN) entries.
+
+    ``inf`` entries count (a mean may be inf); ``count`` says how many entries were used,
+    and every figure is NaN when none was.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {"count": 0, **dict.fromkeys(
+            ("mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"), math.nan)}
+    q = _quantiles(v, (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0))
+    std = float(np.std(v)) if np.isfinite(v).all() else math.nan
+    return {"count": int(v.size), "mean": float(np.mean(v)), "std": std, "min": q[0],
+            "q05": q[1], "q25": q[2], "median": q[3], "q75": q[4], "q95": q[5], "max": q[6]}
+
+
+def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
+                       n_radii: int = 41,
+                       columns: tuple[str, ...] = ("bound_certified", "bound_spectral",
+                                                   "bound_whitened")) -> pd.DataFrame:
+    """Share of inputs whose certified margin is at least ``e``, for each radius ``e``.
+
+    One column per certified input-space margin in ``columns`` (default all three);
+    ``radii`` defaults to ``n_radii`` points from 0 to the largest finite
+    ``bound_whitened`` (SPEC section 7).
+    """
+    if radii is None:
+        finite = df["bound_whitened"].to_numpy()
+        finite = finite[np.isfinite(finite)]
+        top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        radii = np.linspace(0.0, top, n_radii)
+    radii = np.asarray(radii, dtype=np.float64)
+    table = {"radius": radii}
+    for col in columns:
+        values = df[col].to_numpy()[None, :]
+        table[col] = np.mean((values >= radii[:, None]) & (values > 0), axis=1)
+    return pd.DataFrame(table)
+
+
+def summarize(df: pd.DataFrame, radii: np.ndarray | None = None) -> dict[str, Any]:
+    """Dataset-wide figures that need no attack (SPEC section 7).
+
+    Parameters
+    ----------
+    df
+        The DataFrame of :func:`rcert.certify`.
+    radii
+        Radii for the certified-fraction curve (default: see :func:`certified_fraction`).
+
+    Returns
+    -------
+    dict
+        ``n_inputs``, ``n_certified`` (``p_lower > m``), ``n_abstained``,
+        ``certified_share``; ``mean_margin`` (the dataset-wide margin [C Sec 3.2.2], the
+        mean of each margin column); ``margins`` and ``diagnostics`` (mean, std, min,
+        q05, q25, median, q75, q95, max per column); ``certified_fraction`` (the curve,
+        as lists keyed by column).
+    """
+    n = len(df)
+    abstained = int(df["abstain"].sum())
+    curve = certified_fraction(df, radii)
+    summary = {
+        "n_inputs": n,
+        "n_certified": n - abstained,
+        "n_abstained": abstained,
+        "certified_share": (n - abstained) / n if n else math.nan,
+        "mean_margin": {col: float(df[col].mean()) for col in MARGINS},
+        "margins": {col: describe(df[col]) for col in MARGINS},
+        "diagnostics": {col: describe(df[col]) for col in DIAGNOSTICS},
+        "certified_fraction": {col: curve[col].tolist() for col in curve.columns},
+    }
+    if "margin_empirical" in df.columns:
+        summary["empirical"] = empirical_summary(df)
+    return summary
+
+
+def fit_line(bound: np.ndarray, found: np.ndarray) -> dict[str, float]:
+    """Pearson correlation, slope and intercept of ``found`` against ``bound`` [C Fig 6].
+
+    Over inputs where both are finite and the bound is positive (abstentions and
+    unbounded margins say nothing about the fit); NaN with fewer than 3 such inputs.
+    """
+    keep = np.isfinite(bound) & np.isfinite(found) & (bound > 0)
+    out = {"n": int(keep.sum()), "correlation": math.nan, "slope": math.nan,
+           "intercept": math.nan}
+    if keep.sum() >= 3 and np.ptp(bound[keep]) > 0:
+        slope, intercept = np.polyfit(bound[keep], found[keep], 1)
+        out.update(correlation=float(np.corrcoef(bound[keep], found[keep])[0, 1]),
+                   slope=float(slope), intercept=float(intercept))
+    return out
+
+
+def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """The attack's side of the report (SPEC section 7): violations, fit, tightness.
+
+    ``fit`` regresses ``margin_empirical`` on the published ``bound`` (the paper's
+    Fig 6) and on ``bound_certified``.
+    """
+    found = df["margin_empirical"].to_numpy(dtype=np.float64)
+    return {
+        "n_violations": int(df["violation"].sum()),
+        "violations": df.loc[df["violation"], "index"].astype(int).tolist(),
+        "n_unbroken": int(np.isinf(found).sum()),
+        "margin_empirical": describe(found),
+        "tightness": describe(df["tightness"].to_numpy(dtype=np.float64)),
+        "fit": {col: fit_line(df[col].to_numpy(dtype=np.float64), found)
+                for col in ("bound", "bound_certified")},
+    }
+
+
+def summarize_attack(df: pd.DataFrame) -> dict[str, Any]:
+    """Per budget ``L``: damage and log-likelihood degradation of the attack and of noise.
+
+    ``attack_beats_noise`` is the share of inputs whose attack damage is at least the
+    damage of Gaussian noise of the same norm [C Fig 4, Fig 9b].
+    """
+    per_budget = []
+    for budget, group in df.groupby("L", sort=True):
+        per_budget.append({
+            "L": float(budget), "n_inputs": len(group),
+            **{col: describe(group[col]) for col in (
+                "damage", "loglik_degradation", "delta_norm", "noise_damage",
+                "noise_loglik_degradation")},
+            "attack_beats_noise": float(np.mean(group["damage"] >= group["noise_damage"])),
+        })
+    return {"n_inputs": int(df["index"].nunique()), "budgets": per_budget}
+
+
+def summarize_curve(df: pd.DataFrame, m: float) -> dict[str, Any]:
+    """Mean ``p(rho)`` per radius, and each input's crossing: its first radius with ``p <= m``."""
+    mean_p = df.groupby("rho", sort=True)["p_hat"].mean()
+    crossing = (df[~df["robust"]].groupby("index")["rho"].min()
+                .reindex(df["index"].unique(), fill_value=math.inf))
+    return {"n_inputs": int(df["index"].nunique()), "rho": mean_p.index.tolist(),
+            "mean_p_hat": mean_p.tolist(), "crossing": describe(crossing.to_numpy())}
