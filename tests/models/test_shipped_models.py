@@ -15,7 +15,7 @@ from rcert.engine.noise import STREAM_CHECK
 from rcert.models.checkpoint import read_header
 from rcert.statistics.binomial import clopper_pearson_upper
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 NAMES = ("vae-digits", "beta0.1-digits", "beta10-digits", "floor0.5-digits", "conv-dsprites")
 
 

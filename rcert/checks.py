@@ -1,0 +1,69 @@
+"""Reliability warnings: things about a model or a run that make its numbers less trustworthy.
+
+In the spirit of AutoAttack's ``checks.py``. A check never stops a run; it issues a
+:class:`ReliabilityWarning` with a short ``code`` and a one-line message that says what is
+wrong and what to do. :func:`collect` records the warnings issued inside it, once per code
+and message, so that runners print each once to stderr and store them in the result
+(``warnings`` in the JSON document). Python users see ordinary :mod:`warnings`.
+
+Codes:
+
+* ``zero-gradient``: an attack's objective had a zero gradient for some inputs, so those
+  attacks did not move from their start;
+* ``nondeterministic``: ``encode``/``decode`` give different outputs for the same input in
+  eval mode (dropout left on, sampling inside ``encode``);
+* ``batch-coupling``: an input's encoding depends on the other inputs of its batch
+  (BatchNorm in train mode), so per-input Jacobians and rows are wrong;
+* ``decoder-range``: reconstructions fall outside the model's data range (a decoder that
+  returns logits instead of probabilities, say);
+* ``undetectable-violation``: ``n_check`` is too small for any violation to be detected at
+  the chosen level, so ``violation`` cannot be True.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+CODES = ("zero-gradient", "nondeterministic", "batch-coupling", "decoder-range",
+         "undetectable-violation")
+
+
+class ReliabilityWarning(UserWarning):
+    """A warning about the reliability of a result; ``code`` names the check (see CODES)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def warn(code: str, message: str) -> None:
+    """Issue one reliability warning (``code`` from :data:`CODES`)."""
+    if code not in CODES:
+        raise ValueError(f"unknown check code {code!r}")
+    warnings.warn(ReliabilityWarning(code, message), stacklevel=3)
+
+
+@contextmanager
+def collect() -> Iterator[list[dict[str, str]]]:
+    """Record the reliability warnings issued inside the block, each distinct one once.
+
+    Yields a list that is filled, when the block ends, with ``{"code", "message"}`` dicts;
+    other warnings pass through untouched. The recorded warnings are issued again then, so
+    an enclosing :func:`collect` (or Python's default filter) sees them too.
+    """
+    found: list[dict[str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReliabilityWarning)
+        yield found
+    for item in caught:
+        if isinstance(item.message, ReliabilityWarning):
+            entry = {"code": item.message.code, "message": item.message.message}
+            if entry not in found:
+                found.append(entry)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    for entry in found:
+        warnings.warn(ReliabilityWarning(entry["code"], entry["message"]), stacklevel=3)

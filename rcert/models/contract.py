@@ -1,0 +1,95 @@
+"""The model contract: what the engine may assume about a model, and how a model says so.
+
+Every model the engine takes is a ``torch.nn.Module`` with ``encode(x)`` and ``decode(z)``
+(SPEC section 1). What else it has is stated by its :class:`ModelTraits`:
+
+* how many stochastic layers its encoder has (SPEC section 8), and whether the input feeds
+  the layers above the first;
+* whether the encoder is a Gaussian (``encode -> (mu, sigma)``, ``sigma`` a standard
+  deviation) or deterministic (``encode -> (mu, sigma)`` with ``sigma`` ignored, SPEC
+  section 9);
+* its data range (the box perturbed inputs must stay in), if known;
+* its likelihood, if known (``bernoulli`` or ``gaussian``; it gives ``log p(x|z)``).
+
+A model states its traits with a ``traits`` attribute (a :class:`ModelTraits`); a model
+without one, e.g. a wrapped foreign model, is taken as a one-layer Gaussian VAE with the
+``data_range`` and ``likelihood`` attributes it happens to have. Certificates are chosen
+from the traits alone (:mod:`rcert.engine.certificates`), never by branching on a model's
+class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from rcert.errors import RcertError
+
+ENCODERS = ("gaussian", "deterministic")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """What a model has (see the module docstring).
+
+    Parameters
+    ----------
+    stochastic_layers
+        ``L``, the number of stochastic latent layers; 0 for a deterministic encoder.
+    encoder
+        ``"gaussian"`` or ``"deterministic"``.
+    input_feeds_upper_layers
+        Whether ``x`` reaches layers above the first (inference ``q(z^{i+1}|z^i, x)``); the
+        first-layer certificates of SPEC section 8 need it False.
+    data_range
+        ``(low, high)`` of valid inputs, or None when unknown (attacks then run unboxed).
+    likelihood
+        ``"bernoulli"``, ``"gaussian"`` or None when the model has no ``log_likelihood``.
+    """
+
+    stochastic_layers: int = 1
+    encoder: str = "gaussian"
+    input_feeds_upper_layers: bool = False
+    data_range: tuple[float, float] | None = None
+    likelihood: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise RcertError(f"unknown encoder kind {self.encoder!r}; choose one of: "
+                             f"{', '.join(ENCODERS)}")
+        expected_layers = 0 if self.encoder == "deterministic" else self.stochastic_layers
+        if self.stochastic_layers != expected_layers or self.stochastic_layers < 0:
+            raise RcertError(f"a {self.encoder} encoder cannot have {self.stochastic_layers} "
+                             f"stochastic layers")
+        if self.likelihood is not None and self.likelihood not in LIKELIHOODS:
+            raise RcertError(f"unknown likelihood {self.likelihood!r}; choose one of: "
+                             f"{', '.join(LIKELIHOODS)}")
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the encoder adds noise at all (sections 3-5 need it)."""
+        return self.encoder == "gaussian"
+
+    @property
+    def perturbation_reaches_first_layer_only(self) -> bool:
+        """Whether an input perturbation shifts only the first layer's mean (SPEC section 8)."""
+        return self.stochastic and (self.stochastic_layers == 1
+                                    or not self.input_feeds_upper_layers)
+
+
+def traits(model: nn.Module) -> ModelTraits:
+    """The traits ``model`` states, or those of a one-layer Gaussian VAE with its attributes."""
+    stated = getattr(model, "traits", None)
+    if isinstance(stated, ModelTraits):
+        return stated
+    if stated is not None:
+        raise RcertError(f"{type(model).__name__}.traits must be a rcert ModelTraits, got "
+                         f"{type(stated).__name__}")
+    box = getattr(model, "data_range", None)
+    likelihood = getattr(model, "likelihood", None)
+    return ModelTraits(
+        data_range=None if box is None else (float(box[0]), float(box[1])),
+        likelihood=likelihood if isinstance(likelihood, str) else None,
+    )

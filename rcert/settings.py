@@ -1,0 +1,244 @@
+"""Settings: frozen dataclasses, the one source of every default rcert has.
+
+The Python API takes them, the CLI derives its options from their fields
+(:mod:`rcert.cli.options`), the ``rcert check`` TOML and the JSON result's ``config`` block
+serialise them (:func:`as_dict`), and the resume key hashes them. A field's ``metadata``
+holds its help text; validation happens in ``__post_init__``, so a bad value fails where it
+is made, with a one-line :class:`~rcert.errors.RcertError`.
+
+* :class:`CertifyConfig`: the certificate's parameters (SPEC sections 2-3);
+* :class:`ThreatModel`: what a perturbation reaches, one vocabulary everywhere;
+* :class:`AttackConfig`: how hard attacks try, with named presets (:data:`ATTACK_PRESETS`);
+* :class:`RunConfig`: where and within which memory budget the work runs.
+
+This module imports nothing heavy (no torch, numpy or scipy): the CLI builds its help from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+from rcert.errors import RcertError
+
+#: Seeds are integers in ``[0, 2**63)``: every random stream in rcert (the counter-based
+#: noise and torch generators in training) is keyed exactly by them, so a larger value would
+#: silently alias a smaller one.
+SEED_LIMIT = 2**63
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A seed: an integer in ``[0, 2**63)`` (numpy integers too), the one rule for all of rcert."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not 0 <= value < SEED_LIMIT:
+        raise RcertError(f"{name} must be an integer in [0, 2**63), got {value!r}")
+    return int(value)
+
+
+def check_beta(value: Any, name: str = "beta") -> float:
+    """A KL weight: a finite number > 0, the one rule for training and objectives.
+
+    ``beta = 0`` is refused: it drops the prior altogether, and the encoder's sigma, which
+    every certificate divides by, is then no longer shaped by anything.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        raise RcertError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise RcertError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _positive_float(value: Any, name: str, hint: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        raise RcertError(f"{name} must be a finite number > 0, got {value!r}{hint}")
+    return float(value)
+
+
+def _unit_interval(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise RcertError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise RcertError(f"unknown {name} {value!r}; choose one of: {', '.join(options)}")
+    return value
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class CertifyConfig:
+    """The certificate's parameters (SPEC sections 2-3).
+
+    ``r`` has no default: it is a property of the use (how far a reconstruction may move),
+    so a checkpoint records a recommended one and the CLI falls back to it.
+    """
+
+    r: float = field(metadata=_help("Output radius r of r-robustness: ||Delta|| <= r "
+                                    "[default: the checkpoint's recommended r]."))
+    m: float = field(default=0.5, metadata=_help(
+        "Level of r-robustness: P(||Delta|| <= r) > m."))
+    n_samples: int = field(default=1000, metadata=_help("Encoder-noise draws per input."))
+    alpha: float = field(default=0.001, metadata=_help(
+        "Certified figures hold with probability >= 1 - alpha."))
+    seed: int = field(default=0, metadata=_help("Seeds all randomness; rows depend only on it "
+                                                "and the input's index."))
+
+    def __post_init__(self) -> None:
+        _set(self, "r", _positive_float(self.r, "r", "; pass e.g. --r 4"))
+        _set(self, "m", _unit_interval(self.m, "m"))
+        _set(self, "n_samples", _positive_int(self.n_samples, "n_samples"))
+        _set(self, "alpha", _unit_interval(self.alpha, "alpha"))
+        _set(self, "seed", check_seed(self.seed))
+
+
+#: What a perturbation of the input can reach (SPEC section 2).
+THREATS = ("mean", "sigma", "both")
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """What an input perturbation ``d`` reaches: the encoder's mean, its sigma, or both.
+
+    * ``"mean"``: ``g(mu(x + d) + eta sigma(x))``, the theorem's threat model [C Sec 3.2.2];
+      the certificates hold for it.
+    * ``"sigma"``: ``g(mu(x) + eta sigma(x + d))``.
+    * ``"both"``: ``g(mu(x + d) + eta sigma(x + d))``, the full model [C Eq 5].
+
+    Perturbations are L2-bounded and keep ``x + d`` in the model's data range.
+    """
+
+    reaches: str = field(default="mean", metadata=_help(
+        "What the perturbation reaches: the encoder's mean (the certificates' threat model), "
+        "its sigma, or both."))
+
+    def __post_init__(self) -> None:
+        _set(self, "reaches", _choice(self.reaches, "threat", THREATS))
+
+    @property
+    def moves_mean(self) -> bool:
+        return self.reaches in ("mean", "both")
+
+    @property
+    def moves_sigma(self) -> bool:
+        return self.reaches in ("sigma", "both")
+
+    def __str__(self) -> str:
+        return self.reaches
+
+
+OPTIMIZERS = ("pgd", "lbfgs")
+CORRECTIONS = ("holm", "none")
+
+#: Named attack strengths, in the spirit of AutoAttack's versions. ``fast`` is the empirical
+#: margin's default (chosen in benchmarks/bench_empirical.py: with 32 common draws, more
+#: restarts or steps found no smaller margins, at several times the cost), ``standard`` the
+#: maximum-damage attack's, ``thorough`` a stronger setting for audits.
+ATTACK_PRESETS: dict[str, dict[str, int]] = {
+    "fast": {"restarts": 1, "steps": 10, "n_noise": 32},
+    "standard": {"restarts": 5, "steps": 50, "n_noise": 16},
+    "thorough": {"restarts": 10, "steps": 200, "n_noise": 64},
+}
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """How hard an attack tries, and how its success is judged (SPEC section 6).
+
+    ``preset`` sets ``restarts``, ``steps`` and ``n_noise`` (:data:`ATTACK_PRESETS`); a value
+    given explicitly overrides the preset's. ``threat`` takes a :class:`ThreatModel` or its
+    word.
+    """
+
+    threat: ThreatModel = field(default_factory=ThreatModel, metadata=_help(
+        "What the perturbation reaches: mean (the certificates' threat model), sigma or both."))
+    preset: str = field(default="fast", metadata=_help(
+        "Attack strength that sets restarts, steps and n-noise: fast, standard or thorough; "
+        "options given explicitly override it."))
+    optimizer: str = field(default="pgd", metadata=_help(
+        "Attack optimiser: projected gradient ascent, or scipy's L-BFGS-B (one problem per "
+        "input)."))
+    restarts: int | None = field(default=None, metadata=_help(
+        "Random starts per attack [default: the preset's]."))
+    steps: int | None = field(default=None, metadata=_help(
+        "Optimiser steps per start [default: the preset's]."))
+    n_noise: int | None = field(default=None, metadata=_help(
+        "Common encoder-noise draws in the attack objective [default: the preset's]."))
+    n_check: int = field(default=200, metadata=_help(
+        "Fresh noise draws that judge an attack's success, and again its violation."))
+    resolution: float | None = field(default=None, metadata=_help(
+        "Bisection width of the empirical margin [default: 2% of the bracket's upper end]."))
+    correction: str = field(default="holm", metadata=_help(
+        "Control of violations over a run's inputs: holm (family-wise at level alpha, "
+        "Holm's step-down) or none (each input at level alpha)."))
+
+    def __post_init__(self) -> None:
+        threat = ThreatModel(self.threat) if isinstance(self.threat, str) else self.threat
+        if not isinstance(threat, ThreatModel):
+            raise RcertError(f"threat must be one of {', '.join(THREATS)}, got {threat!r}")
+        _set(self, "threat", threat)
+        _set(self, "preset", _choice(self.preset, "attack preset", tuple(ATTACK_PRESETS)))
+        _set(self, "optimizer", _choice(self.optimizer, "optimizer", OPTIMIZERS))
+        _set(self, "correction", _choice(self.correction, "correction", CORRECTIONS))
+        for name, value in ATTACK_PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                _set(self, name, value)
+        for name in ("restarts", "steps", "n_noise", "n_check"):
+            _set(self, name, _positive_int(getattr(self, name), name))
+        if self.resolution is not None:
+            _set(self, "resolution", _positive_float(self.resolution, "resolution"))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how the work runs; none of it changes a number (up to float rounding)."""
+
+    device: str | None = field(default=None, metadata=_help(
+        "cpu or cuda [default: the model's own device; cpu for a checkpoint]."))
+    memory_mb: float = field(default=256.0, metadata=_help(
+        "Memory budget in MB of one chunk of work, on every path."))
+    progress: bool = field(default=False, metadata=_help("Show progress on stderr."))
+
+    def __post_init__(self) -> None:
+        _set(self, "memory_mb", _positive_float(self.memory_mb, "memory_mb"))
+        if self.device is not None and not isinstance(self.device, str):
+            _set(self, "device", str(self.device))
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """A settings object as plain JSON values (a threat model as its word), fields in order."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = str(value) if isinstance(value, ThreatModel) else value
+    return out
+
+
+def field_help(cls: type, name: str) -> str:
+    """The help text of one field of a settings class."""
+    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of one field of a settings class (``dataclasses.MISSING`` if none)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
