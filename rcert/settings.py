@@ -242,3 +242,29 @@ def default(cls: type, name: str) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return f.default
+
+
+def merge(cls: type, base: Any = None, **overrides: Any) -> Any:
+    """A ``cls`` settings object: ``base`` (default: ``cls``'s defaults) with the keyword
+    shortcuts that are not None put on top.
+
+    This is how the Python API offers ``certify(model, x, r=0.5)`` next to
+    ``certify(model, x, CertifyConfig(r=0.5))`` without writing a default twice: every
+    shortcut defaults to None, which means "the settings' value".
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise RcertError(f"unknown {cls.__name__} setting {unknown[0]!r}; known: "
+                         f"{', '.join(sorted(names))}")
+    if base is None:
+        return cls(**given)
+    if not isinstance(base, cls):
+        raise RcertError(f"expected a {cls.__name__}, got {type(base).__name__}")
+    if cls is AttackConfig and "preset" in given:
+        # A new preset replaces the old preset's values, not explicitly given ones.
+        kept = {k: v for k, v in as_dict(base).items()
+                if k not in ATTACK_PRESETS[base.preset]}
+        return cls(**{**kept, **given})
+    return dataclasses.replace(base, **given)
