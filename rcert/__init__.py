@@ -4,6 +4,8 @@ The public API (see docs/api.md)::
 
     model = rcert.load("models/vae-digits.rcert")
     df = rcert.certify(model, x, r=4.0, m=0.5, n_samples=1000, alpha=0.001, seed=0)
+    df = rcert.certify(model, x, rcert.CertifyConfig(r=4.0),
+                       attack=rcert.AttackConfig(preset="standard"))   # and attack it
     summary = rcert.summarize(df)
 
 Names are imported on first use, so ``import rcert`` (and the ``rcert`` command's start-up)
@@ -26,7 +28,7 @@ _API = {
     "RcertError": "rcert.errors",
     "attack": "rcert.attacks.damage",
     "build_model": "rcert.models.nets",
-    "certify": "rcert.engine.certify",
+    "certify": "rcert.api",
     "curve": "rcert.evaluation.curves",
     "empirical_margin": "rcert.evaluation.empirical",
     "fit": "rcert.models.training",
@@ -37,6 +39,12 @@ _API = {
     "summarize": "rcert.statistics.summary",
     "train_checkpoint": "rcert.runs.training",
     "wrap": "rcert.models.adapters",
+    "AttackConfig": "rcert.settings",
+    "CertifyConfig": "rcert.settings",
+    "RunConfig": "rcert.settings",
+    "ThreatModel": "rcert.settings",
+    "TrainConfig": "rcert.settings",
+    "ModelTraits": "rcert.models.contract",
 }
 
 __all__ = ["__version__", *sorted(_API)]

@@ -47,12 +47,13 @@ def warn(code: str, message: str) -> None:
 
 
 @contextmanager
-def collect() -> Iterator[list[dict[str, str]]]:
+def collect(*, reissue: bool = True) -> Iterator[list[dict[str, str]]]:
     """Record the reliability warnings issued inside the block, each distinct one once.
 
     Yields a list that is filled, when the block ends, with ``{"code", "message"}`` dicts;
-    other warnings pass through untouched. The recorded warnings are issued again then, so
-    an enclosing :func:`collect` (or Python's default filter) sees them too.
+    other warnings pass through untouched. With ``reissue`` (the default) the recorded
+    warnings are issued again then, so an enclosing :func:`collect` (or Python's default
+    filter) sees them too; the CLI passes False and prints them itself.
     """
     found: list[dict[str, str]] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -65,5 +66,5 @@ def collect() -> Iterator[list[dict[str, str]]]:
                 found.append(entry)
         else:
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-    for entry in found:
+    for entry in found if reissue else ():
         warnings.warn(ReliabilityWarning(entry["code"], entry["message"]), stacklevel=3)

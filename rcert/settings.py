@@ -9,7 +9,8 @@ is made, with a one-line :class:`~rcert.errors.RcertError`.
 * :class:`CertifyConfig`: the certificate's parameters (SPEC sections 2-3);
 * :class:`ThreatModel`: what a perturbation reaches, one vocabulary everywhere;
 * :class:`AttackConfig`: how hard attacks try, with named presets (:data:`ATTACK_PRESETS`);
-* :class:`RunConfig`: where and within which memory budget the work runs.
+* :class:`RunConfig`: where and within which memory budget the work runs;
+* :class:`TrainConfig`: how a VAE is trained.
 
 This module imports nothing heavy (no torch, numpy or scipy): the CLI builds its help from it.
 """
@@ -127,7 +128,7 @@ class ThreatModel:
 
     reaches: str = field(default="mean", metadata=_help(
         "What the perturbation reaches: the encoder's mean (the certificates' threat model), "
-        "its sigma, or both."))
+        "its sigma, or both.", choices=THREATS))
 
     def __post_init__(self) -> None:
         _set(self, "reaches", _choice(self.reaches, "threat", THREATS))
@@ -168,13 +169,14 @@ class AttackConfig:
     """
 
     threat: ThreatModel = field(default_factory=ThreatModel, metadata=_help(
-        "What the perturbation reaches: mean (the certificates' threat model), sigma or both."))
+        "What the perturbation reaches: mean (the certificates' threat model), sigma or both.",
+        choices=THREATS))
     preset: str = field(default="fast", metadata=_help(
         "Attack strength that sets restarts, steps and n-noise: fast, standard or thorough; "
-        "options given explicitly override it."))
+        "options given explicitly override it.", choices=tuple(ATTACK_PRESETS)))
     optimizer: str = field(default="pgd", metadata=_help(
         "Attack optimiser: projected gradient ascent, or scipy's L-BFGS-B (one problem per "
-        "input)."))
+        "input).", choices=OPTIMIZERS))
     restarts: int | None = field(default=None, metadata=_help(
         "Random starts per attack [default: the preset's]."))
     steps: int | None = field(default=None, metadata=_help(
@@ -187,7 +189,7 @@ class AttackConfig:
         "Bisection width of the empirical margin [default: 2% of the bracket's upper end]."))
     correction: str = field(default="holm", metadata=_help(
         "Control of violations over a run's inputs: holm (family-wise at level alpha, "
-        "Holm's step-down) or none (each input at level alpha)."))
+        "Holm's step-down) or none (each input at level alpha).", choices=CORRECTIONS))
 
     def __post_init__(self) -> None:
         threat = ThreatModel(self.threat) if isinstance(self.threat, str) else self.threat
@@ -206,12 +208,20 @@ class AttackConfig:
             _set(self, "resolution", _positive_float(self.resolution, "resolution"))
 
 
+#: The attack the empirical margin runs by default: the fast preset on the certificates'
+#: threat model (today's ``rcert margin --empirical``).
+EMPIRICAL_ATTACK = AttackConfig()
+#: The maximum-damage attack's default [C Eq 5]: the standard preset on the full threat model.
+DAMAGE_ATTACK = AttackConfig(preset="standard", threat="both")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Where and how the work runs; none of it changes a number (up to float rounding)."""
 
     device: str | None = field(default=None, metadata=_help(
-        "cpu or cuda [default: the model's own device; cpu for a checkpoint]."))
+        "Where to compute: cpu or cuda [default: the model's own device; cpu for a "
+        "checkpoint].", choices=("cpu", "cuda")))
     memory_mb: float = field(default=256.0, metadata=_help(
         "Memory budget in MB of one chunk of work, on every path."))
     progress: bool = field(default=False, metadata=_help("Show progress on stderr."))
@@ -220,6 +230,35 @@ class RunConfig:
         _set(self, "memory_mb", _positive_float(self.memory_mb, "memory_mb"))
         if self.device is not None and not isinstance(self.device, str):
             _set(self, "device", str(self.device))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`rcert.fit` and ``rcert train`` train a VAE (the beta-ELBO, early stopping)."""
+
+    beta: float = field(default=1.0, metadata=_help(
+        "KL weight: 1 is the ELBO, any other positive value a beta-VAE."))
+    epochs: int = field(default=200, metadata=_help("Most training epochs."))
+    batch_size: int = field(default=128, metadata=_help("Mini-batch size."))
+    lr: float = field(default=1e-3, metadata=_help("Adam learning rate."))
+    patience: int = field(default=15, metadata=_help(
+        "Stop after this many epochs without a better held-out objective."))
+    val_fraction: float = field(default=0.1, metadata=_help(
+        "Share of the training data held out for early stopping and the recommended r."))
+    seed: int = field(default=0, metadata=_help(
+        "Seeds the initial weights, the held-out split, the shuffle and all noise."))
+
+    def __post_init__(self) -> None:
+        _set(self, "beta", check_beta(self.beta))
+        _set(self, "lr", _positive_float(self.lr, "lr"))
+        for name in ("epochs", "batch_size", "patience"):
+            _set(self, name, _positive_int(getattr(self, name), name))
+        fraction = self.val_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
+                or not 0 < fraction <= 0.5:
+            raise RcertError(f"val_fraction must lie in (0, 0.5], got {fraction!r}")
+        _set(self, "val_fraction", float(fraction))
+        _set(self, "seed", check_seed(self.seed))
 
 
 def as_dict(config: Any) -> dict[str, Any]:

@@ -12,16 +12,10 @@ import torch
 from torch import nn
 
 from rcert.errors import RcertError
+from rcert.settings import check_seed
 
 # Values this far outside the model's data range still count as inside (float rounding).
 _RANGE_TOLERANCE = 1e-6
-
-
-def check_seed(value: Any, name: str = "seed") -> int:
-    """A seed: a non-negative integer (numpy integers too)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise RcertError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 def check_options(*, r: float, m: float, alpha: float, n_samples: int) -> None:

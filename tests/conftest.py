@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -58,12 +59,14 @@ class TinyMLPVAE(nn.Module):
     def __init__(self, input_size: int = 10, latent_dim: int = 3, hidden: int = 16,
                  seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
-        self.enc = nn.Sequential(nn.Linear(input_size, hidden), nn.Tanh())
-        self.mu_head = nn.Linear(hidden, latent_dim)
-        self.sigma_head = nn.Linear(hidden, latent_dim)
-        self.dec = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, input_size), nn.Sigmoid())
+        # Seeded weights, without moving the global generator that other code draws from.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.enc = nn.Sequential(nn.Linear(input_size, hidden), nn.Tanh())
+            self.mu_head = nn.Linear(hidden, latent_dim)
+            self.sigma_head = nn.Linear(hidden, latent_dim)
+            self.dec = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(),
+                                     nn.Linear(hidden, input_size), nn.Sigmoid())
         self.input_shape = (input_size,)
         self.data_range = (0.0, 1.0)
 
@@ -75,6 +78,72 @@ class TinyMLPVAE(nn.Module):
         return self.dec(z)
 
 
+class Kink:
+    """Constants of :func:`kinked_vae`: a model on which Theorem 1's first order is wrong."""
+
+    centre = 0.5        # mu is flat (slope ``slope``) for |x - centre| < half_width ...
+    half_width = 0.05
+    slope = 1.0
+    gain = 1e6          # ... and rises by ``gain`` per unit of input beyond it
+    sigma = 1.0         # fixed encoder standard deviation
+    scale = 0.1         # g(z) = 1/2 + scale * z
+    r = 0.25            # r / (scale * sigma) = 2.5: p0 = 2 Phi(2.5) - 1 = 0.9876
+
+    @classmethod
+    def p0(cls) -> float:
+        """``P(||Delta(x)|| <= r)`` unperturbed, for every input."""
+        return float(2 * stats.norm.cdf(cls.r / (cls.scale * cls.sigma)) - 1)
+
+    @classmethod
+    def mu(cls, x):
+        """The encoder mean in closed form (numpy or float)."""
+        u = np.abs(np.asarray(x, dtype=np.float64) - cls.centre)
+        return cls.slope * (np.asarray(x) - cls.centre) + cls.gain * np.maximum(
+            u - cls.half_width, 0.0)
+
+    @classmethod
+    def p_robust(cls, shift):
+        """``P(||Delta(x, d)|| <= r)`` when ``d`` moves the latent mean by ``shift``:
+        ``Delta = scale * (shift + sigma * eta)``, a 1-D Gaussian interval probability."""
+        a = cls.r / (cls.scale * cls.sigma)
+        s = shift / cls.sigma
+        return stats.norm.cdf(a - s) - stats.norm.cdf(-a - s)
+
+
+def kinked_vae():
+    """An rcert MLP (1 input, 1 latent, ReLU, fixed sigma, Gaussian likelihood) with
+    hand-set weights: ``mu(x) = slope (x - 1/2) + gain max(|x - 1/2| - c, 0)``, ``sigma = 1``,
+    ``g(z) = 1/2 + scale z`` (see :class:`Kink`).
+
+    At ``|x - 1/2| < c`` the Jacobian is ``slope = 1``, so Theorem 1 certifies about
+    ``sigma Phi^{-1}(p0) / slope ~ 2``; but a perturbation reaching ``|x + d - 1/2| > c``
+    moves the latent mean by ``gain (|x + d - 1/2| - c)``, which wipes out r-robustness
+    (``P(||Delta|| <= r) ~ 0``) within ``1e-5`` beyond the kink: the true margin is
+    ``c - |x - 1/2|`` (+ O(1 / gain)), far below the first-order bound.
+    """
+    import rcert
+
+    k = Kink
+    model = rcert.build_model("mlp", input_shape=[1], latent_dim=1, hidden=[4],
+                              activation="relu", sigma_mode="fixed", fixed_sigma=k.sigma,
+                              likelihood="gaussian")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        # Trunk units: x + 1 (active on the whole box), and the two sides of the kink.
+        trunk = model.trunk[0]
+        trunk.weight[:, 0] = torch.tensor([1.0, k.gain, -k.gain, 0.0])
+        trunk.bias[:] = torch.tensor([1.0, -k.gain * (k.centre + k.half_width),
+                                      k.gain * (k.centre - k.half_width), 0.0])
+        model.mu_head.weight[0] = torch.tensor([k.slope, 1.0, 1.0, 0.0])
+        model.mu_head.bias[0] = -k.slope * (1.0 + k.centre)
+        # Decoder: relu(z) - relu(-z) = z, scaled, around 1/2.
+        model.decoder[0].weight[:, 0] = torch.tensor([1.0, -1.0, 0.0, 0.0])
+        model.decoder[2].weight[0] = torch.tensor([k.scale, -k.scale, 0.0, 0.0])
+        model.decoder[2].bias[0] = 0.5
+    return model.eval()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """The test models are tiny: one thread is fastest, and on a busy 2-core machine two
@@ -83,6 +152,19 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Devices: tests that take the `device` fixture run once per device, with ids [cpu] and, on a
+# machine where torch.cuda.is_available(), [cuda]. Nothing to configure: on a GPU machine
+# `pytest tests/engine` runs both; `pytest -k cuda` runs only the GPU cases, `-k "not cuda"`
+# only the CPU ones. Such tests move models and data to the device and compare on the CPU.
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.fixture(scope="session", params=DEVICES, ids=DEVICES)
+def device(request) -> torch.device:
+    """Each available device in turn (session-scoped, so hypothesis tests can take it)."""
+    return torch.device(request.param)
 
 
 @pytest.fixture

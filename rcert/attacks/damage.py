@@ -1,15 +1,13 @@
 """Maximum-damage attacks [C Eq 5] within an L2 ball and the data's box (SPEC section 6).
 
-An attack maximises an objective of the distortion ``||Delta(x, d)||`` over perturbations
+An attack maximises the expected distortion ``E_eta ||Delta(x, d)||`` over perturbations
 ``d`` with ``||d|| <= L`` and ``x + d`` inside the data range. The objective averages over
 a fixed set of encoder-noise draws (common random numbers), so the ascent is not driven
-by noise. Inputs and random restarts are optimised together as one batch.
+by noise. Inputs run in chunks that fit the memory budget (:mod:`rcert.attacks.chunking`);
+an input's row depends only on its index and the seed.
 
-Threat models (which encoder outputs the perturbation reaches):
-
-* ``"mean"``: ``g(mu(x + d) + eta sigma(x))``, the theorem's threat model [C Sec 3.2.2];
-* ``"sigma"``: ``g(mu(x) + eta sigma(x + d))``;
-* ``"both"``: ``g(mu(x + d) + eta sigma(x + d))``, the full model [C Eq 5].
+The threat (:class:`rcert.settings.ThreatModel`) says what the perturbation reaches: the
+encoder's mean, its sigma, or both [C Fig 4].
 """
 
 from __future__ import annotations
@@ -19,13 +17,20 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rcert import validate
-from rcert.attacks.objectives import Encoded, expected_damage
-from rcert.attacks.optimizers import AttackSettings, maximise, random_directions
+from rcert import settings, validate
+from rcert.attacks import chunking
+from rcert.attacks.objectives import Encoded, at_threat, expected_damage
+from rcert.attacks.optimizers import maximise, random_directions, warn_unmoved
 from rcert.attacks.projection import data_box, project
-from rcert.engine.noise import STREAM_START
+from rcert.engine import montecarlo
+from rcert.engine.noise import STREAM_DISTORTION, STREAM_START
 from rcert.errors import RcertError
 from rcert.progress import Progress
+from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
+
+#: The maximum-damage attack's defaults: the ``standard`` preset on the full threat model
+#: [C Eq 5] (restarts 5, steps 50, n_noise 16), as :mod:`rcert.settings` defines them.
+DEFAULT_ATTACK = settings.DAMAGE_ATTACK
 
 
 def _log_likelihood_degradation(model: nn.Module, x: torch.Tensor, z_adv: torch.Tensor,
@@ -41,78 +46,131 @@ def _log_likelihood_degradation(model: nn.Module, x: torch.Tensor, z_adv: torch.
 
 
 def _damage_columns(model: nn.Module, x: torch.Tensor, delta: torch.Tensor,
-                    clean: Encoded, target: str, prefix: str) -> dict[str, np.ndarray]:
+                    clean: Encoded, threat: ThreatModel, prefix: str) -> dict[str, np.ndarray]:
     """Damage ``||g(mu(x + d)) - g(mu(x))||`` and log-likelihood degradation [C Sec 4.1].
 
-    The perturbation reaches the mean only under the ``mean`` and ``both`` targets; under
-    ``sigma`` the mean reconstruction stays put and the damage is 0.
+    Both see the mean only: under threat ``sigma`` they are 0 by definition, which is why
+    the ``distortion`` columns exist.
     """
     with torch.no_grad():
-        mu_adv = model.encode(x + delta)[0] if target in ("mean", "both") else clean.mu
+        mu_adv = model.encode(x + delta)[0] if threat.moves_mean else clean.mu
         damage = (model.decode(mu_adv).flatten(1) - clean.reference).norm(dim=1)
     degradation = _log_likelihood_degradation(model, x, mu_adv, clean.mu)
     return {f"{prefix}damage": damage.double().cpu().numpy(),
             f"{prefix}loglik_degradation": degradation.numpy()}
 
 
-def attack(model: nn.Module, x: torch.Tensor | np.ndarray, *, L: float | list[float],
-           target: str = "both", restarts: int = 5, steps: int = 50, optimizer: str = "pgd",
-           n_noise: int = 16, seed: int = 0, index: np.ndarray | None = None,
-           device: str | torch.device | None = None, progress: bool = False) -> pd.DataFrame:
-    """Maximum-damage attack [C Eq 5] on each input, for each budget in ``L``.
+def _mean_distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded,
+                     config: AttackConfig, seed: int, index: torch.Tensor,
+                     max_rows: int) -> np.ndarray:
+    """``E||Delta(x, d)||`` over ``n_check`` fresh draws (``STREAM_DISTORTION``), with mu and
+    sigma at ``x + d`` as the threat says, measured from ``g(mu(x))`` (SPEC section 2).
 
-    Maximises the expected distortion ``E_eta ||Delta(x, d)||`` over ``||d|| <= L`` with
-    ``x + d`` in the model's ``data_range``, and compares with Gaussian noise of the same
-    norm (projected into the box the same way).
+    Every call draws the same noise for an input, so the attack, the clean point and the
+    noise baseline are compared on common draws.
+    """
+    with torch.no_grad():
+        mu, sigma = at_threat(model, x_adv, clean, config.threat)
+    dist = montecarlo.distortion_norms(model, mu, sigma, index=index, n_samples=config.n_check,
+                                       seed=seed, max_rows=max_rows, stream=STREAM_DISTORTION,
+                                       reference=clean.reference)
+    return dist.double().mean(dim=1).cpu().numpy()
+
+
+def _attack_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, budget: float,
+                  config: AttackConfig, seed: int, max_rows: int
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One budget on one chunk of inputs: the frame's columns, and which attacks moved."""
+    box = data_box(model)
+    clean = Encoded.of(model, x)
+    radius = torch.full((x.shape[0],), budget, dtype=x.dtype, device=x.device)
+    # The baseline: a Gaussian direction at norm L, projected like any perturbation.
+    direction = random_directions(seed, index, tuple(x.shape[1:]), 1, STREAM_START).to(x)
+    noise_delta = project(direction * budget, x, radius, box)
+    found = maximise(model, x, radius, expected_damage, config, seed=seed, index=index,
+                     box=box, starts=direction, clean=clean)
+    measure = {"clean": clean, "config": config, "seed": seed, "index": index,
+               "max_rows": max_rows}
+    cols = {"index": index.cpu().numpy(), "L": np.full(x.shape[0], budget)}
+    cols.update(_damage_columns(model, x, found.delta, clean, config.threat, ""))
+    cols["delta_norm"] = found.delta.flatten(1).norm(dim=1).double().cpu().numpy()
+    cols["objective"] = found.value.double().cpu().numpy()
+    cols["distortion"] = _mean_distortion(model, x + found.delta, **measure)
+    cols["clean_distortion"] = _mean_distortion(model, x, **measure)
+    cols.update(_damage_columns(model, x, noise_delta, clean, config.threat, "noise_"))
+    cols["noise_delta_norm"] = noise_delta.flatten(1).norm(dim=1).double().cpu().numpy()
+    cols["noise_distortion"] = _mean_distortion(model, x + noise_delta, **measure)
+    return cols, found.moved
+
+
+def _budgets(L: float | list[float] | None) -> list[float]:
+    budgets = [L] if np.isscalar(L) else list(L) if L is not None else []
+    if not budgets:
+        raise RcertError("L must be a positive number or a non-empty list of them; "
+                         "pass e.g. L=1.0")
+    return [validate.positive_float(value, "L") for value in budgets]
+
+
+def attack(model: nn.Module, x: torch.Tensor | np.ndarray, config: AttackConfig | None = None,
+           *, L: float | list[float], threat: str | ThreatModel | None = None,
+           preset: str | None = None, optimizer: str | None = None,
+           restarts: int | None = None, steps: int | None = None, n_noise: int | None = None,
+           seed: int | None = None, index: np.ndarray | None = None,
+           run: RunConfig | None = None, device: str | torch.device | None = None,
+           memory_mb: float | None = None, progress: bool | None = None) -> pd.DataFrame:
+    """Maximum-damage attack [C Eq 5] on each input, for each budget in ``L`` (SPEC section 6).
+
+    Maximises ``E_eta ||Delta(x, d)||`` over ``||d|| <= L`` with ``x + d`` in the model's
+    ``data_range``, and compares with Gaussian noise of the same norm (projected into the
+    box the same way). The first restart starts from the noise's direction, so the attack's
+    objective is never below the baseline's.
 
     Parameters
     ----------
-    model, x, seed, index, device, progress
-        As in :func:`rcert.certify`.
+    config
+        How hard to attack (default :data:`DEFAULT_ATTACK`); the keyword shortcuts
+        ``threat, preset, optimizer, restarts, steps, n_noise`` override its fields, None
+        meaning "the config's value". ``config.n_check`` fresh draws measure the
+        ``distortion`` columns.
     L
         Budget, or a list of budgets (a damage-vs-L curve, [C Fig 9b]).
-    target
-        What the perturbation reaches: ``"mean"``, ``"sigma"`` or ``"both"`` [C Fig 4].
-    restarts, steps, optimizer, n_noise
-        Random starts, optimiser steps, ``"pgd"`` or ``"lbfgs"``, and the number of common
-        noise draws in the objective. The first start is the noise baseline's direction,
-        so the attack's objective is never below the baseline's.
+    seed
+        Seeds all randomness (default: :class:`~rcert.settings.CertifyConfig`'s seed).
+    index, run, device, memory_mb, progress
+        As in :func:`rcert.certify`; inputs run in chunks that fit ``memory_mb``.
 
     Returns
     -------
     pandas.DataFrame
-        One row per input and budget: ``index, L, damage, loglik_degradation,
-        delta_norm, objective, noise_damage, noise_loglik_degradation, noise_delta_norm``.
+        One row per budget and input: ``index, L, damage, loglik_degradation, delta_norm,
+        objective, distortion, clean_distortion, noise_damage, noise_loglik_degradation,
+        noise_delta_norm, noise_distortion``. ``damage`` is ``||g(mu(x + d)) - g(mu(x))||``
+        (0 under threat sigma); ``distortion`` is ``E||Delta(x, d)||`` under the threat on
+        fresh draws, which sees sigma too, ``clean_distortion`` the same at ``d = 0``.
     """
-    budgets = [L] if np.isscalar(L) else list(L) if L is not None else []
-    if not budgets:
-        raise RcertError("L must be a positive number or a non-empty list of them")
-    budgets = [validate.positive_float(value, "L") for value in budgets]
-    settings = AttackSettings(target, restarts, steps, optimizer, n_noise)
-    settings.check()
-    model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=device)
-    box = data_box(model)
-    clean = Encoded.of(model, x)
-    shape = tuple(x.shape[1:])
+    budgets = _budgets(L)
+    config = settings.merge(AttackConfig, DEFAULT_ATTACK if config is None else config,
+                            threat=threat, preset=preset, optimizer=optimizer,
+                            restarts=restarts, steps=steps, n_noise=n_noise)
+    run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
+    seed = settings.check_seed(settings.default(CertifyConfig, "seed") if seed is None else seed)
+    model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=run.device)
+    size = x[0].numel()
+    max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
+    per = chunking.inputs_per_chunk(run.memory_mb, size, x.device,
+                                    config.restarts * config.n_noise)
+    moved = np.zeros(x.shape[0], dtype=bool)
     frames = []
-    bar = Progress(len(budgets), "attack budgets", enabled=progress)
+    bar = Progress(len(budgets) * x.shape[0], "attack", enabled=run.progress)
     for budget in budgets:
-        radius = torch.full((x.shape[0],), float(budget), dtype=x.dtype, device=x.device)
-        # The baseline: a Gaussian direction at norm L, projected like any perturbation.
-        direction = random_directions(seed, index_t, shape, 1, STREAM_START).to(x)
-        noise_delta = project(direction * budget, x, radius, box)
-        delta, value = maximise(model, x, radius, expected_damage, settings, seed=seed,
-                                index=index_t, box=box, starts=direction, clean=clean)
-        frame = {"index": index_t.cpu().numpy(), "L": np.full(x.shape[0], float(budget))}
-        frame.update(_damage_columns(model, x, delta, clean, target, ""))
-        frame["delta_norm"] = delta.flatten(1).norm(dim=1).double().cpu().numpy()
-        frame["objective"] = value.double().cpu().numpy()
-        frame.update(_damage_columns(model, x, noise_delta, clean, target, "noise_"))
-        frame["noise_delta_norm"] = noise_delta.flatten(1).norm(dim=1).double().cpu().numpy()
-        frames.append(pd.DataFrame(frame))
-        bar.update(1, status=f"L={budget:g}")
+        for part in chunking.chunks(x.shape[0], per):
+            cols, part_moved = _attack_chunk(model, x[part], index_t[part], budget, config,
+                                             seed, max_rows)
+            moved[part] |= part_moved
+            frames.append(pd.DataFrame(cols))
+            bar.update(part.stop - part.start, status=f"L={budget:g}")
     bar.close()
+    warn_unmoved(moved, np.ones_like(moved))
     out = pd.concat(frames, ignore_index=True)
-    out.attrs["config"] = {"target": target, "restarts": restarts, "steps": steps,
-                           "optimizer": optimizer, "n_noise": n_noise, "seed": seed}
+    out.attrs["config"] = {**settings.as_dict(config), "seed": seed}
     return out

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rcert.settings import ThreatModel
+
 
 @dataclass
 class Encoded:
@@ -25,6 +27,14 @@ class Encoded:
             mu, sigma = model.encode(x)
             return cls(mu, sigma, model.decode(mu).flatten(1))
 
+    @classmethod
+    def each(cls, model: nn.Module, x: torch.Tensor) -> Encoded:
+        """As :meth:`of`, one input at a time: bit for bit what the input gives alone, which a
+        batched matmul does not promise (its rounding may depend on the batch size)."""
+        parts = [cls.of(model, x[i:i + 1]) for i in range(x.shape[0])]
+        return cls(*(torch.cat(ts) for ts in zip(*((p.mu, p.sigma, p.reference)
+                                                   for p in parts), strict=True)))
+
     def repeat(self, times: int) -> Encoded:
         return Encoded(*(t.repeat_interleave(times, dim=0)
                          for t in (self.mu, self.sigma, self.reference)))
@@ -33,16 +43,23 @@ class Encoded:
         return Encoded(self.mu[rows], self.sigma[rows], self.reference[rows])
 
 
+def at_threat(model: nn.Module, x_adv: torch.Tensor, clean: Encoded,
+              threat: ThreatModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu', sigma')``: the encoder's outputs at ``x + d`` where ``threat`` reaches them,
+    at ``x`` elsewhere (SPEC section 2)."""
+    mu_adv, sigma_adv = model.encode(x_adv)
+    return (mu_adv if threat.moves_mean else clean.mu,
+            sigma_adv if threat.moves_sigma else clean.sigma)
+
+
 def distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, eta: torch.Tensor,
-               threat: str) -> torch.Tensor:
+               threat: ThreatModel) -> torch.Tensor:
     """``||Delta(x, d)||`` at ``x_adv = x + d`` for each noise draw: ``(B, K)``.
 
     ``Delta = g(mu' + eta sigma') - g(mu(x))`` with ``mu'``, ``sigma'`` taken at ``x + d``
-    or at ``x`` according to ``threat`` (SPEC section 2).
+    or at ``x`` according to ``threat`` (SPEC section 2; ``both`` is [C Eq 5]).
     """
-    mu_adv, sigma_adv = model.encode(x_adv)
-    mu = mu_adv if threat in ("mean", "both") else clean.mu
-    sigma = sigma_adv if threat in ("sigma", "both") else clean.sigma
+    mu, sigma = at_threat(model, x_adv, clean, threat)
     n_draws, d_z = eta.shape[1], eta.shape[2]
     z = mu[:, None, :] + eta * sigma[:, None, :]
     g = model.decode(z.reshape(-1, d_z)).reshape(z.shape[0], n_draws, -1)

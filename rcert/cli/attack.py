@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from rcert.attacks.damage import attack
 from rcert.cli.app import cli
-from rcert.cli.common import attack_options, finish, floats, load_run, or_default, run_options
+from rcert.cli.common import finish, floats, load_run, run_config, run_options
+from rcert.cli.options import attack_config, attack_options, certify_options
+from rcert.settings import DAMAGE_ATTACK
+
+_FIELDS = ("threat", "preset", "optimizer", "restarts", "steps", "n_noise", "n_check")
 
 
-@cli.command(name="attack")
+@cli.command(name="attack", short_help="Maximum-damage attacks against noise.")
 @run_options
 @click.option("--L", "budgets", required=True, multiple=True,
               help="Attack budget ||d|| <= L; a list (0.5,1,2 or repeated --L) gives a "
                    "damage-vs-L curve.")
-@click.option("--target", type=click.Choice(["mean", "sigma", "both"]), default="both",
-              show_default=True, help="Which encoder output the perturbation reaches.")
-@attack_options
-def attack_command(model_path: str, data_spec: str | None, limit: int | None, seed: int,
-                   device: str, fmt: str, output: str | None, quiet: bool,
-                   budgets: tuple[str, ...], target: str, restarts: int | None,
-                   steps: int | None, optimizer: str, n_noise: int | None) -> None:
-    """Maximum-damage attacks (Camuto et al. Eq 5), against Gaussian noise of the same norm."""
-    values = [v for b in budgets for v in floats(b, "--L")]
-    model, dataset = load_run(model_path, data_spec, limit, seed, device, output)
-    df = attack(model, dataset.x, L=values, target=target, restarts=or_default(restarts, 5),
-                steps=or_default(steps, 50), optimizer=optimizer,
-                n_noise=or_default(n_noise, 16), seed=seed,
-                index=dataset.index, progress=not quiet)
-    finish(df, "attack", model, model_path, dataset, device, fmt, output)
+@certify_options(with_r=False, names=("seed",))
+@attack_options(DAMAGE_ATTACK, names=_FIELDS)
+def attack_command(model_path: str, data_spec: str | None, limit: int | None, fmt: str,
+                   output: str | None, quiet: bool, device: str | None,
+                   memory_mb: float | None, budgets: tuple[str, ...], seed: int | None,
+                   **values: Any) -> None:
+    """Maximum-damage attacks (Camuto et al. 2021, Eq 5) within ||d|| <= L and the data
+    range, against Gaussian noise of the same norm: damage, distortion and log-likelihood
+    degradation."""
+    from rcert import checks
+    from rcert.attacks.damage import attack
+
+    run = run_config(device, memory_mb, quiet)
+    config = attack_config(DAMAGE_ATTACK, values)
+    budget_list = [v for b in budgets for v in floats(b, "--L")]
+    model, dataset = load_run(model_path, data_spec, limit, run, output, seed)
+    with checks.collect(reissue=False) as warned:
+        df = attack(model, dataset.x, config, L=budget_list, seed=seed, index=dataset.index,
+                    run=run)
+    finish(df, "attack", model, model_path, dataset, run, fmt, output, warned)

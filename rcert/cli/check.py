@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
 from rcert.cli.app import cli
-from rcert.runs import report, thresholds
 
 
-@cli.command(name="check")
+@cli.command(name="check", short_help="CI gate: judge thresholds, exit 0, 1 or 2.")
 @click.argument("config", default="rcert.toml", type=click.Path(dir_okay=False))
 @click.option("--out", default="rcert-report", show_default=True,
               type=click.Path(file_okay=False), help="Folder for the report.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def check_command(config: str, out: str, quiet: bool) -> None:
-    """Run the report of CONFIG (TOML) and judge its thresholds: exit 0 if all hold, 1 if not."""
-    entries, limits = thresholds.load_config(config)
-    results = report.compute(entries, Path(out), progress=not quiet)
-    verdicts = thresholds.verdicts(results, limits)
-    report.write(Path(out), results, verdicts)
+    """Run the report of CONFIG (a TOML file; default: rcert.toml in the working folder)
+    and judge its thresholds: exit 0 if all hold, 1 if one fails, 2 on bad input.
+    See docs/ci.md for the keys."""
+    from rcert.runs import report, thresholds
+
+    parsed = thresholds.load_config(config)
+    run = dataclasses.replace(parsed.run, progress=not quiet)
+    computed = report.compute(parsed.models, Path(out), attack=parsed.attack, run=run)
+    verdicts = thresholds.verdicts(computed.results, parsed.thresholds)
+    report.write(Path(out), computed, verdicts)
     for v in verdicts:
         mark = "PASS" if v["passed"] else "FAIL"
         detail = "" if v["passed"] else f": {v['message']}"

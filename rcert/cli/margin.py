@@ -2,49 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from rcert import validate
 from rcert.cli.app import cli
-from rcert.cli.common import attack_options, finish, load_run, or_default, run_options
-from rcert.engine.certify import certify
-from rcert.runs import loading
+from rcert.cli.common import certify_config, finish, load_run, run_config, run_options
+from rcert.cli.options import attack_config, attack_options, certify_options
+from rcert.settings import EMPIRICAL_ATTACK
 
 
-@cli.command()
+@cli.command(short_help="Certified margins per input and dataset-wide.")
 @run_options
-@click.option("--r", "r", type=float, default=None,
-              help="Output radius r [default: the checkpoint's recommended r].")
-@click.option("--n-samples", type=int, default=1000, show_default=True,
-              help="Encoder-noise draws per input.")
-@click.option("--alpha", type=float, default=0.001, show_default=True,
-              help="Certified figures hold with probability 1 - alpha.")
-@click.option("--m", "m", type=float, default=0.5, show_default=True,
-              help="Level of r-robustness: P(||Delta|| <= r) > m.")
-@click.option("--memory-mb", type=float, default=256.0, show_default=True,
-              help="Memory budget of one chunk of work.")
+@certify_options()
 @click.option("--empirical", is_flag=True,
               help="Also attack every certificate: empirical margin, violations, tightness.")
-@click.option("--threat", type=click.Choice(["mean", "full"]), default="mean",
-              show_default=True,
-              help="With --empirical: attack the mean only (the bound's threat model) or "
-                   "mean and sigma.")
-@click.option("--resolution", type=float, default=None,
-              help="With --empirical: bisection width [default: 2% of the margin].")
-@attack_options
-def margin(model_path: str, data_spec: str | None, limit: int | None, seed: int, device: str,
-           fmt: str, output: str | None, quiet: bool, r: float | None, n_samples: int,
-           alpha: float, m: float, memory_mb: float, empirical: bool, threat: str,
-           resolution: float | None, restarts: int | None, steps: int | None,
-           optimizer: str, n_noise: int | None) -> None:
-    """Theorem 1 margins and their tighter relatives, per input and dataset-wide."""
-    validate.positive_float(memory_mb, "--memory-mb")
-    model, dataset = load_run(model_path, data_spec, limit, seed, device, output)
-    attack = {"restarts": or_default(restarts, 1), "steps": or_default(steps, 10),
-              "optimizer": optimizer,
-              "n_noise": or_default(n_noise, 32), "resolution": resolution}
-    df = certify(model, dataset.x, r=loading.radius(model, r, model_path), m=m,
-                 n_samples=n_samples, alpha=alpha, seed=seed, index=dataset.index,
-                 memory_mb=memory_mb, progress=not quiet, empirical=empirical,
-                 threat="both" if threat == "full" else "mean", attack=attack)
-    finish(df, "margin", model, model_path, dataset, device, fmt, output)
+@attack_options(EMPIRICAL_ATTACK)
+def margin(model_path: str, data_spec: str | None, limit: int | None, fmt: str,
+           output: str | None, quiet: bool, device: str | None, memory_mb: float | None,
+           empirical: bool, **values: Any) -> None:
+    """Theorem 1 margins (Camuto et al. 2021) and their tighter relatives, per input and
+    dataset-wide. With --empirical, attacks try to break every certificate; the attack
+    options apply then only."""
+    from rcert import checks
+    from rcert.api import certify
+
+    run = run_config(device, memory_mb, quiet)
+    attack = attack_config(EMPIRICAL_ATTACK, values) if empirical else None
+    model, dataset = load_run(model_path, data_spec, limit, run, output, values.get("seed"))
+    config = certify_config(model, model_path, _certify_values(values))
+    with checks.collect(reissue=False) as warned:
+        df = certify(model, dataset.x, config, index=dataset.index, attack=attack, run=run)
+    finish(df, "margin", model, model_path, dataset, run, fmt, output, warned)
+
+
+def _certify_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: values[k] for k in ("r", "m", "n_samples", "alpha", "seed")}

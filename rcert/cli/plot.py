@@ -6,17 +6,23 @@ import click
 
 from rcert import plots
 from rcert.cli.app import cli
-from rcert.files import check_writable
-from rcert.plots import loading, output
 
 
-@cli.command(name="plot")
-@click.argument("kind", type=click.Choice(sorted(plots.PLOTS)))
+@cli.command(name="plot", short_help="Draw a figure from saved JSON results.")
+@click.argument("kind", type=click.Choice(plots.KINDS))
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Figure file: .png or .svg.")
 def plot_command(kind: str, results: tuple[str, ...], out: str) -> None:
-    """Draw a figure from saved JSON results (one per model), without recomputing."""
+    """Draw a figure from saved JSON results, without recomputing.
+
+    Each RESULTS file is one model's result (rcert margin, attack or curve --format json)
+    or a report's results.json, which adds every model of the report.
+    """
+    from rcert.files import check_writable
+    from rcert.plots import loading, output
+
     check_writable(out)
-    figure = plots.PLOTS[kind]([loading.load_result(path) for path in results])
+    docs = [res for path in results for res in loading.load_results(path)]
+    figure = plots.PLOTS[kind](docs)
     output.save(figure, out)

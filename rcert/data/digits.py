@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 from rcert.data.specs import DataSpec
 from rcert.data.splits import Loaded, split_slice
 
 
 def load(spec: DataSpec) -> Loaded:
+    """The digits of ``spec.split``, scaled to [0, 1], in a fixed seeded order."""
+    # scikit-learn takes about a second to import: only runs on the digits pay for it.
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     order = np.random.default_rng(0).permutation(len(digits.images))[
         split_slice(len(digits.images), spec.split)

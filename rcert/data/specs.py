@@ -1,4 +1,4 @@
-"""Datasets for certification: one spec string selects the data, ``load_data`` builds it.
+"""Data specs: the string that selects a dataset, its split and options, in canonical form.
 
 A spec is colon-separated: a dataset name (or a ``.npy``/``.npz`` path), then a split word
 (``train``, ``test``, ``all``) and ``key=value`` options in any order, e.g. ``digits:test``,

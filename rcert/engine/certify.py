@@ -1,8 +1,10 @@
 """Per-input certificates: the Theorem 1 margin and its relatives (SPEC sections 3-5).
 
 :func:`certify` runs, chunk by chunk of inputs, one encoder pass with its exact Jacobian
-(:mod:`rcert.jacobian`), the Monte Carlo over encoder noise (:mod:`rcert.montecarlo`),
-and turns both into margins (:mod:`rcert.bounds`). One row per input comes out.
+(:mod:`rcert.engine.jacobian`), the Monte Carlo over encoder noise
+(:mod:`rcert.engine.montecarlo`), and turns both into margins
+(:mod:`rcert.statistics.margins`). One row per input comes out, with the columns of the
+certificates that cover the model (:mod:`rcert.engine.certificates`).
 """
 
 from __future__ import annotations
@@ -16,17 +18,14 @@ from torch import nn
 
 from rcert import validate
 from rcert.engine import montecarlo
+from rcert.engine.certificates import COLUMNS, columns_for
 from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
+from rcert.engine.model_checks import check_model
 from rcert.errors import RcertError
+from rcert.models.contract import traits
 from rcert.progress import Progress
+from rcert.settings import CertifyConfig, RunConfig, as_dict, merge
 from rcert.statistics import binomial, margins
-
-#: Columns of :func:`certify`'s DataFrame, a public contract (docs/api.md).
-COLUMNS = (
-    "index", "sigma_min", "sigma_mean", "jacobian_fro", "jacobian_spec", "jacobian_whitened",
-    "k", "n", "p_hat", "p_lower", "r_min", "r_min_upper",
-    "bound", "bound_certified", "bound_spectral", "bound_whitened", "latent_margin", "abstain",
-)
 
 # Floats held per Jacobian entry during the vmapped VJPs (the Jacobian, the batched
 # cotangents' backward activations); turns a budget into a chunk size.
@@ -34,106 +33,125 @@ _FLOATS_PER_JACOBIAN_ENTRY = 8
 
 
 def _inputs_per_chunk(memory_mb: float, d_z: int, input_size: int, n_samples: int) -> int:
-    """Inputs whose Jacobians and distance samples fit together in the memory budget."""
+    """Inputs whose Jacobians and distance samples fit beside the decoder batch in the budget.
+
+    The decoder takes half of ``memory_mb`` (:func:`_decoder_rows`), or its floor of
+    ``MIN_ROWS`` rows if that is more; the rest holds, per input, the Jacobian's VJP
+    working set and the ``(B, n_samples)`` float32 distances with one same-sized temporary
+    (the ``<= r`` mask, or the copy ``kthvalue`` selects in). Only per-input scalars
+    outlive a chunk (SPEC section 3 needs two order statistics of the sample, not the
+    sample), so peak memory does not grow with the number of inputs. When one input's row
+    alone does not fit, the chunk stays at 1 input: that row is the floor, and peak memory
+    then exceeds ``memory_mb`` and grows with ``n_samples``.
+    """
     budget = memory_mb * 2**20
+    decoder = max(budget / 2, montecarlo.MIN_ROWS * montecarlo.row_bytes(input_size))
     per_input = 4 * (_FLOATS_PER_JACOBIAN_ENTRY * d_z * input_size + 2 * n_samples)
-    return max(1, int(budget // per_input))
+    return max(1, int((budget - decoder) // per_input))
+
+
+def _decoder_rows(memory_mb: float, output_size: int, device: torch.device) -> int:
+    """Latent codes per decoder call: the half of the budget :func:`_inputs_per_chunk` leaves."""
+    return montecarlo.rows_for_budget(memory_mb / 2, output_size, device)
 
 
 def certify(
     model: nn.Module,
     x: torch.Tensor | np.ndarray,
+    config: CertifyConfig | None = None,
     *,
-    r: float,
-    m: float = 0.5,
-    n_samples: int = 1000,
-    alpha: float = 0.001,
-    seed: int = 0,
+    r: float | None = None,
+    m: float | None = None,
+    n_samples: int | None = None,
+    alpha: float | None = None,
+    seed: int | None = None,
     index: np.ndarray | torch.Tensor | None = None,
+    run: RunConfig | None = None,
     device: str | torch.device | None = None,
-    memory_mb: float = 256.0,
-    progress: bool = False,
-    empirical: bool = False,
-    threat: str = "mean",
-    attack: dict | None = None,
+    memory_mb: float | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Certify each input: Theorem 1 [C Eq 4] and its tighter relatives.
+    """Certify each input: Theorem 1 [C Eq 4], its tighter relatives and the latent margin.
 
     Parameters
     ----------
     model
-        Any module with ``encode(x) -> (mu, sigma)`` (``sigma`` a standard deviation) and
-        ``decode(z) -> g(z)``. It is put in ``eval()`` mode. Optional attributes
-        ``input_shape`` and ``data_range`` are checked against ``x``.
+        A module with ``encode(x) -> (mu, sigma)`` (``sigma`` a standard deviation) and
+        ``decode(z) -> g(z)`` (the model contract, :mod:`rcert.models.contract`). It is put
+        in ``eval()`` mode. Optional attributes ``input_shape`` and ``data_range`` are
+        checked against ``x``.
     x
         ``(N, ...)`` inputs.
-    r
-        Output radius of r-robustness [C Def 3.1].
-    m
-        Level of r-robustness, ``P(||Delta|| <= r) > m``; 1/2 in the paper.
-    n_samples
-        Encoder-noise draws per input for ``p0`` and ``r_min`` (SPEC section 3).
-    alpha
-        ``p_lower`` and ``r_min_upper`` hold with probability at least ``1 - alpha``.
-    seed
-        Seeds the noise. The draws of an input depend only on ``seed`` and its ``index``,
-        so any subset of inputs reproduces its rows: counts exactly, other columns up to
-        float rounding (batch shapes change how matrix products round).
+    config
+        The certificate's parameters (:class:`rcert.settings.CertifyConfig`): ``r``, ``m``,
+        ``n_samples``, ``alpha``, ``seed``. The keyword shortcuts of the same names
+        override its fields; ``r`` must come from one of them.
     index
-        Stable ids of the inputs (default ``0 .. N-1``), e.g. positions in a dataset.
-    device
-        Where to compute (default: the model's device). The model is moved there.
-    memory_mb
-        Memory budget for a chunk: Jacobians of a chunk of inputs, and decoder batches.
-    progress
-        Show progress on stderr.
-    empirical
-        Also attack every certificate (:func:`rcert.evaluation.empirical.empirical_margin`) and add
-        ``margin_empirical``, its bracket, ``p_check``, ``p_check_upper``, ``violation``
-        (the attack beat ``bound_certified`` beyond Monte Carlo error) and ``tightness``
-        (``bound_certified / margin_empirical``; NaN where no attack succeeded).
-    threat
-        For ``empirical``: ``"mean"`` (the bound's threat model, default) or ``"both"``.
-    attack
-        For ``empirical``: further arguments of ``empirical_margin`` (``restarts``,
-        ``steps``, ``optimizer``, ``n_noise``, ``n_check``, ``resolution``,
-        ``max_radius``).
+        Stable ids of the inputs (default ``0 .. N-1``), e.g. positions in a dataset. The
+        draws of an input depend only on ``seed`` and its id, so any subset of inputs
+        reproduces its rows (counts exactly, other columns up to float rounding).
+    run, device, memory_mb, progress
+        Where and how to run (:class:`rcert.settings.RunConfig`): the device (default: the
+        model's), the memory budget of a chunk of work, progress on stderr.
 
     Returns
     -------
     pandas.DataFrame
-        One row per input with the columns in :data:`COLUMNS` (see docs/api.md):
-        ``bound`` is Theorem 1 with ``p_hat`` (the paper's number), ``bound_certified``
-        the same with ``p_lower``; ``bound_spectral``, ``bound_whitened`` and
-        ``latent_margin`` use ``p_lower``. ``df.attrs["config"]`` records the parameters.
-    """
-    validate.check_options(r=r, m=m, alpha=alpha, n_samples=n_samples)
-    validate.positive_float(memory_mb, "memory_mb")
-    model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=device)
-    n_inputs = x.shape[0]
+        One row per input; the columns of the certificates that cover the model
+        (:mod:`rcert.engine.certificates`, docs/api.md). What each guarantees:
 
+        * ``jacobian_fro``, ``jacobian_spec``, ``jacobian_whitened``, ``sigma_min``,
+          ``sigma_mean``: exact;
+        * ``p_lower`` and ``r_min_upper``: hold with probability >= 1 - alpha over the
+          Monte Carlo; ``p_hat``, ``r_min``: point estimates;
+        * ``bound``: Theorem 1 with ``p_hat``, the paper's number, first order only;
+        * ``bound_certified``, ``bound_spectral``, ``bound_whitened``: probability
+          >= 1 - alpha, up to the theorem's first-order O(eps) term;
+        * ``latent_margin``: exact (no linearisation), probability >= 1 - alpha.
+
+        ``df.attrs["config"]`` records the certificate's settings.
+    """
+    config = merge(CertifyConfig, config, r=r, m=m, n_samples=n_samples, alpha=alpha,
+                   seed=seed)
+    run = merge(RunConfig, run, device=None if device is None else str(device),
+                memory_mb=memory_mb, progress=progress)
+    model, x, index_t = validate.prepare(model, x, index=index, seed=config.seed,
+                                         device=run.device)
+    model_traits = traits(model)
     d_z = _latent_dim(model, x[:1])
-    input_size = x[0].numel()
-    chunk = _inputs_per_chunk(memory_mb, d_z, input_size, n_samples)
+    check_model(model, x, model_traits)
+    chunk = _inputs_per_chunk(run.memory_mb, d_z, x[0].numel(), config.n_samples)
+    n = config.n_samples
+    ranks = (binomial.quantile_rank(n, config.m),
+             binomial.certified_rank(n, config.m, config.alpha))
     parts: list[dict[str, np.ndarray]] = []
-    with Progress(n_inputs * n_samples, "certify", enabled=progress) as bar:
-        for start in range(0, n_inputs, chunk):
+    with Progress(x.shape[0] * n, "certify", enabled=run.progress) as bar:
+        for start in range(0, x.shape[0], chunk):
             rows = slice(start, start + chunk)
-            parts.append(_certify_chunk(model, x[rows], index_t[rows], r=r,
-                                        n_samples=n_samples, seed=seed, memory_mb=memory_mb,
-                                        on_rows=bar.update))
+            if model_traits.stochastic:
+                parts.append(_certify_chunk(model, x[rows], index_t[rows], r=config.r,
+                                            n_samples=n, seed=config.seed, ranks=ranks,
+                                            memory_mb=run.memory_mb, on_rows=bar.update))
+            else:
+                parts.append(_jacobian_chunk(model, x[rows], index_t[rows]))
+                bar.update(len(parts[-1]["index"]) * n)
     columns = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    df = _margins(columns, m=m, n_samples=n_samples, alpha=alpha)
-    config = {"r": float(r), "m": float(m), "n_samples": int(n_samples),
-              "alpha": float(alpha), "seed": int(seed)}
-    if empirical:
-        from rcert.evaluation.verdicts import _with_empirical
-        df = _with_empirical(df, model, x, index_t, r=r, m=m, alpha=alpha, seed=seed,
-                             threat=threat, memory_mb=memory_mb, progress=progress,
-                             attack=attack or {})
-        config["empirical"] = df.attrs.pop("empirical_config")
-    df.attrs["config"] = config
+    if model_traits.stochastic:
+        df = _margins(columns, m=config.m, n_samples=n, alpha=config.alpha)
+    else:
+        df = pd.DataFrame(columns)
+    df = df[list(columns_for(model_traits))]
+    df.attrs["config"] = as_dict(config)
     return df
+
+
+def _jacobian_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor
+                    ) -> dict[str, np.ndarray]:
+    """A deterministic encoder's exact Jacobian norms; nothing statistical (SPEC section 9)."""
+    enc = encoder_jacobian(model, x)
+    norms = jacobian_norms(enc.jacobian, torch.ones_like(enc.mu))
+    return {"index": index.cpu().numpy(),
+            **{key: norms[key].cpu().numpy() for key in ("jacobian_fro", "jacobian_spec")}}
 
 
 def _latent_dim(model: nn.Module, x1: torch.Tensor) -> int:
@@ -152,32 +170,47 @@ def _latent_dim(model: nn.Module, x1: torch.Tensor) -> int:
 
 
 def _certify_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, *, r: float,
-                   n_samples: int, seed: int, memory_mb: float,
+                   n_samples: int, seed: int, ranks: tuple[int, int | None], memory_mb: float,
                    on_rows: Callable[[int], None]) -> dict[str, np.ndarray]:
-    """Encoder statistics and the sorted distance sample for one chunk of inputs."""
+    """Per-input statistics of one chunk of inputs, each a ``(B,)`` array (SPEC section 3).
+
+    ``ranks`` are the 1-based ranks of ``r_min`` and ``r_min_upper``
+    (:func:`rcert.statistics.binomial.quantile_rank`, ``certified_rank``; None gives inf).
+    The ``(B, n_samples)`` distances are reduced to ``k`` and those two order statistics
+    here, on the chunk's device, so no chunk's sample survives into the next.
+    """
     enc = encoder_jacobian(model, x)
     validate.check_sigma(enc.sigma, index)
     norms = jacobian_norms(enc.jacobian, enc.sigma)
-    max_rows = montecarlo.rows_for_budget(memory_mb, x[0].numel(), x.device)
-    dist = montecarlo.distortion_norms(model, enc.mu, enc.sigma, index=index,
-                                       n_samples=n_samples, seed=seed, max_rows=max_rows,
+    mu, sigma = enc.mu, enc.sigma
+    # The Jacobian is spent; freeing it leaves the budget's room to the decoder batches.
+    del enc
+    dist = montecarlo.distortion_norms(model, mu, sigma, index=index, n_samples=n_samples,
+                                       seed=seed,
+                                       max_rows=_decoder_rows(memory_mb, x[0].numel(),
+                                                              x.device),
                                        on_rows=on_rows)
     out = {key: value.cpu().numpy() for key, value in norms.items()}
     out.update(
         index=index.cpu().numpy(),
-        sigma_min=enc.sigma.min(dim=1).values.double().cpu().numpy(),
-        sigma_mean=enc.sigma.mean(dim=1).double().cpu().numpy(),
+        sigma_min=sigma.min(dim=1).values.double().cpu().numpy(),
+        sigma_mean=sigma.mean(dim=1).double().cpu().numpy(),
         k=(dist <= r).sum(dim=1).cpu().numpy(),
-        sorted_dist=dist.sort(dim=1).values.cpu().numpy(),
+        r_min=_order_statistic(dist, ranks[0]),
+        r_min_upper=_order_statistic(dist, ranks[1]),
     )
     return out
 
 
-def _order_statistic(sorted_dist: np.ndarray, rank: int | None) -> np.ndarray:
-    """The ``rank``-th smallest distance (1-based) per input; ``inf`` when rank is None."""
+def _order_statistic(dist: torch.Tensor, rank: int | None) -> np.ndarray:
+    """The ``rank``-th smallest distance (1-based) per row of ``dist``; ``inf`` if rank is None.
+
+    ``kthvalue`` selects in O(n) per row without sorting and returns the same element as
+    ``sort()[rank - 1]`` (NaNs rank last in both), so the value is bit-identical.
+    """
     if rank is None:
-        return np.full(sorted_dist.shape[0], np.inf)
-    return sorted_dist[:, rank - 1].astype(np.float64)
+        return np.full(dist.shape[0], np.inf)
+    return torch.kthvalue(dist, rank, dim=1).values.double().cpu().numpy()
 
 
 def _margins(c: dict[str, np.ndarray], *, m: float, n_samples: int,
@@ -200,8 +233,8 @@ def _margins(c: dict[str, np.ndarray], *, m: float, n_samples: int,
         "n": np.full(len(p_hat), n, dtype=np.int64),
         "p_hat": p_hat,
         "p_lower": p_lower,
-        "r_min": _order_statistic(c["sorted_dist"], binomial.quantile_rank(n, m)),
-        "r_min_upper": _order_statistic(c["sorted_dist"], binomial.certified_rank(n, m, alpha)),
+        "r_min": c["r_min"],
+        "r_min_upper": c["r_min_upper"],
         "bound": margins.theorem1(s_min, t_hat, c["jacobian_fro"]),
         "bound_certified": margins.theorem1(s_min, t_lower, c["jacobian_fro"]),
         "bound_spectral": margins.spectral(s_min, t_lower, c["jacobian_spec"]),

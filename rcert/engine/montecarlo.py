@@ -22,13 +22,26 @@ _FLOATS_PER_OUTPUT = 16
 _CPU_MAX_ROWS = 16384
 
 
+# Fewest rows per decoder call, whatever the budget: smaller calls are all overhead.
+MIN_ROWS = 16
+
+
+def row_bytes(output_size: int) -> int:
+    """Bytes one decoder row (latent code) is allowed while it is decoded and measured."""
+    return 4 * _FLOATS_PER_OUTPUT * max(output_size, 1)
+
+
 def rows_for_budget(memory_mb: float, output_size: int,
                     device: torch.device | str = "cpu") -> int:
-    """Decoder rows (latent codes per call) that fit in ``memory_mb`` megabytes."""
-    rows = int(memory_mb * 2**20 // (4 * _FLOATS_PER_OUTPUT * max(output_size, 1)))
+    """Decoder rows (latent codes per call) that fit in ``memory_mb`` megabytes.
+
+    At least :data:`MIN_ROWS`, so a budget below ``MIN_ROWS * row_bytes(output_size)`` is
+    exceeded by that floor.
+    """
+    rows = int(memory_mb * 2**20 // row_bytes(output_size))
     if torch.device(device).type == "cpu":
         rows = min(rows, _CPU_MAX_ROWS)
-    return max(rows, 16)
+    return max(rows, MIN_ROWS)
 
 
 @torch.no_grad()

@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from rcert.errors import RcertError
+
 _MASK32 = 0xFFFFFFFF
 _MUL1 = 0x7FEB352D
 _MUL2 = 0x846CA68B
@@ -40,7 +42,8 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
 def input_keys(seed: int, stream: int, index: torch.Tensor) -> torch.Tensor:
     """One 32-bit key per input, mixing the seed, the stream and the input's index."""
     if seed < 0 or stream < 0:
-        raise ValueError("seed and stream must be non-negative integers")
+        raise RcertError(f"seed and stream must be non-negative integers, got seed={seed} "
+                         f"and stream={stream}; pass a seed >= 0")
     k = torch.tensor([seed & _MASK32], dtype=torch.int64, device=index.device)
     k = hash32(k ^ hash32(torch.full_like(k, (seed >> 32) & _MASK32)))
     k = hash32(k ^ hash32(torch.full_like(k, stream & _MASK32)))
@@ -103,3 +106,12 @@ STREAM_CURVE = 3
 
 
 STREAM_CHECK = 16
+
+
+# The maximum-damage attack's distortion columns: fresh draws, never the objective's own.
+STREAM_DISTORTION = 4
+
+
+# Re-checks of the empirical margin's final perturbation: far above the check streams
+# that count up from STREAM_CHECK, so no search, however long, ever reaches it.
+STREAM_VERIFY = 2**20

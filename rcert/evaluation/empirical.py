@@ -1,27 +1,39 @@
-"""The empirical margin and fixed-direction curves: bounds against attacks (SPEC section 6).
+"""The empirical margin: the smallest radius an attack breaks r-robustness at (SPEC section 6).
 
 ``R_emp(x)`` is the smallest radius at which an attack finds ``d`` with
 ``P(||Delta(x, d)|| <= r) <= m``, that probability checked on fresh noise draws. It is an
 upper bound on the true margin ``R(x)`` up to Monte Carlo error, so a sound certificate
-satisfies ``bound <= R(x) <= R_emp(x)``.
+satisfies ``bound <= R(x) <= R_emp(x)``. The final perturbation is checked once more on
+draws of its own (``STREAM_VERIFY``), since the draws that selected it are biased towards
+success; a violation verdict must rest on those fresh draws.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 from torch import nn
 
-from rcert import validate
-from rcert.attacks import objectives, optimizers, projection
+from rcert import settings, validate
+from rcert.attacks import chunking, objectives, optimizers, projection
 from rcert.attacks.objectives import Encoded
-from rcert.attacks.optimizers import AttackSettings
 from rcert.engine import montecarlo, noise
 from rcert.progress import Progress
+from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
 from rcert.statistics import binomial
+
+#: The empirical margin's attack: the ``fast`` preset on the theorem's threat model, as
+#: :mod:`rcert.settings` defines it.
+#: Chosen in benchmarks/bench_empirical.py: with 32 common draws, more restarts or steps
+#: found no smaller margins (each round warm-starts from the last success), at several
+#: times the cost.
+DEFAULT_EMPIRICAL = settings.EMPIRICAL_ATTACK
 
 # Temperature of the exceedance surrogate, as a share of r.
 _TEMPERATURE = 0.1
@@ -30,178 +42,224 @@ _FIRST_SHARE = 1 / 64
 
 
 def within_counts(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, *, r: float,
-                  n_samples: int, seed: int, index: torch.Tensor, stream: int, threat: str,
-                  max_rows: int) -> torch.Tensor:
-    """``k = #{||Delta(x, d)|| <= r}`` over ``n_samples`` fresh draws, per input."""
+                  n_samples: int, seed: int, index: torch.Tensor, stream: int,
+                  threat: ThreatModel, max_rows: int) -> torch.Tensor:
+    """``k = #{||Delta(x, d)|| <= r}`` over ``n_samples`` fresh draws, per input (SPEC 2)."""
     with torch.no_grad():
-        mu_adv, sigma_adv = model.encode(x_adv)
-    mu = mu_adv if threat in ("mean", "both") else clean.mu
-    sigma = sigma_adv if threat in ("sigma", "both") else clean.sigma
+        mu, sigma = objectives.at_threat(model, x_adv, clean, threat)
     dist = montecarlo.distortion_norms(model, mu, sigma, index=index, n_samples=n_samples,
                                        seed=seed, max_rows=max_rows, stream=stream,
                                        reference=clean.reference)
     return (dist <= r).sum(dim=1)
 
 
-def empirical_margin(
-    model: nn.Module,
-    x: torch.Tensor | np.ndarray,
-    *,
-    r: float,
-    m: float = 0.5,
-    threat: str = "mean",
-    restarts: int = 1,
-    steps: int = 10,
-    optimizer: str = "pgd",
-    n_noise: int = 32,
-    n_check: int = 200,
-    alpha: float = 0.001,
-    resolution: float | None = None,
-    start: np.ndarray | float | None = None,
-    max_radius: float | None = None,
-    seed: int = 0,
-    index: np.ndarray | None = None,
-    device: str | torch.device | None = None,
-    memory_mb: float = 256.0,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Smallest radius at which an attack breaks r-robustness, by bisection (SPEC section 6).
+@dataclass
+class _Search:
+    """One chunk's search, per input: the bracket ``[lo, hi]``, ``k`` (the check's count at
+    ``hi``, -1 while none), the perturbation ``found`` at ``hi`` (zero where none or at
+    radius 0), rounds run, decoder rows, whether an attack moved, and which are done."""
 
-    Every input runs, in lockstep with the others, an outward search from ``start``
-    (doubling until an attack succeeds or ``max_radius`` fails) and then a bisection of
-    the bracket ``[lo, hi]`` (an attack failed at ``lo`` and succeeded at ``hi``) down to
-    ``resolution``. At each radius the attack maximises a smooth surrogate of
-    ``P(||Delta|| > r)`` over ``n_noise`` common draws; success is judged on
-    ``n_check`` fresh draws: ``k/n_check <= m``. Each attack starts from the last
-    successful perturbation's direction, when there is one.
+    lo: np.ndarray
+    hi: np.ndarray
+    k: np.ndarray
+    found: torch.Tensor
+    rounds: np.ndarray
+    rows: np.ndarray
+    moved: np.ndarray
+    done: np.ndarray
 
-    Parameters
-    ----------
-    model, x, r, m, seed, index, device, memory_mb, progress
-        As in :func:`rcert.certify`.
-    threat
-        ``"mean"`` (the theorem's threat model, default) or ``"both"`` (mean and sigma),
-        or ``"sigma"``.
-    restarts, steps, optimizer, n_noise
-        Attack strength at each radius (see :func:`rcert.attacks.damage.attack`). The defaults
-        were chosen in benchmarks/bench_empirical.py: with 32 common draws, more restarts
-        or steps found no smaller margins (each round also warm-starts from the last
-        success), at several times the cost.
-    n_check, alpha
-        Fresh draws that judge success, and the level of ``p_check_upper``.
-    resolution
-        Width at which the bisection stops (default: 2 % of the bracket's upper end).
-    start
-        First radius per input (default ``max_radius / 64``); a good start is about twice
-        the certified bound.
-    max_radius
-        Largest radius searched (default: the data box's diagonal).
 
-    Returns
-    -------
-    pandas.DataFrame
-        ``index, margin_empirical`` (the bracket's upper end: ``inf`` when no attack
-        succeeded up to ``max_radius``, 0 when the input is not r-robust unperturbed),
-        ``margin_bracket_lo``, ``margin_bracket_hi``, ``k_check``, ``n_check``,
-        ``p_check`` and ``p_check_upper`` (the Clopper-Pearson upper bound on
-        ``P(||Delta|| <= r)`` at the successful perturbation), ``rounds`` (attacks run)
-        and ``decoder_rows`` (latent codes decoded for this input).
+def _search(model: nn.Module, x: torch.Tensor, index: torch.Tensor, radius: np.ndarray, *,
+            cert: CertifyConfig, atk: AttackConfig, max_radius: float, max_rows: int,
+            bar: Progress) -> tuple[_Search, np.ndarray]:
+    """Outward search then bisection for one chunk, all its inputs in lockstep.
+
+    Returns the search and ``k_verify`` (-1 where no attack succeeded).
     """
-    validate.check_options(r=r, m=m, alpha=alpha, n_samples=n_check)
-    settings = AttackSettings(threat, restarts, steps, optimizer, n_noise)
-    settings.check()
-    model, x, index = validate.prepare(model, x, index=index, seed=seed, device=device)
+    n = x.shape[0]
     box = projection.data_box(model)
-    n_inputs = x.shape[0]
-    size = x[0].numel()
-    if max_radius is None:
-        max_radius = math.sqrt(size) * (box[1] - box[0]) if box is not None else 1e3
-    max_radius = validate.positive_float(max_radius, "max_radius")
-    if resolution is not None:
-        validate.positive_float(resolution, "resolution")
+    clean = Encoded.of(model, x)
+    check = {"r": cert.r, "n_samples": atk.n_check, "seed": cert.seed, "threat": atk.threat,
+             "max_rows": max_rows}
+    # Radius 0: an input that is not r-robust unperturbed has margin 0.
+    k0 = within_counts(model, x, clean, index=index, stream=noise.STREAM_CHECK,
+                       **check).cpu().numpy()
+    broken = k0 / atk.n_check <= cert.m
+    s = _Search(np.zeros(n), np.where(broken, 0.0, np.inf), np.where(broken, k0, -1),
+                torch.zeros_like(x), np.zeros(n, dtype=np.int64),
+                np.full(n, atk.n_check, dtype=np.int64), np.zeros(n, dtype=bool), broken.copy())
+    bar.update(int(broken.sum()))
+    objective = objectives.exceedance(cert.r, _TEMPERATURE * cert.r)
+    tolerance = atk.resolution
+    while not s.done.all():
+        act = np.flatnonzero(~s.done)
+        sel = torch.as_tensor(act, device=x.device)
+        rho = torch.as_tensor(radius[act], dtype=x.dtype, device=x.device)
+        found = optimizers.maximise(model, x[sel], rho, objective, atk, seed=cert.seed,
+                                    index=index[sel], box=box, starts=s.found[sel],
+                                    clean=clean.select(sel))
+        # Inputs leave the lockstep for good once done, so every active input has run
+        # exactly rounds[act] attacks: the check stream is a function of the input's own
+        # history, never of its chunk. Each round checks on fresh draws.
+        stream = noise.STREAM_CHECK + 1 + int(s.rounds[act[0]])
+        k = within_counts(model, x[sel] + found.delta, clean.select(sel), index=index[sel],
+                          stream=stream, **check).cpu().numpy()
+        s.rows[act] += found.rows + atk.n_check
+        s.rounds[act] += 1
+        s.moved[act] |= found.moved
+        success = k / atk.n_check <= cert.m
+        won, lost = act[success], act[~success]
+        s.hi[won], s.k[won] = radius[won], k[success]
+        s.found[torch.as_tensor(won, device=x.device)] = found.delta[
+            torch.as_tensor(np.flatnonzero(success), device=x.device)]
+        s.lo[lost] = radius[lost]
+        exhausted = lost[radius[lost] >= max_radius]
+        s.done[exhausted] = True
+        bracketed = np.isfinite(s.hi)
+        width = tolerance if tolerance is not None else 0.02 * s.hi
+        finished = bracketed & ~s.done & (s.hi - s.lo <= width)
+        s.done |= finished
+        bar.update(int(finished.sum() + exhausted.size))
+        radius = np.where(bracketed, (s.lo + s.hi) / 2, np.minimum(2 * radius, max_radius))
+    return s, _verify(model, x, clean, index, s, check)
+
+
+def _verify(model: nn.Module, x: torch.Tensor, clean: Encoded, index: torch.Tensor,
+            s: _Search, check: dict[str, Any]) -> np.ndarray:
+    """``k`` at each input's final perturbation on ``STREAM_VERIFY``: draws that took no part
+    in choosing it (SPEC section 6). -1 where no attack succeeded."""
+    hit = np.isfinite(s.hi)
+    k = np.full(x.shape[0], -1, dtype=np.int64)
+    if hit.any():
+        sel = torch.as_tensor(np.flatnonzero(hit), device=x.device)
+        k[hit] = within_counts(model, x[sel] + s.found[sel], clean.select(sel),
+                               index=index[sel], stream=noise.STREAM_VERIFY,
+                               **check).cpu().numpy()
+        s.rows[hit] += check["n_samples"]
+    return k
+
+
+def _first_radii(start: np.ndarray | float | None, max_radius: float,
+                 n_inputs: int) -> np.ndarray:
     first = np.asarray(max_radius * _FIRST_SHARE if start is None else start, dtype=np.float64)
     if first.ndim > 1 or first.size not in (1, n_inputs):
         raise validate.RcertError(f"start must be one radius or one per input ({n_inputs}), "
                                   f"got shape {first.shape}")
     first = np.broadcast_to(first, (n_inputs,)).copy()
     if not np.all(np.isfinite(first) & (first > 0)):
-        raise validate.RcertError("start radii must be positive and finite")
-    first = np.minimum(first, max_radius)
-    max_rows = montecarlo.rows_for_budget(memory_mb, size, x.device)
-    clean = Encoded.of(model, x)
-    check = {"r": r, "n_samples": n_check, "seed": seed, "threat": threat,
-             "max_rows": max_rows}
+        raise validate.RcertError("start radii must be positive and finite; pass e.g. "
+                                  "start=0.1 or leave it out")
+    return np.minimum(first, max_radius)
 
-    lo = np.zeros(n_inputs)
-    hi = np.full(n_inputs, np.inf)
-    k_found = np.full(n_inputs, -1, dtype=np.int64)
-    rows = np.zeros(n_inputs, dtype=np.int64)
-    rounds = np.zeros(n_inputs, dtype=np.int64)
-    radius = first
-    starts = torch.zeros_like(x)  # the last successful perturbation; zero: none yet
 
-    # Radius 0: an input that is not r-robust unperturbed has margin 0.
-    k0 = within_counts(model, x, clean, index=index, stream=noise.STREAM_CHECK,
-                       **check).cpu().numpy()
-    rows += n_check
-    broken = k0 / n_check <= m
-    hi[broken], k_found[broken] = 0.0, k0[broken]
-    done = broken.copy()
-
-    def tolerance(upper: np.ndarray) -> np.ndarray:
-        return np.full_like(upper, resolution) if resolution is not None else 0.02 * upper
-
-    bar = Progress(n_inputs, "empirical margin", enabled=progress)
-    stream = noise.STREAM_CHECK
-    counted = [0]
-
-    def count(n: int) -> None:
-        counted[0] += n
-
-    while not done.all():
-        act = np.flatnonzero(~done)
-        sel = torch.as_tensor(act, device=x.device)
-        counted[0] = 0
-        rho = torch.as_tensor(radius[act], dtype=x.dtype, device=x.device)
-        delta, _ = optimizers.maximise(
-            model, x[sel], rho, objectives.exceedance(r, _TEMPERATURE * r), settings, seed=seed,
-            index=index[sel], box=box, starts=starts[sel], clean=clean.select(sel),
-            on_rows=count)
-        stream += 1  # fresh draws for every check
-        k = within_counts(model, x[sel] + delta, clean.select(sel), index=index[sel],
-                          stream=stream, **check).cpu().numpy()
-        rows[act] += counted[0] // len(act) + n_check
-        rounds[act] += 1
-        success = k / n_check <= m
-        won, lost = act[success], act[~success]
-        hi[won], k_found[won] = radius[won], k[success]
-        starts[torch.as_tensor(won, device=x.device)] = delta[torch.as_tensor(
-            np.flatnonzero(success), device=x.device)]
-        lo[lost] = radius[lost]
-        exhausted = lost[radius[lost] >= max_radius]
-        done[exhausted] = True
-        bracketed = np.isfinite(hi)
-        finished = bracketed & ~done & (hi - lo <= tolerance(hi))
-        done |= finished
-        bar.update(int(finished.sum() + exhausted.size))
-        radius = np.where(bracketed, (lo + hi) / 2, np.minimum(2 * radius, max_radius))
-    bar.close()
-    k_report = np.where(k_found >= 0, k_found, 0)
-    p_upper = np.where(np.isfinite(hi),
-                       binomial.clopper_pearson_upper(k_report, n_check, alpha), np.nan)
-    out = pd.DataFrame({
+def _frame(index: torch.Tensor, s: _Search, k_verify: np.ndarray, cert: CertifyConfig,
+           n_check: int) -> pd.DataFrame:
+    hit = np.isfinite(s.hi)
+    k = np.where(hit, s.k, 0)
+    kv = np.where(hit, k_verify, 0)
+    return pd.DataFrame({
         "index": index.cpu().numpy(),
-        "margin_empirical": hi,
-        "margin_bracket_lo": lo,
-        "margin_bracket_hi": hi,
-        "k_check": np.where(np.isfinite(hi), k_report, -1),
-        "n_check": np.full(n_inputs, n_check, dtype=np.int64),
-        "p_check": np.where(np.isfinite(hi), k_report / n_check, np.nan),
-        "p_check_upper": p_upper,
-        "rounds": rounds,
-        "decoder_rows": rows,
+        "margin_empirical": s.hi,
+        "margin_bracket_lo": s.lo,
+        "margin_bracket_hi": s.hi,
+        "k_check": np.where(hit, k, -1),
+        "n_check": np.full(len(hit), n_check, dtype=np.int64),
+        "p_check": np.where(hit, k / n_check, np.nan),
+        "p_check_upper": np.where(
+            hit, binomial.clopper_pearson_upper(k, n_check, cert.alpha), np.nan),
+        "k_verify": np.where(hit, kv, -1),
+        "p_verify": np.where(hit, kv / n_check, np.nan),
+        "p_verify_upper": np.where(
+            hit, binomial.clopper_pearson_upper(kv, n_check, cert.alpha), np.nan),
+        # One-sided p-value of H0 "P(||Delta|| <= r) > m at this perturbation": small k is
+        # evidence against it.
+        "p_value": np.where(hit, stats.binom.cdf(kv, n_check, cert.m), np.nan),
+        "rounds": s.rounds,
+        "decoder_rows": s.rows,
     })
-    out.attrs["config"] = {"r": float(r), "m": float(m), "threat": threat,
-                           "restarts": restarts, "steps": steps, "optimizer": optimizer,
-                           "n_noise": n_noise, "n_check": n_check, "seed": seed}
+
+
+def _concat(parts: list[tuple[_Search, np.ndarray]]) -> tuple[_Search, np.ndarray]:
+    searches = [p[0] for p in parts]
+    fields = ("lo", "hi", "k", "rounds", "rows", "moved", "done")
+    merged = {f: np.concatenate([getattr(s, f) for s in searches]) for f in fields}
+    return (_Search(found=torch.empty(0), **merged),
+            np.concatenate([p[1] for p in parts]))
+
+
+def empirical_margin(
+    model: nn.Module, x: torch.Tensor | np.ndarray, certify: CertifyConfig | None = None,
+    attack: AttackConfig | None = None, *, r: float | None = None, m: float | None = None,
+    alpha: float | None = None, seed: int | None = None,
+    threat: str | ThreatModel | None = None, preset: str | None = None,
+    optimizer: str | None = None, restarts: int | None = None, steps: int | None = None,
+    n_noise: int | None = None, n_check: int | None = None, resolution: float | None = None,
+    start: np.ndarray | float | None = None, max_radius: float | None = None,
+    index: np.ndarray | None = None, run: RunConfig | None = None,
+    device: str | torch.device | None = None, memory_mb: float | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Smallest radius at which an attack breaks r-robustness, by bisection (SPEC section 6).
+
+    Per input: an outward search from ``start`` (doubling until an attack succeeds or
+    ``max_radius`` fails), then a bisection of the bracket ``[lo, hi]`` (an attack failed
+    at ``lo`` and succeeded at ``hi``) down to ``attack.resolution``. At each radius the
+    attack maximises a smooth surrogate of ``P(||Delta|| > r)`` over ``n_noise`` common
+    draws, warm-started from the last success; success is judged on ``n_check`` fresh
+    draws: ``k/n_check <= m``. The final perturbation (zero for inputs broken at radius 0)
+    is then re-checked on ``n_check`` draws of a dedicated stream.
+
+    Parameters
+    ----------
+    certify
+        ``r`` (required, here or as ``r=``), ``m``, ``alpha`` and ``seed``; its
+        ``n_samples`` plays no part. Shortcuts ``r, m, alpha, seed`` override it.
+    attack
+        The attack at each radius (default :data:`DEFAULT_EMPIRICAL`); shortcuts ``threat,
+        preset, optimizer, restarts, steps, n_noise, n_check, resolution`` override it.
+    start
+        First radius per input (default ``max_radius / 64``); about twice the certified
+        bound is a good start.
+    max_radius
+        Largest radius searched (default: the data box's diagonal, else 1000).
+    index, run, device, memory_mb, progress
+        As in :func:`rcert.certify`; inputs run in chunks that fit ``memory_mb``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``index, margin_empirical`` (the bracket's upper end: ``inf`` when no attack
+        succeeded up to ``max_radius``, 0 when not r-robust unperturbed),
+        ``margin_bracket_lo, margin_bracket_hi, k_check, n_check, p_check, p_check_upper``
+        (the search's check at ``hi``), ``k_verify, p_verify, p_verify_upper`` (the fresh
+        re-check; Clopper-Pearson upper at ``alpha``), ``p_value`` (``binom.cdf(k_verify,
+        n_check, m)``; NaN where no attack succeeded), ``rounds`` and ``decoder_rows``.
+    """
+    if r is None and certify is None:
+        raise validate.RcertError("the empirical margin needs r: pass r=... or "
+                                  "certify=CertifyConfig(r=...)")
+    cert = settings.merge(CertifyConfig, certify, r=r, m=m, alpha=alpha, seed=seed)
+    atk = settings.merge(AttackConfig, DEFAULT_EMPIRICAL if attack is None else attack,
+                         threat=threat, preset=preset, optimizer=optimizer, restarts=restarts,
+                         steps=steps, n_noise=n_noise, n_check=n_check, resolution=resolution)
+    run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
+    model, x, index = validate.prepare(model, x, index=index, seed=cert.seed, device=run.device)
+    box = projection.data_box(model)
+    n_inputs, size = x.shape[0], x[0].numel()
+    if max_radius is None:
+        max_radius = math.sqrt(size) * (box[1] - box[0]) if box is not None else 1e3
+    max_radius = validate.positive_float(max_radius, "max_radius")
+    first = _first_radii(start, max_radius, n_inputs)
+    max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
+    per = chunking.inputs_per_chunk(run.memory_mb, size, x.device, atk.restarts * atk.n_noise)
+    bar = Progress(n_inputs, "empirical margin", enabled=run.progress)
+    parts = [_search(model, x[part], index[part], first[part], cert=cert, atk=atk,
+                     max_radius=max_radius, max_rows=max_rows, bar=bar)
+             for part in chunking.chunks(n_inputs, per)]
+    bar.close()
+    s, k_verify = _concat(parts)
+    optimizers.warn_unmoved(s.moved, s.rounds > 0)
+    out = _frame(index, s, k_verify, cert, atk.n_check)
+    out.attrs["config"] = {**settings.as_dict(atk), "r": cert.r, "m": cert.m,
+                           "alpha": cert.alpha, "seed": cert.seed}
     return out

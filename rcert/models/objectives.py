@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor
 
 from rcert.errors import RcertError
 from rcert.models.nets import VAE
+from rcert.settings import check_beta
 
 
 def elbo(
@@ -34,7 +32,7 @@ def elbo(
     x
         ``(B, *input_shape)`` inputs.
     beta
-        Weight of the KL term, finite and >= 0.
+        Weight of the KL term, finite and > 0 (:func:`rcert.settings.check_beta`).
     generator
         Source of ``eps``; the global RNG when ``None``.
 
@@ -47,8 +45,7 @@ def elbo(
         raise RcertError(
             f"elbo needs an rcert architecture (rcert.build_model), got {type(model).__name__}"
         )
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0 <= beta < math.inf:
-        raise RcertError(f"beta must be a finite number >= 0, got {beta!r}")
+    beta = check_beta(beta)
     mu, sigma = model.encode(x)
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     z = mu + sigma * eps

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from rcert.errors import RcertError
 from rcert.models.nets import VAE
 from rcert.models.objectives import elbo
 from rcert.progress import Progress
-from rcert.validate import positive_float, positive_int
+from rcert.settings import TrainConfig, merge
 
 # Offsets that give the validation noise its own stream, independent of the training one.
 VAL_STREAM = 1_000_003
@@ -51,17 +50,58 @@ def _as_data(x: Tensor | np.ndarray, name: str, model: VAE) -> Tensor:
     return x.to(device=param.device, dtype=param.dtype)
 
 
+def _epoch(model: VAE, x: Tensor, batches: tuple[Tensor, ...], optimizer: torch.optim.Optimizer,
+           beta: float, noise: torch.Generator) -> float:
+    """One pass of Adam over ``batches`` of ``x``; the mean loss, or NaN once it diverges."""
+    model.train()
+    loss_sum = 0.0
+    for index in batches:
+        loss = -elbo(model, x[index.to(x.device)], beta=beta, generator=noise).mean()
+        if not torch.isfinite(loss):
+            return math.nan
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(index)
+    return loss_sum / len(x)
+
+
+class _Best:
+    """The best held-out objective so far and its weights, restored at the end or on failure."""
+
+    def __init__(self, model: VAE) -> None:
+        self.model = model
+        self.value, self.epoch = -math.inf, 0
+        self.state = copy.deepcopy(model.state_dict())
+
+    def offer(self, epoch: int, value: float) -> None:
+        if value > self.value:
+            self.value, self.epoch = value, epoch
+            self.state = copy.deepcopy(self.model.state_dict())
+
+    def restore(self) -> None:
+        self.model.load_state_dict(self.state)
+        self.model.eval()
+
+    def diverged(self, epoch: int, what: str, lr: float) -> RcertError:
+        self.restore()
+        kept = f"the weights of epoch {self.epoch}" if self.epoch else "the initial weights"
+        return RcertError(f"training diverged (non-finite {what} in epoch {epoch}); lower lr "
+                          f"(now {lr:g}); {kept} were restored")
+
+
 def fit(
     model: VAE,
     x_train: Tensor | np.ndarray,
     x_val: Tensor | np.ndarray,
+    config: TrainConfig | None = None,
     *,
-    beta: float = 1.0,
-    epochs: int = 200,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    patience: int = 15,
-    seed: int = 0,
+    beta: float | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    patience: int | None = None,
+    seed: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` in place with Adam on ``-mean beta-ELBO``, early-stopping on held-out data.
@@ -78,12 +118,11 @@ def fit(
         An rcert architecture; its initial weights are the caller's (seed them).
     x_train, x_val
         ``(n, *input_shape)`` data in the model's ``data_range``.
-    beta
-        KL weight of the training objective, any finite value > 0.
-    epochs, batch_size, lr, patience
-        Most epochs, mini-batch size, Adam learning rate, early-stopping patience.
-    seed
-        Seeds the shuffle and all noise.
+    config
+        :class:`rcert.settings.TrainConfig`; the keyword shortcuts override its fields:
+        ``beta`` (KL weight, finite and > 0), ``epochs``, ``batch_size``, ``lr`` (Adam),
+        ``patience`` (early stopping) and ``seed`` (the shuffle and all noise).
+        ``val_fraction`` is not used here: the caller splits the data.
     progress
         Show a status line on stderr; stdout is never written.
 
@@ -106,64 +145,35 @@ def fit(
         raise RcertError(
             f"fit trains rcert architectures (rcert.build_model), got {type(model).__name__}"
         )
-    beta = positive_float(beta, "beta")
-    lr = positive_float(lr, "lr")
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
-    patience = positive_int(patience, "patience")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**62:
-        raise RcertError(f"seed must be an integer in [0, 2**62), got {seed!r}")
+    config = merge(TrainConfig, config, beta=beta, epochs=epochs, batch_size=batch_size, lr=lr,
+                   patience=patience, seed=seed)
     x_train = _as_data(x_train, "x_train", model)
     x_val = _as_data(x_val, "x_val", model)
-
-    device = x_train.device
-    shuffle = torch.Generator().manual_seed(seed)
-    noise = torch.Generator(device=device).manual_seed(seed + _NOISE_STREAM)
-    val_seed = seed + VAL_STREAM
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    best_val, best_epoch = -math.inf, 0
-    best_state = copy.deepcopy(model.state_dict())
+    shuffle = torch.Generator().manual_seed(config.seed)
+    noise = torch.Generator(device=x_train.device).manual_seed(config.seed + _NOISE_STREAM)
+    val_seed = config.seed + VAL_STREAM
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    best = _Best(model)
     history: list[dict[str, Any]] = []
-
-    def diverged(epoch: int, what: str) -> RcertError:
-        model.load_state_dict(best_state)
-        model.eval()
-        kept = f"the weights of epoch {best_epoch}" if best_epoch else "the initial weights"
-        return RcertError(
-            f"training diverged (non-finite {what} in epoch {epoch}); lower lr (now {lr:g}); "
-            f"{kept} were restored"
-        )
-
-    with Progress(epochs, "training epochs", enabled=progress) as bar:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            loss_sum = 0.0
-            for index in torch.randperm(len(x_train), generator=shuffle).split(batch_size):
-                loss = -elbo(model, x_train[index.to(device)], beta=beta, generator=noise).mean()
-                if not torch.isfinite(loss):
-                    raise diverged(epoch, "training loss")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(index)
+    with Progress(config.epochs, "training epochs", enabled=progress) as bar:
+        for epoch in range(1, config.epochs + 1):
+            order = torch.randperm(len(x_train), generator=shuffle).split(config.batch_size)
+            loss = _epoch(model, x_train, order, optimizer, config.beta, noise)
+            if not math.isfinite(loss):
+                raise best.diverged(epoch, "training loss", config.lr)
             # Stop on the objective being maximised: for beta != 1 the true ELBO may fall
             # while the beta-ELBO still improves (a beta = 0.1 model would stop at once).
-            val = mean_elbo(model, x_val, batch_size, val_seed, beta=beta)
+            val = mean_elbo(model, x_val, config.batch_size, val_seed, beta=config.beta)
             if not math.isfinite(val):
-                raise diverged(epoch, "held-out objective")
-            history.append({"epoch": epoch, "train_loss": loss_sum / len(x_train),
-                            "val_objective": val})
-            if val > best_val:
-                best_val, best_epoch = val, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            bar.update(
-                status=f"train loss {history[-1]['train_loss']:.4f}  val objective {val:.4f}  "
-                f"best {best_val:.4f}"
-            )
-            if epoch - best_epoch >= patience:
+                raise best.diverged(epoch, "held-out objective", config.lr)
+            history.append({"epoch": epoch, "train_loss": loss, "val_objective": val})
+            best.offer(epoch, val)
+            bar.update(status=f"train loss {loss:.4f}  val objective {val:.4f}  "
+                              f"best {best.value:.4f}")
+            if epoch - best.epoch >= config.patience:
                 break
-    model.load_state_dict(best_state)
-    model.eval()
+    best.restore()
+    best_val, best_epoch, batch_size = best.value, best.epoch, config.batch_size
     return {
         "best_val_objective": best_val,
         "best_val_elbo": mean_elbo(model, x_val, batch_size, val_seed),

@@ -1,38 +1,48 @@
 """Figures of Camuto et al. (2021) drawn from rcert result documents (see docs/plots.md).
 
 Every plot takes one result (the dict of :func:`rcert.results.schema.result`, or a JSON file
-read by :func:`load_result`) or a list of them, one per model drawn side by side, and returns
-a :class:`matplotlib.figure.Figure`; :func:`save` writes it as PNG or SVG.
+read by :func:`load_result`, or each of a report's models read by :func:`load_results`) or
+a list of them, one per model drawn side by side, and returns a
+:class:`matplotlib.figure.Figure`; :func:`save` writes it as PNG or SVG.
+
+Names are imported on first use: ``rcert plot --help`` lists :data:`KINDS` without paying
+for matplotlib and seaborn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from typing import Any
 
-from matplotlib.figure import Figure
+#: Each plot's KIND name (``rcert plot KIND RESULT.json...``) and where it is defined.
+_WHERE = {
+    "bound-vs-empirical": ("rcert.plots.margins", "bound_vs_empirical"),
+    "curves": ("rcert.plots.curves", "robustness_curves"),
+    "margins": ("rcert.plots.margins", "margin_distributions"),
+    "encoder": ("rcert.plots.margins", "encoder_diagnostics"),
+    "damage": ("rcert.plots.curves", "damage_vs_budget"),
+    "certified-fraction": ("rcert.plots.margins", "certified_fraction"),
+}
+#: The plot kinds, in the order docs/plots.md presents them.
+KINDS = tuple(_WHERE)
 
-from rcert.plots.curves import damage_vs_budget, robustness_curves
-from rcert.plots.loading import frame, label, load_result
-from rcert.plots.margins import (
-    bound_vs_empirical,
-    certified_fraction,
-    encoder_diagnostics,
-    margin_distributions,
-)
-from rcert.plots.output import render, save
-
-#: The plots by the KIND name of ``rcert plot KIND RESULT.json...``.
-PLOTS: dict[str, Callable[..., Figure]] = {
-    "bound-vs-empirical": bound_vs_empirical,
-    "curves": robustness_curves,
-    "margins": margin_distributions,
-    "encoder": encoder_diagnostics,
-    "damage": damage_vs_budget,
-    "certified-fraction": certified_fraction,
+_API = {
+    **{function: module for module, function in _WHERE.values()},
+    "frame": "rcert.plots.loading", "label": "rcert.plots.loading",
+    "load_result": "rcert.plots.loading", "load_results": "rcert.plots.loading",
+    "render": "rcert.plots.output", "save": "rcert.plots.output",
 }
 
-__all__ = [
-    "PLOTS", "bound_vs_empirical", "certified_fraction", "damage_vs_budget",
-    "encoder_diagnostics", "frame", "label", "load_result", "margin_distributions", "render",
-    "robustness_curves", "save",
-]
+__all__ = ["KINDS", "PLOTS", *sorted(_API)]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PLOTS":
+        value: Any = {kind: getattr(importlib.import_module(module), function)
+                      for kind, (module, function) in _WHERE.items()}
+    elif name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+    else:
+        raise AttributeError(f"module 'rcert.plots' has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -13,10 +13,13 @@ import pandas as pd
 from rcert.errors import RcertError
 from rcert.plots.style import COLORS, Model
 from rcert.results import schema
-from rcert.results.schema import KINDS, SCHEMA_VERSION
+from rcert.results.schema import KINDS, REPORT_KIND, REPORT_SCHEMA_VERSION, SCHEMA_VERSION
 
 Results = dict[str, Any] | Sequence[dict[str, Any]]
 
+
+#: The ``kind`` of a report's ``results.json`` (see :mod:`rcert.runs.report`), and the
+#: version of that document this rcert reads.
 
 #: The command that makes each kind of result.
 _MAKE = {"margin": "rcert margin --format json", "attack": "rcert attack --format json",
@@ -28,8 +31,56 @@ def _reject_constant(name: str) -> float:
                      f'non-finite numbers as the strings "inf", "-inf" and "nan"')
 
 
+def _read(path: Path, make: str) -> Any:
+    """The JSON document at ``path``; a one-line RcertError for anything unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RcertError(f"cannot read {path}: no such file; {make}") from None
+    except IsADirectoryError:
+        raise RcertError(f"cannot read {path}: it is a folder; give a result JSON file") from None
+    except UnicodeDecodeError:
+        raise RcertError(f"cannot read {path}: it is not UTF-8 text; {make}") from None
+    except OSError as exc:
+        raise RcertError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise RcertError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                         f"{exc.colno}); {make}") from None
+    except RcertError as exc:
+        raise RcertError(f"{path}: {exc}") from None
+
+
+def _checked(doc: Any, where: str, make: str) -> dict[str, Any]:
+    """``doc`` if it is a result of a known schema version and kind, numbers restored."""
+    if not isinstance(doc, dict) or not {"schema_version", "kind", "inputs"} <= doc.keys():
+        raise RcertError(f"{where} is not an rcert result (a JSON object with schema_version, "
+                         f"kind and inputs); {make}")
+    if doc["schema_version"] != SCHEMA_VERSION:
+        raise RcertError(f"{where} has result schema version {doc['schema_version']!r}, but "
+                         f"this rcert reads version {SCHEMA_VERSION}; use the rcert that wrote it")
+    if doc["kind"] not in KINDS:
+        raise RcertError(f"{where} has unknown kind {doc['kind']!r}; expected one of "
+                         f"{', '.join(KINDS)}")
+    if not isinstance(doc["inputs"], list) or not all(isinstance(r, dict) for r in doc["inputs"]):
+        raise RcertError(f"{where}: inputs must be a list of objects, one per input; {make}")
+    doc["inputs"] = schema.restore(doc["inputs"])
+    doc["summary"] = schema.restore(doc.get("summary", {}))
+    return doc
+
+
+_MAKE_ONE = "write one with rcert margin, attack or curve --format json"
+
+
+def _is_report(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == REPORT_KIND
+
+
 def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a result document written by ``rcert margin|attack|curve --format json``.
+
+    A report's ``results.json`` holds several results: read it with :func:`load_results`.
 
     Parameters
     ----------
@@ -45,42 +96,59 @@ def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises
     ------
     RcertError
-        If the file is missing or unreadable, is not strict JSON, or is not an rcert result
-        of a known schema version and kind.
+        If the file is missing or unreadable, is not strict JSON, is a report, or is not an
+        rcert result of a known schema version and kind.
     """
     path = Path(path)
-    make = "write one with rcert margin, attack or curve --format json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RcertError(f"cannot read {path}: no such file; {make}") from None
-    except IsADirectoryError:
-        raise RcertError(f"cannot read {path}: it is a folder; give a result JSON file") from None
-    except UnicodeDecodeError:
-        raise RcertError(f"cannot read {path}: it is not UTF-8 text; {make}") from None
-    except OSError as exc:
-        raise RcertError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise RcertError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
-                         f"{exc.colno}); {make}") from None
-    except RcertError as exc:
-        raise RcertError(f"{path}: {exc}") from None
-    if not isinstance(doc, dict) or not {"schema_version", "kind", "inputs"} <= doc.keys():
-        raise RcertError(f"{path} is not an rcert result (a JSON object with schema_version, "
-                         f"kind and inputs); {make}")
-    if doc["schema_version"] != SCHEMA_VERSION:
-        raise RcertError(f"{path} has result schema version {doc['schema_version']!r}, but this "
-                         f"rcert reads version {SCHEMA_VERSION}; use the rcert that wrote it")
-    if doc["kind"] not in KINDS:
-        raise RcertError(f"{path} has unknown kind {doc['kind']!r}; expected one of "
-                         f"{', '.join(KINDS)}")
-    if not isinstance(doc["inputs"], list) or not all(isinstance(r, dict) for r in doc["inputs"]):
-        raise RcertError(f"{path}: inputs must be a list of objects, one per input; {make}")
-    doc["inputs"] = schema.restore(doc["inputs"])
-    doc["summary"] = schema.restore(doc.get("summary", {}))
-    return doc
+    doc = _read(path, _MAKE_ONE)
+    if _is_report(doc):
+        raise RcertError(f"{path} is a report (rcert report), which holds one result per "
+                         f"model; read it with rcert.plots.load_results")
+    return _checked(doc, str(path), _MAKE_ONE)
+
+
+def load_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read the results in a result document or in a report's ``results.json``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A JSON file of ``rcert margin|attack|curve --format json``, or the ``results.json``
+        of a report folder (``rcert report`` or ``rcert check``).
+
+    Returns
+    -------
+    list of dict
+        ``[result]`` for a single result (as :func:`load_result` reads it); for a report,
+        one result per model in the report's order, each with ``"name"`` set to its model
+        key, which the plots use as the model's name (see :func:`label`).
+
+    Raises
+    ------
+    RcertError
+        As :func:`load_result`, and for a report of an unknown schema version or whose
+        ``models`` is not a non-empty object of results.
+    """
+    path = Path(path)
+    make = f"{_MAKE_ONE}, or use a report's results.json"
+    doc = _read(path, make)
+    if not _is_report(doc):
+        return [_checked(doc, str(path), make)]
+    remake = "write it again with rcert report"
+    if doc.get("schema_version") != REPORT_SCHEMA_VERSION:
+        raise RcertError(f"{path} has report schema version {doc.get('schema_version')!r}, but "
+                         f"this rcert reads version {REPORT_SCHEMA_VERSION}; use the rcert "
+                         f"that wrote it")
+    models = doc.get("models")
+    if not isinstance(models, dict) or not models:
+        raise RcertError(f"{path} is a report without models (an object of results by model "
+                         f"name); {remake}")
+    out = []
+    for name, res in models.items():
+        res = _checked(res, f"{path}: model {name!r}", remake)
+        res["name"] = name
+        out.append(res)
+    return out
 
 
 def frame(result: dict[str, Any]) -> pd.DataFrame:
@@ -114,8 +182,12 @@ def frame(result: dict[str, Any]) -> pd.DataFrame:
 
 
 def label(result: dict[str, Any]) -> str:
-    """A short model name: the checkpoint's file stem (``models/vae-digits.rcert`` gives
-    ``vae-digits``), else ``"model"``."""
+    """A short model name: the ``"name"`` a report gave the result (see :func:`load_results`),
+    else the checkpoint's file stem (``models/vae-digits.rcert`` gives ``vae-digits``), else
+    ``"model"``."""
+    name = result.get("name") if isinstance(result, dict) else None
+    if isinstance(name, str) and name:
+        return name
     model = result.get("model") if isinstance(result, dict) else None
     path = model.get("path") if isinstance(model, dict) else None
     if not isinstance(path, str) or not path:

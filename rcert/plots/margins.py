@@ -30,6 +30,14 @@ from rcert.statistics.summary import INPUT_MARGINS, fit_line
 from rcert.statistics.summary import certified_fraction as _fraction
 
 
+def _limits(values: np.ndarray, log: bool) -> tuple[float, float]:
+    """Axis limits with a margin around ``values`` (0 to 1 when there are none)."""
+    if not values.size:
+        return 0.0, 1.0
+    top = float(values.max()) * (1.5 if log else 1.08)
+    return (float(values.min()) / 1.5 if log else 0.0), top
+
+
 def bound_vs_empirical(results: Results, bound: str = "bound") -> Figure:
     """The empirical margin against a certified bound, one colour per model [C Fig 6a-c].
 
@@ -72,10 +80,7 @@ def bound_vs_empirical(results: Results, bound: str = "bound") -> Figure:
         everything = np.concatenate([np.concatenate([x[k], y[k]])
                                      for (x, y), k in zip(columns, kept, strict=True)])
         log = is_wide(everything)
-        low, top = 0.0, 1.0
-        if everything.size:
-            top = float(everything.max()) * (1.5 if log else 1.08)
-            low = float(everything.min()) / 1.5 if log else 0.0
+        low, top = _limits(everything, log)
         violations = 0
         for model, (x, y), keep in zip(models, columns, kept, strict=True):
             broke = model.df["violation"].to_numpy(bool)[keep]
@@ -298,6 +303,7 @@ def certified_fraction(results: Results, column: str = "bound_certified") -> Fig
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(r"radius $e$ ($\ell_2$ norm of the input perturbation)")
         ax.set_ylabel(f"share of inputs with {column} ≥ e")
-        ax.set_title("Certified fraction against radius (SPEC section 7)")
+        ax.set_title("Certified fraction against radius (Camuto et al. 2021, Sec 3.2.2; "
+                     "docs/plots.md)")
         ax.legend(loc="upper right", fontsize="small", framealpha=0.9)
         return finish_figure(fig)

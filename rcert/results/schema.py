@@ -10,20 +10,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rcert.settings import CertifyConfig, default
 from rcert.statistics.summary import summarize, summarize_attack, summarize_curve
 
 SCHEMA_VERSION = 1
+#: The report folder's ``results.json`` (:mod:`rcert.runs.report`): its kind and version.
+REPORT_KIND = "report"
+REPORT_SCHEMA_VERSION = 1
 
 
 KINDS = ("margin", "attack", "curve")
 
 
 def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | None = None,
-           config: dict[str, Any] | None = None) -> dict[str, Any]:
+           config: dict[str, Any] | None = None,
+           warnings: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Bundle a DataFrame into the result dict every renderer takes.
 
     ``kind`` says what made ``df``: ``"margin"`` (:func:`rcert.certify`), ``"attack"``
     (:func:`rcert.attack`) or ``"curve"`` (:func:`rcert.curve`); it picks the summary.
+    ``warnings`` (default: ``df.attrs["warnings"]``) are the reliability warnings of the run
+    (:mod:`rcert.checks`); the document has a ``warnings`` list only when there are some.
     """
     cfg = dict(df.attrs.get("config", {}))
     cfg.update(config or {})
@@ -32,10 +39,14 @@ def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | No
     elif kind == "attack":
         summary = summarize_attack(df)
     else:
-        summary = summarize_curve(df, cfg.get("m", 0.5))
-    return {"schema_version": SCHEMA_VERSION, "kind": kind, "config": cfg,
-            "model": model or {}, "summary": summary,
-            "inputs": df.to_dict(orient="records")}
+        summary = summarize_curve(df, cfg.get("m", default(CertifyConfig, "m")))
+    doc = {"schema_version": SCHEMA_VERSION, "kind": kind, "config": cfg,
+           "model": model or {}, "summary": summary}
+    warned = df.attrs.get("warnings", []) if warnings is None else warnings
+    if warned:
+        doc["warnings"] = list(warned)
+    doc["inputs"] = df.to_dict(orient="records")
+    return doc
 
 
 def plain(value: Any) -> Any:

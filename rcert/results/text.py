@@ -32,9 +32,11 @@ def to_csv(res: dict[str, Any]) -> str:
 #: Columns shown by the terminal table, per kind; CSV and JSON carry every column.
 SHOWN = {
     "margin": TABLE_COLUMNS,
-    "attack": ("index", "L", "damage", "noise_damage", "loglik_degradation",
-               "noise_loglik_degradation", "delta_norm"),
-    "curve": ("index", "rho", "delta_norm", "p_hat", "p_lower", "p_upper", "robust"),
+    "attack": ("index", "L", "damage", "noise_damage", "distortion", "noise_distortion",
+               "clean_distortion", "loglik_degradation", "noise_loglik_degradation",
+               "delta_norm"),
+    "curve": ("index", "rho", "delta_norm", "p_hat", "p_lower", "p_upper", "certified",
+              "broken"),
 }
 
 
@@ -81,18 +83,27 @@ def _margin_lines(s: dict[str, Any]) -> list[str]:
 
 
 def _attack_lines(s: dict[str, Any]) -> list[str]:
-    """Per budget: mean damage and degradation of attack and noise."""
-    rows = [{"L": b["L"], "damage": b["damage"]["mean"], "noise_damage": b["noise_damage"]["mean"],
-             "loglik_degradation": b["loglik_degradation"]["mean"],
-             "noise_loglik_degradation": b["noise_loglik_degradation"]["mean"],
-             "attack_beats_noise": b["attack_beats_noise"]} for b in s["budgets"]]
+    """Per budget: mean damage, distortion and degradation of attack and noise, and how often
+    the attack beats noise on each (distortion sees sigma, damage does not)."""
+    names = ("damage", "noise_damage", "distortion", "noise_distortion", "clean_distortion",
+             "loglik_degradation", "noise_loglik_degradation")
+    rows = [{"L": b["L"], **{n: b[n]["mean"] for n in names if n in b},
+             "attack_beats_noise": b["attack_beats_noise"],
+             **({"attack_beats_noise_distortion": b["attack_beats_noise_distortion"]}
+                if "attack_beats_noise_distortion" in b else {})} for b in s["budgets"]]
     table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
     return [f"{s['n_inputs']} inputs attacked; means per budget:", table]
 
 
 def _curve_lines(s: dict[str, Any]) -> list[str]:
-    """Mean ``p(rho)`` per radius and the distribution of crossing radii."""
+    """Mean ``p(rho)`` per radius and the crossing radii of the inputs that crossed."""
     table = pd.DataFrame({"rho": s["rho"], "mean_p_hat": s["mean_p_hat"]}).to_string(
         index=False, float_format=lambda v: f"{v:.4g}")
-    return [f"{s['n_inputs']} inputs; mean p(rho):", table, "",
-            _stats_table({"crossing": s["crossing"]})]
+    crossed = s["n_inputs"] - s["n_uncrossed"]
+    lines = [f"{s['n_inputs']} inputs; mean p(rho):", table, "",
+             f"crossing: the first rho with p_upper <= m (broken at confidence 1 - alpha); "
+             f"{crossed} of {s['n_inputs']} inputs crossed, {s['n_uncrossed']} did not up to "
+             f"rho = {s['largest_rho']:.4g}"]
+    if crossed:
+        lines.append(_stats_table({"crossing": s["crossing"]}))
+    return lines

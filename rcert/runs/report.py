@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rcert import plots
+from rcert import checks, plots
 from rcert.files import atomic_write
 from rcert.models import checkpoint
 from rcert.plots import output
@@ -35,43 +36,72 @@ from rcert.results.html import report_html
 from rcert.results.junit import junit_xml
 from rcert.results.markdown import summary_markdown
 from rcert.runs import loading, resume
-
-SCHEMA_VERSION = 1
+from rcert.runs.gallery import weakest_inputs
+from rcert.settings import EMPIRICAL_ATTACK, AttackConfig, CertifyConfig, RunConfig
 
 #: Figures drawn for every report, and the one that needs ``--empirical``.
 FIGURES = ("certified-fraction", "margins", "encoder")
 EMPIRICAL_FIGURE = "bound-vs-empirical"
 
 
-def compute(entries: list[dict[str, Any]], out: Path, *,
-            progress: bool = False) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of a report: its checkpoint, its data, and its certificate settings.
+
+    ``certify`` holds the :class:`~rcert.settings.CertifyConfig` fields given for this
+    model; ``r`` falls back on the checkpoint's recommended r, the rest on the defaults.
+    """
+
+    path: str
+    data: str | None = None
+    limit: int | None = None
+    certify: dict[str, Any] = field(default_factory=dict)
+    empirical: bool = False
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What a report shows: the result documents keyed by model name, and each model's
+    weakest inputs as pictures (:func:`rcert.runs.gallery.weakest_inputs`)."""
+
+    results: dict[str, dict[str, Any]]
+    gallery: dict[str, list[dict[str, Any]]]
+
+
+#: Weakest inputs pictured per model in the HTML report.
+GALLERY_SIZE = 6
+
+
+def compute(entries: list[ModelEntry], out: Path, *, attack: AttackConfig = EMPIRICAL_ATTACK,
+            run: RunConfig | None = None) -> Computed:
     """Certify each model of ``entries``, resuming from ``out/.partial``.
 
-    Each entry is a dict with ``path`` and optional ``r``, ``data``, ``limit``,
-    ``n_samples``, ``alpha``, ``m``, ``seed``, ``empirical`` and ``device``. Returns the
-    results keyed by model name: the checkpoint's stem, with ``+`` added when two share one.
+    ``attack`` is the attack of the entries with ``empirical``. The results are keyed by
+    model name: the checkpoint's stem, with ``+`` added when two share one.
     """
+    run = run or RunConfig(device="cpu")
     results: dict[str, dict[str, Any]] = {}
+    gallery: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
-        model, dataset = loading.load_with_data(
-            entry["path"], data_spec=entry.get("data"), limit=entry.get("limit"),
-            device=entry.get("device", "cpu"))
-        args = {"r": loading.radius(model, entry.get("r"), entry["path"]),
-                "m": entry.get("m", 0.5), "n_samples": entry.get("n_samples", 1000),
-                "alpha": entry.get("alpha", 0.001), "seed": entry.get("seed", 0),
-                "empirical": entry.get("empirical", False)}
-        name = Path(entry["path"]).stem
+        model, dataset = loading.load_with_data(entry.path, data_spec=entry.data,
+                                                limit=entry.limit, device=run.device or "cpu")
+        config = CertifyConfig(**{**entry.certify, "r": loading.radius(
+            model, entry.certify.get("r"), entry.path)})
+        name = Path(entry.path).stem
         while name in results:
             name += "+"
-        settings = {"weights_sha256": model.meta["sha256"], "architecture": model.meta["model"],
-                    "data": str(dataset.spec), "n": len(dataset),
-                    "device": entry.get("device", "cpu"), **args}
-        df = resume.certify_resumable(model, dataset.x, dataset.index,
-                                      path=out / ".partial" / f"{name}.jsonl",
-                                      settings=settings, progress=progress, **args)
-        results[name] = schema.result(df, model=checkpoint.describe(model, entry["path"]),
-                                      config={"data": str(dataset.spec)})
-    return results
+        with checks.collect(reissue=False) as warned:
+            df = resume.certify_resumable(
+                model, dataset.x, dataset.index, path=out / ".partial" / f"{name}.jsonl",
+                config=config, attack=attack if entry.empirical else None, run=run,
+                identity={"weights_sha256": model.meta["sha256"],
+                          "architecture": model.meta["model"], "data": str(dataset.spec),
+                          "n": len(dataset)})
+        described = {**checkpoint.describe(model, entry.path), "sha256": model.meta["sha256"]}
+        results[name] = schema.result(df, model=described, config={"data": str(dataset.spec)},
+                                      warnings=warned)
+        gallery[name] = weakest_inputs(model, dataset.x, df, k=GALLERY_SIZE)
+    return Computed(results, gallery)
 
 
 def inputs_csv(results: dict[str, dict[str, Any]]) -> str:
@@ -96,9 +126,10 @@ def figures(results: dict[str, dict[str, Any]]) -> dict[str, bytes]:
     return out
 
 
-def write(out: Path, results: dict[str, dict[str, Any]],
+def write(out: Path, computed: Computed,
           verdicts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write the report folder (see the module docstring); return the results document."""
+    results = computed.results
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
     marker = out / "results.json"
@@ -108,13 +139,14 @@ def write(out: Path, results: dict[str, dict[str, Any]],
              "summary.md": summary_markdown(results, verdicts).encode(),
              "junit.xml": junit_xml(results, verdicts).encode(),
              **{f"plots/{name}": data for name, data in images.items()},
-             "report.html": report_html(results, images, verdicts).encode()}
+             "report.html": report_html(results, images, verdicts,
+                                        gallery=computed.gallery).encode()}
     for stale in (out / "plots").iterdir():  # figures of an earlier run, e.g. --empirical
         if f"plots/{stale.name}" not in files:
             stale.unlink()
     for name, content in files.items():
         atomic_write(out / name, content)
-    document = {"schema_version": SCHEMA_VERSION, "kind": "report",
+    document = {"schema_version": schema.REPORT_SCHEMA_VERSION, "kind": schema.REPORT_KIND,
                 "models": results, "verdicts": verdicts or [],
                 "files": {name: hashlib.sha256(content).hexdigest()
                           for name, content in files.items()}}

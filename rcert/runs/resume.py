@@ -11,6 +11,7 @@ byte, as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,11 +23,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rcert import validate
 from rcert.engine.certify import certify
 from rcert.errors import RcertError
+from rcert.evaluation.verdicts import attack_certificates, judge
 from rcert.progress import Progress
 from rcert.results import schema
+from rcert.settings import AttackConfig, CertifyConfig, RunConfig, as_dict
 
 FORMAT = "rcert-partial-1"
 
@@ -73,49 +75,67 @@ def _append(path: Path, text: str) -> None:
 
 
 def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, path: Path,
-                      settings: dict[str, Any], chunk: int = 64, progress: bool = False,
-                      **certify_args: Any) -> pd.DataFrame:
-    """:func:`rcert.certify` over ``x`` in grid chunks, saved to ``path`` as they finish.
+                      config: CertifyConfig, attack: AttackConfig | None = None,
+                      run: RunConfig | None = None, identity: dict[str, Any] | None = None,
+                      chunk: int = 64) -> pd.DataFrame:
+    """Certificates (and attacks when asked) over ``x`` in grid chunks, saved as they finish.
 
     Parameters
     ----------
     path
-        The JSON-lines file of finished chunks; created, resumed or (when ``settings``
-        differ from the file's) replaced.
-    settings
-        Everything that determines the rows (model digest, data, certify arguments);
-        its digest keys the file.
+        The JSON-lines file of finished chunks; created, resumed or (when the key differs
+        from the file's) replaced.
+    config, attack, run
+        The certificate, the attack (None: no attack) and the run settings.
+    identity
+        What identifies the model and data (weights digest, architecture, data spec, size).
+        The resume key hashes it with ``config``, ``attack``, the device, the chunk size
+        and the rcert version: any change starts afresh.
     chunk
         Inputs per chunk (the grid step): the unit of work that an interruption can lose.
-    certify_args
-        Passed to :func:`rcert.certify`.
+
+    The verdicts of an attacked run (``violation``) are judged again over all inputs once
+    every chunk is done, so the family-wise correction covers the whole run, however it
+    was chunked or resumed.
     """
-    # Refuse bad settings before touching saved work: a typo must not cost finished chunks.
-    validate.check_options(r=certify_args.get("r"), m=certify_args.get("m", 0.5),
-                           alpha=certify_args.get("alpha", 0.001),
-                           n_samples=certify_args.get("n_samples", 1000))
-    validate.check_seed(certify_args.get("seed", 0))
-    key = run_key({**settings, "chunk": chunk})
+    run = run or RunConfig()
+    key = run_key({**(identity or {}), "certify": as_dict(config),
+                   "attack": None if attack is None else as_dict(attack),
+                   "device": run.device, "chunk": chunk, "rcert_version": _version()})
     path.parent.mkdir(parents=True, exist_ok=True)
     done = _read(path, key)
     if not path.exists():
         _append(path, json.dumps({"format": FORMAT, "key": key}))
     starts = range(0, len(x), chunk)
+    if not starts:
+        raise RcertError("no inputs to certify")
+    quiet = dataclasses.replace(run, progress=False)
     frames = []
-    bar = Progress(len(starts), "chunks", enabled=progress)
+    bar = Progress(len(starts), "chunks", enabled=run.progress)
     for start in starts:
         if start not in done:
             rows = slice(start, start + chunk)
-            df = certify(model, x[rows], index=index[rows], **certify_args)
+            df = certify(model, x[rows], config, index=index[rows], run=quiet)
+            if attack is not None:
+                df = attack_certificates(df, model, x[rows], config, attack,
+                                         index=index[rows], run=quiet, family=len(x))
             records = schema.plain(df.to_dict(orient="records"))
             _append(path, json.dumps({"start": start, "rows": records}))
             done[start] = records
         frames.append(schema.inputs_frame(done[start]))
         bar.update(1)
     bar.close()
-    if not frames:
-        raise RcertError("no inputs to certify")
     out = pd.concat(frames, ignore_index=True)
-    out.attrs["config"] = {k: v for k, v in certify_args.items()
-                           if k not in ("device", "memory_mb", "progress")}
+    config_block = as_dict(config)
+    if attack is not None:
+        out = judge(out, alpha=config.alpha, correction=attack.correction)
+        config_block["empirical"] = {**as_dict(attack), "r": config.r, "m": config.m,
+                                     "alpha": config.alpha, "seed": config.seed}
+    out.attrs["config"] = config_block
     return out
+
+
+def _version() -> str:
+    from rcert import __version__
+
+    return __version__

@@ -12,11 +12,21 @@ m = 0.5
 seed = 0
 empirical = true
 
+[attack]                           # optional: how hard the attacks try (empirical = true)
+preset = "standard"                # fast (default), standard or thorough
+threat = "mean"                    # mean (the certificates' threat model), sigma or both
+n_check = 400                      # and any other AttackConfig field: restarts, steps,
+correction = "holm"                # n_noise, optimizer, resolution
+
+[run]                              # optional
+device = "cpu"
+memory_mb = 256
+
 [thresholds]
 min_mean_margin = 0.04          # mean bound_certified over the inputs
 min_certified_fraction = 0.8    # share of inputs certified with bound_certified >= at_radius
 at_radius = 0.01
-max_violations = 0              # needs empirical = true
+max_violations = 0              # needs empirical = true; family-wise over the inputs (Holm)
 max_abstain_fraction = 0.1
 baseline = "previous/results.json"   # a results.json of an earlier report
 max_regression = 0.1            # mean bound_certified may drop by at most 10% against it
@@ -28,20 +38,48 @@ Every threshold applies to every model. A verdict is a dict with ``model``, ``th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rcert.errors import RcertError
 from rcert.results import schema
+from rcert.runs.report import ModelEntry
+from rcert.settings import (
+    EMPIRICAL_ATTACK,
+    AttackConfig,
+    CertifyConfig,
+    RunConfig,
+    merge,
+)
 from rcert.statistics import summary
 
-MODEL_KEYS = {"path": str, "r": float, "data": str, "limit": int, "n_samples": int,
-              "alpha": float, "m": float, "seed": int, "empirical": bool}
+#: Keys of a ``[[model]]`` table besides the certificate's (CertifyConfig) fields.
+MODEL_KEYS = {"path": str, "data": str, "limit": int, "empirical": bool}
 THRESHOLD_KEYS = {"min_mean_margin": float, "min_certified_fraction": float,
                   "at_radius": float, "max_violations": int, "max_abstain_fraction": float,
                   "baseline": str, "max_regression": float}
+#: The settings each table takes: every field of its settings class, by the same name.
+TABLES = {"attack": AttackConfig, "run": RunConfig}
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """A parsed ``rcert check`` config: the models, the shared attack and run, thresholds."""
+
+    models: list[ModelEntry]
+    attack: AttackConfig
+    run: RunConfig
+    thresholds: dict[str, Any]
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    types = {"float": float, "int": int, "str": str, "bool": bool}
+    return {f.name: types.get(str(f.type).split("|")[0].strip(), str)
+            for f in dataclasses.fields(cls) if f.name != "progress"}
 
 
 def _typed(table: Any, keys: dict[str, type], where: str) -> dict[str, Any]:
@@ -63,9 +101,7 @@ def _typed(table: Any, keys: dict[str, type], where: str) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Read and check a config; relative paths in it are relative to the config's folder."""
-    path = Path(path)
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -74,29 +110,62 @@ def load_config(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
     except (OSError, UnicodeDecodeError) as exc:
         raise RcertError(f"cannot read config {path}: {exc}") from None
     try:
-        config = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RcertError(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(config) - {"model", "thresholds"})
-    if unknown:
-        raise RcertError(f"{path}: unknown table {unknown[0]!r}; use [[model]] and "
-                         f"[thresholds]")
-    models = config.get("model")
-    if not isinstance(models, list) or not models:
+
+
+def _models(path: Path, tables: Any) -> list[ModelEntry]:
+    if not isinstance(tables, list) or not tables:
         raise RcertError(f"{path}: no [[model]] table; add one with at least a path")
-    base = path.parent
-    checked = []
-    thresholds_table = config.get("thresholds", {})
-    for i, table in enumerate(models):
-        entry = _typed(table, MODEL_KEYS, f"{path} [[model]] #{i + 1}")
+    keys = {**MODEL_KEYS, **_field_types(CertifyConfig)}
+    entries = []
+    for i, table in enumerate(tables):
+        where = f"{path} [[model]] #{i + 1}"
+        entry = _typed(table, keys, where)
         if "path" not in entry:
-            raise RcertError(f"{path} [[model]] #{i + 1}: path is required")
-        entry["path"] = str(base / entry["path"])
-        checked.append(entry)
-    thresholds = _typed(thresholds_table, THRESHOLD_KEYS, f"{path} [thresholds]")
+            raise RcertError(f"{where}: path is required")
+        given = {k: entry.pop(k) for k in list(entry) if k not in MODEL_KEYS}
+        try:  # check the certificate's settings now, with any r, before long work
+            CertifyConfig(**{"r": 1.0, **given})
+        except RcertError as exc:
+            raise RcertError(f"{where}: {exc}") from None
+        entries.append(ModelEntry(path=str(path.parent / entry["path"]), data=entry.get("data"),
+                                  limit=entry.get("limit"), certify=given,
+                                  empirical=entry.get("empirical", False)))
+    return entries
+
+
+def _settings(path: Path, config: dict[str, Any], name: str) -> Any:
+    cls = TABLES[name]
+    values = _typed(config.get(name, {}), _field_types(cls), f"{path} [{name}]")
+    try:
+        return cls(**values) if name != "attack" else merge(AttackConfig, EMPIRICAL_ATTACK,
+                                                            **values)
+    except RcertError as exc:
+        raise RcertError(f"{path} [{name}]: {exc}") from None
+
+
+def load_config(path: str | Path) -> CheckConfig:
+    """Read and check a config; relative paths in it are relative to the config's folder."""
+    path = Path(path)
+    config = _read_toml(path)
+    unknown = sorted(set(config) - {"model", "thresholds", *TABLES})
+    if unknown:
+        raise RcertError(f"{path}: unknown table {unknown[0]!r}; use [[model]], [attack], "
+                         f"[run] and [thresholds]")
+    models = _models(path, config.get("model"))
+    attack, run = _settings(path, config, "attack"), _settings(path, config, "run")
+    thresholds = _thresholds(path, config.get("thresholds", {}), models)
+    return CheckConfig(models, attack, dataclasses.replace(run, device=run.device or "cpu"),
+                       thresholds)
+
+
+def _thresholds(path: Path, table: Any, models: list[ModelEntry]) -> dict[str, Any]:
+    thresholds = _typed(table, THRESHOLD_KEYS, f"{path} [thresholds]")
     if "baseline" in thresholds:
-        thresholds["baseline"] = str(base / thresholds["baseline"])
-    if "max_violations" in thresholds and not all(m.get("empirical") for m in checked):
+        thresholds["baseline"] = str(path.parent / thresholds["baseline"])
+    if "max_violations" in thresholds and not all(m.empirical for m in models):
         raise RcertError(f"{path}: max_violations needs empirical = true in every [[model]]")
     for key in ("min_certified_fraction", "max_abstain_fraction"):
         if key in thresholds and not 0 <= thresholds[key] <= 1:
@@ -110,7 +179,7 @@ def load_config(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
         _baseline(thresholds["baseline"])  # a bad baseline fails now, not after the runs
     if thresholds.get("max_violations", 0) < 0:
         raise RcertError(f"{path}: max_violations must be >= 0")
-    return checked, thresholds
+    return thresholds
 
 
 def _baseline(path: str) -> dict[str, Any]:

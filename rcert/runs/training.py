@@ -19,6 +19,7 @@ from rcert.files import atomic_write, check_writable
 from rcert.models import checkpoint
 from rcert.models.nets import build_model
 from rcert.models.training import VAL_STREAM, fit, mean_elbo
+from rcert.settings import CertifyConfig, TrainConfig, as_dict, merge
 
 
 def train_checkpoint(
@@ -27,13 +28,7 @@ def train_checkpoint(
     *,
     arch: str = "mlp",
     hparams: dict[str, Any] | None = None,
-    beta: float = 1.0,
-    epochs: int = 200,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    patience: int = 15,
-    val_fraction: float = 0.1,
-    seed: int = 0,
+    config: TrainConfig | None = None,
     progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -53,8 +48,11 @@ def train_checkpoint(
     arch, hparams
         Architecture name and its hyper-parameters (see :func:`rcert.models.nets.build_model`);
         the input shape comes from the data.
-    beta, epochs, batch_size, lr, patience, seed, progress
-        As in :func:`fit`; ``seed`` also seeds the initial weights and the held-out split.
+    config
+        :class:`rcert.settings.TrainConfig`; ``seed`` also seeds the initial weights and the
+        held-out split.
+    progress
+        Show a status line on stderr.
     command
         The command line that regenerates this checkpoint, recorded in the card.
 
@@ -67,15 +65,15 @@ def train_checkpoint(
     if spec.split == "test":
         raise RcertError(f"refusing to train on the test split of {spec.name}: pass "
                          f"{spec.with_split('train')} (margin certifies the test split)")
-    if not 0 < val_fraction <= 0.5:
-        raise RcertError(f"val_fraction must lie in (0, 0.5], got {val_fraction!r}")
+    config = config or TrainConfig()
+    seed = config.seed
     out = check_writable(out)
     card_path = out.with_suffix(".json")
     if out.suffix == ".json":
         raise RcertError(f"{out}: give the checkpoint a suffix other than .json (e.g. .rcert); "
                          f"the model card takes .json")
     dataset = load_data(spec)
-    n_val = max(1, math.ceil(val_fraction * len(dataset)))
+    n_val = max(1, math.ceil(config.val_fraction * len(dataset)))
     if len(dataset) - n_val < 1:
         raise RcertError(f"{spec} has {len(dataset)} inputs: too few to hold out validation data")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
@@ -83,16 +81,14 @@ def train_checkpoint(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_model(arch, input_shape=dataset.input_shape, **(hparams or {}))
-    history = fit(model, x_train, x_val, beta=beta, epochs=epochs, batch_size=batch_size, lr=lr,
-                  patience=patience, seed=seed, progress=progress)
+    history = fit(model, x_train, x_val, config, progress=progress)
     metrics = {k: v for k, v in history.items() if k != "history"}
     metrics.update(n_train=len(x_train), n_val=len(x_val))
     if spec.name != "file" and spec.split == "train":
         x_test = validate.as_data(model, load_data(spec.with_split("test")).x)
-        metrics["test_elbo"] = mean_elbo(model, x_test, batch_size, seed + VAL_STREAM)
+        metrics["test_elbo"] = mean_elbo(model, x_test, config.batch_size, seed + VAL_STREAM)
     r = recommend_r(model, x_val, seed=seed)
-    training = {"beta": beta, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                "patience": patience, "val_fraction": val_fraction, "seed": seed}
+    training = as_dict(config)
     checkpoint.save(model, out, data=str(spec), metrics=metrics, recommended_r=r,
                     extra={"training": training})
     card = checkpoint.model_card(out, command=command)
@@ -100,19 +96,27 @@ def train_checkpoint(
     return card
 
 
-def recommend_r(model: nn.Module, x: torch.Tensor, *, m: float = 0.5, quantile: float = 0.9,
-                n_samples: int = 1000, alpha: float = 0.001, seed: int = 0) -> float:
+#: Share of held-out inputs certified r-robust unperturbed at the recommended r.
+RECOMMEND_QUANTILE = 0.9
+
+
+def recommend_r(model: nn.Module, x: torch.Tensor, config: CertifyConfig | None = None, *,
+                m: float | None = None, n_samples: int | None = None,
+                alpha: float | None = None, seed: int | None = None) -> float:
     """An output radius at which most held-out inputs are certified r-robust unperturbed.
 
-    The ``quantile`` (default 90 %) of ``r_min_upper`` over ``x``, rounded up to two
+    The :data:`RECOMMEND_QUANTILE` (90 %) of ``r_min_upper`` over ``x``, rounded up to two
     significant figures: at this ``r`` about that share of inputs have ``p_lower > m`` and
-    so a positive certified margin. Any positive ``r`` stands in for the computation,
-    since ``r_min`` does not depend on ``r``.
+    so a positive certified margin. ``config`` (or the shortcuts) gives ``m``,
+    ``n_samples``, ``alpha`` and ``seed``; its ``r`` is not used, since ``r_min`` does not
+    depend on ``r``.
     """
-    df = certify(model, x, r=1.0, m=m, n_samples=n_samples, alpha=alpha, seed=seed)
-    value = float(np.quantile(df["r_min_upper"].to_numpy(), quantile))
+    config = merge(CertifyConfig, config or CertifyConfig(r=1.0), m=m, n_samples=n_samples,
+                   alpha=alpha, seed=seed)
+    df = certify(model, x, config)
+    value = float(np.quantile(df["r_min_upper"].to_numpy(), RECOMMEND_QUANTILE))
     if not math.isfinite(value) or value <= 0:
         raise RcertError("cannot recommend r: too few samples to certify any input; "
-                                  "raise n_samples")
+                         "raise n_samples")
     digits = 1 - math.floor(math.log10(value))
     return math.ceil(value * 10**digits) / 10**digits

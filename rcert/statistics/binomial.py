@@ -10,6 +10,9 @@ Plain numpy functions over arrays of inputs. Conventions shared by every margin:
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 from scipy import stats
 
@@ -43,8 +46,13 @@ def quantile_rank(n: int, m: float) -> int:
     With ``k(r) = #{||Delta_i|| <= r}``, ``k(r)/n > m`` iff ``k(r) >= floor(m n) + 1`` iff
     the ``j``-th smallest distance is ``<= r``. So ``X_(j)`` is the empirical ``r_min``
     (SPEC section 3), the smallest ``r`` at which the input is empirically r-robust.
+
+    ``j`` is the smallest integer with ``j / n > m`` exactly. ``m`` is read as the decimal
+    the user wrote (``0.29`` is ``29/100``): in floating point ``0.29 * 100`` is
+    ``28.999...``, which would give a rank one too low.
     """
-    return int(np.floor(m * n)) + 1
+    exact = Fraction(repr(float(m)))
+    return math.floor(exact * int(n)) + 1
 
 
 def certified_rank(n: int, m: float, alpha: float) -> int | None:

@@ -1,8 +1,7 @@
-"""Dataset-wide figures (SPEC section 7) and the renderings of a result: table, CSV, JSON.
+"""Dataset-wide figures (SPEC section 7): distributions, certified fraction, the attack's side.
 
-A *result* is a plain dict ``{"config": ..., "model": ..., "summary": ..., "inputs": [...]}``
-made by :func:`result`; every renderer takes it, so the CLI, files and later reports print
-the same numbers.
+Plain functions of the per-input DataFrames; :mod:`rcert.results.schema` puts their output
+in the ``summary`` of a result document, which every renderer prints.
 """
 
 from __future__ import annotations
@@ -66,7 +65,8 @@ def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
 
     One column per certified input-space margin in ``columns`` (default all three);
     ``radii`` defaults to ``n_radii`` points from 0 to the largest finite
-    ``bound_whitened`` (SPEC section 7).
+    ``bound_whitened`` (SPEC section 7). An abstention (``abstain``) is never counted as
+    certified, whatever its margin column holds.
     """
     if radii is None:
         finite = df["bound_whitened"].to_numpy()
@@ -75,9 +75,10 @@ def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
         radii = np.linspace(0.0, top, n_radii)
     radii = np.asarray(radii, dtype=np.float64)
     table = {"radius": radii}
+    certified = ~df["abstain"].to_numpy(dtype=bool)[None, :]
     for col in columns:
         values = df[col].to_numpy()[None, :]
-        table[col] = np.mean((values >= radii[:, None]) & (values > 0), axis=1)
+        table[col] = np.mean((values >= radii[:, None]) & (values > 0) & certified, axis=1)
     return pd.DataFrame(table)
 
 
@@ -153,27 +154,40 @@ def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def summarize_attack(df: pd.DataFrame) -> dict[str, Any]:
-    """Per budget ``L``: damage and log-likelihood degradation of the attack and of noise.
+    """Per budget ``L``: damage, distortion and log-likelihood degradation, attack and noise.
 
     ``attack_beats_noise`` is the share of inputs whose attack damage is at least the
-    damage of Gaussian noise of the same norm [C Fig 4, Fig 9b].
+    damage of Gaussian noise of the same norm [C Fig 4, Fig 9b]. Damage sees the mean only
+    (0 under threat sigma), so the attack is also compared on ``distortion``
+    (``E||Delta(x, d)||`` under its threat, SPEC section 2): ``attack_beats_noise_distortion``.
+    Frames made before the distortion columns existed are summarised without them.
     """
+    columns = ("damage", "loglik_degradation", "delta_norm", "noise_damage",
+               "noise_loglik_degradation", "distortion", "clean_distortion", "noise_distortion")
     per_budget = []
     for budget, group in df.groupby("L", sort=True):
-        per_budget.append({
-            "L": float(budget), "n_inputs": len(group),
-            **{col: describe(group[col]) for col in (
-                "damage", "loglik_degradation", "delta_norm", "noise_damage",
-                "noise_loglik_degradation")},
-            "attack_beats_noise": float(np.mean(group["damage"] >= group["noise_damage"])),
-        })
+        entry = {"L": float(budget), "n_inputs": len(group),
+                 **{col: describe(group[col]) for col in columns if col in group},
+                 "attack_beats_noise": float(np.mean(group["damage"] >= group["noise_damage"]))}
+        if "distortion" in group and "noise_distortion" in group:
+            entry["attack_beats_noise_distortion"] = float(
+                np.mean(group["distortion"] >= group["noise_distortion"]))
+        per_budget.append(entry)
     return {"n_inputs": int(df["index"].nunique()), "budgets": per_budget}
 
 
 def summarize_curve(df: pd.DataFrame, m: float) -> dict[str, Any]:
-    """Mean ``p(rho)`` per radius, and each input's crossing: its first radius with ``p <= m``."""
+    """Mean ``p(rho)`` per radius, and each input's crossing (SPEC section 6).
+
+    An input's crossing is its first radius with ``broken`` (``p_upper <= m``: not
+    r-robust there at confidence ``1 - alpha``). ``crossing`` describes the inputs that
+    crossed; ``n_uncrossed`` counts those that did not up to ``largest_rho``, whose
+    crossing lies beyond it (or nowhere) and so has no number. ``m`` is the level the
+    ``broken`` column was computed at; it is returned for the record.
+    """
     mean_p = df.groupby("rho", sort=True)["p_hat"].mean()
-    crossing = (df[~df["robust"]].groupby("index")["rho"].min()
-                .reindex(df["index"].unique(), fill_value=math.inf))
-    return {"n_inputs": int(df["index"].nunique()), "rho": mean_p.index.tolist(),
-            "mean_p_hat": mean_p.tolist(), "crossing": describe(crossing.to_numpy())}
+    inputs = df["index"].unique()
+    crossing = df[df["broken"]].groupby("index")["rho"].min().reindex(inputs)
+    return {"n_inputs": len(inputs), "m": float(m), "rho": mean_p.index.tolist(),
+            "mean_p_hat": mean_p.tolist(), "crossing": describe(crossing.dropna().to_numpy()),
+            "n_uncrossed": int(crossing.isna().sum()), "largest_rho": float(df["rho"].max())}

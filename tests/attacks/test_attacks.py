@@ -14,17 +14,18 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import rcert
-from rcert.attacks import projection
-from rcert.attacks.damage import attack
-from rcert.attacks.objectives import Encoded, distortion, expected_damage
-from rcert.attacks.optimizers import AttackSettings, maximise, random_directions
+from rcert.attacks.damage import DEFAULT_ATTACK, attack
+from rcert.attacks.objectives import expected_damage
+from rcert.attacks.optimizers import maximise
 from rcert.attacks.projection import project
 from rcert.engine import noise
 from rcert.engine.noise import STREAM_ATTACK, STREAM_START
 from rcert.errors import RcertError
+from rcert.settings import AttackConfig
 
 COLUMNS = ["index", "L", "damage", "loglik_degradation", "delta_norm", "objective",
-           "noise_damage", "noise_loglik_degradation", "noise_delta_norm"]
+           "distortion", "clean_distortion", "noise_damage", "noise_loglik_degradation",
+           "noise_delta_norm", "noise_distortion"]
 BOX = (0.0, 1.0)
 FAST = {"restarts": 2, "steps": 6, "n_noise": 8}
 
@@ -180,37 +181,66 @@ def _model_and_data(which, shipped, digits8):
     return TinyMLPVAE(), _tiny_data()
 
 
-def _rederive(model, x, budget, *, target, optimizer, restarts, steps, n_noise, seed=0):
-    """Rerun what :func:`attack` runs for one budget: the attack's and the baseline's deltas."""
-    model.eval()
-    index = torch.arange(x.shape[0])
-    box = projection.data_box(model)
-    radius = torch.full((x.shape[0],), float(budget))
-    direction = random_directions(seed, index, tuple(x.shape[1:]), 1, STREAM_START)
-    noise_delta = project(direction * budget, x, radius, box)
-    settings_ = AttackSettings(target, restarts, steps, optimizer, n_noise)
-    delta, value = maximise(model, x, radius, expected_damage, settings_, seed=seed,
-                            index=index, box=box, starts=direction)
-    return delta, value, noise_delta
-
-
-def _objective_at(model, x, delta, *, target, n_noise, seed=0):
-    """The attack's objective at ``x + delta`` on the attack's common draws."""
-    index = torch.arange(x.shape[0])
-    clean = Encoded.of(model, x)
-    eta = noise.gaussian(seed, index, n_noise, clean.mu.shape[1], stream=STREAM_ATTACK)
+def _objective_brute(model, x, delta, *, threat, n_noise, seed=0, index=None):
+    """The maximum-damage objective [C Eq 5] from its definition, one input at a time:
+    the mean over the attack's common draws of ||g(mu' + eta sigma') - g(mu(x))|| in float64."""
+    index = np.arange(x.shape[0]) if index is None else index
+    out = []
     with torch.no_grad():
-        return expected_damage(distortion(model, x + delta, clean, eta, target)).numpy()
+        for i in range(x.shape[0]):
+            eta = noise.gaussian(seed, torch.tensor([int(index[i])]), n_noise,
+                                 model.encode(x[i:i + 1])[0].shape[1], stream=STREAM_ATTACK)[0]
+            mu, sigma = model.encode(x[i:i + 1])
+            mu_d, sigma_d = model.encode(x[i:i + 1] + delta[i:i + 1])
+            mu_t = mu_d if threat in ("mean", "both") else mu
+            sigma_t = sigma_d if threat in ("sigma", "both") else sigma
+            g = model.decode(mu_t + eta * sigma_t).flatten(1).double()
+            ref = model.decode(mu).flatten(1).double()
+            out.append(float((g - ref).norm(dim=1).mean()))
+    return np.array(out)
+
+
+def _noise_baseline(x, budget, seed=0):
+    """The documented baseline: a unit Gaussian direction per input (stream STREAM_START),
+    scaled to the budget and projected into the ball and box."""
+    u = noise.gaussian(seed, torch.arange(x.shape[0]), 1, x[0].numel(), stream=STREAM_START)
+    u = u.reshape(x.shape[0], -1)
+    u = (u / u.norm(dim=1, keepdim=True)).view_as(x)
+    return project(u * budget, x, torch.full((x.shape[0],), float(budget)), BOX)
+
+
+@pytest.mark.parametrize("optimizer", ["pgd", "lbfgs"])
+@pytest.mark.parametrize("threat", ["mean", "sigma", "both"])
+def test_maximise_stays_feasible_reports_its_objective_and_beats_its_start(optimizer, threat):
+    model, x = TinyMLPVAE(), _tiny_data()
+    radius = torch.tensor([0.2, 0.5, 1.0, 2.0, 0.7, 1.5])
+    starts = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    config = AttackConfig(threat=threat, optimizer=optimizer, **FAST)
+    found = maximise(model, x, radius, expected_damage, config, seed=0,
+                     index=torch.arange(6), box=BOX, starts=starts)
+    d = found.delta
+    assert (d.norm(dim=1) <= radius * (1 + 1e-5)).all()
+    assert float((x + d).min()) >= 0.0 and float((x + d).max()) <= 1.0
+    brute = _objective_brute(model, x, d, threat=threat, n_noise=FAST["n_noise"])
+    np.testing.assert_allclose(found.value.numpy(), brute, rtol=1e-5, atol=1e-7)
+    # The first restart starts at the given direction on the sphere, so the best restart
+    # is never worse than that point.
+    unit = starts / starts.norm(dim=1, keepdim=True)
+    first = project(unit * radius[:, None], x, radius, BOX)
+    at_start = _objective_brute(model, x, first, threat=threat, n_noise=FAST["n_noise"])
+    assert (found.value.numpy() >= at_start - 1e-5 * np.abs(at_start) - 1e-7).all()
+    assert found.moved.all()
+    assert found.rows.shape == (6,) and (found.rows >= FAST["restarts"] * FAST["n_noise"]).all()
 
 
 @pytest.mark.parametrize("which", ["shipped", "tiny"])
 @pytest.mark.parametrize("optimizer", ["pgd", "lbfgs"])
-@pytest.mark.parametrize("target", ["mean", "sigma", "both"])
-def test_attack_respects_budget_box_and_beats_noise(which, optimizer, target, shipped,
+@pytest.mark.parametrize("threat", ["mean", "sigma", "both"])
+def test_attack_respects_budget_box_and_beats_noise(which, optimizer, threat, shipped,
                                                     digits8):
     model, x = _model_and_data(which, shipped, digits8)
     budgets = [0.5, 2.0]
-    df = attack(model, x, L=budgets, target=target, optimizer=optimizer, **FAST)
+    df = attack(model, x, L=budgets, threat=threat, optimizer=optimizer, **FAST)
     assert list(df.columns) == COLUMNS
     assert len(df) == len(budgets) * x.shape[0]
     np.testing.assert_array_equal(df["index"], np.tile(np.arange(x.shape[0]), 2))
@@ -220,27 +250,21 @@ def test_attack_respects_budget_box_and_beats_noise(which, optimizer, target, sh
     assert (df.delta_norm <= df.L + 1e-5).all()
     assert (df.noise_delta_norm <= df.L + 1e-5).all()
     assert (df.damage >= 0).all() and (df.noise_damage >= 0).all()
+    assert (df.distortion > 0).all() and (df.clean_distortion > 0).all()
     for budget in budgets:
         rows = df[df.L == budget]
-        delta, value, noise_delta = _rederive(model, x, budget, target=target,
-                                              optimizer=optimizer, **FAST)
-        flat = (x + delta).flatten(1)
-        assert float(flat.min()) >= 0.0 and float(flat.max()) <= 1.0
-        assert float((x + noise_delta).min()) >= 0.0 and float((x + noise_delta).max()) <= 1.0
-        np.testing.assert_allclose(rows.delta_norm, delta.flatten(1).norm(dim=1), rtol=1e-6)
-        np.testing.assert_allclose(rows.objective, value, rtol=1e-5)
-        # The reported objective is the objective of the perturbation found.
-        at_delta = _objective_at(model, x, delta, target=target, n_noise=FAST["n_noise"])
-        np.testing.assert_allclose(rows.objective, at_delta, rtol=1e-5, atol=1e-7)
+        noise_delta = _noise_baseline(x, budget)
         np.testing.assert_allclose(rows.noise_delta_norm, noise_delta.flatten(1).norm(dim=1),
-                                   rtol=1e-6)
+                                   rtol=1e-5)
         # Never weaker than Gaussian noise of the same norm, on the same common draws.
-        baseline = _objective_at(model, x, noise_delta, target=target, n_noise=FAST["n_noise"])
-        assert (rows.objective.to_numpy() >= baseline - 1e-5 * np.abs(baseline) - 1e-7).all()
+        baseline = _objective_brute(model, x, noise_delta, threat=threat,
+                                    n_noise=FAST["n_noise"])
+        assert (rows.objective.to_numpy() >= baseline - 1e-5 * np.abs(baseline) - 1e-6).all()
+    assert df.attrs["config"]["threat"] == threat and df.attrs["config"]["seed"] == 0
 
 
 def test_attack_on_the_mean_does_more_damage_than_noise(shipped, digits8):
-    df = attack(shipped, digits8, L=[0.5, 1.0], target="mean", restarts=2, steps=10,
+    df = attack(shipped, digits8, L=[0.5, 1.0], threat="mean", restarts=2, steps=10,
                 n_noise=8)
     assert (df.damage >= df.noise_damage).all()
     # And by a real margin on average: noise of the same norm is far from the worst case.
@@ -250,7 +274,7 @@ def test_attack_on_the_mean_does_more_damage_than_noise(shipped, digits8):
 @pytest.mark.parametrize("optimizer", ["pgd", "lbfgs"])
 def test_damage_grows_with_the_budget(optimizer, shipped, digits8):
     budgets = [0.25, 0.5, 1.0, 2.0]
-    df = attack(shipped, digits8, L=budgets, target="mean", optimizer=optimizer, restarts=2,
+    df = attack(shipped, digits8, L=budgets, threat="mean", optimizer=optimizer, restarts=2,
                 steps=8, n_noise=8)
     by_budget = df.groupby("L")[["damage", "objective", "noise_damage"]].mean()
     assert list(by_budget.index) == budgets
@@ -264,42 +288,86 @@ def test_damage_grows_with_the_budget(optimizer, shipped, digits8):
 
 def test_same_seed_same_frame_and_different_seed_different(tiny_vae):
     x = _tiny_data()
-    a = attack(tiny_vae, x, L=[0.3, 1.0], target="both", seed=3, **FAST)
-    b = attack(tiny_vae, x, L=[0.3, 1.0], target="both", seed=3, **FAST)
+    a = attack(tiny_vae, x, L=[0.3, 1.0], threat="both", seed=3, **FAST)
+    b = attack(tiny_vae, x, L=[0.3, 1.0], threat="both", seed=3, **FAST)
     pd.testing.assert_frame_equal(a, b)
-    c = attack(tiny_vae, x, L=[0.3, 1.0], target="both", seed=4, **FAST)
+    c = attack(tiny_vae, x, L=[0.3, 1.0], threat="both", seed=4, **FAST)
     assert not np.allclose(a.objective, c.objective)
     assert not np.allclose(a.noise_damage, c.noise_damage)
     np.testing.assert_array_equal(a["index"], c["index"])
     assert a.attrs["config"]["seed"] == 3 and c.attrs["config"]["seed"] == 4
 
 
-def test_rows_depend_only_on_their_index(tiny_vae):
+def test_defaults_come_from_the_settings(tiny_vae):
+    assert (DEFAULT_ATTACK.restarts, DEFAULT_ATTACK.steps, DEFAULT_ATTACK.n_noise) == (5, 50, 16)
+    assert str(DEFAULT_ATTACK.threat) == "both" and DEFAULT_ATTACK.optimizer == "pgd"
+    df = attack(tiny_vae, _tiny_data(n=1), L=0.5, steps=2)
+    cfg = df.attrs["config"]
+    assert (cfg["threat"], cfg["restarts"], cfg["steps"], cfg["n_noise"]) == ("both", 5, 2, 16)
+    assert cfg["seed"] == 0
+    # A config object and the shortcuts compose: shortcuts win, None keeps the config's.
+    config = AttackConfig(preset="fast", threat="sigma")
+    df = attack(tiny_vae, _tiny_data(n=1), config, L=0.5, steps=3, restarts=None)
+    cfg = df.attrs["config"]
+    assert (cfg["threat"], cfg["restarts"], cfg["steps"], cfg["n_noise"]) == ("sigma", 1, 3, 32)
+
+
+_NUMERIC = ["L", "damage", "delta_norm", "objective", "distortion", "clean_distortion",
+            "noise_damage", "noise_delta_norm", "noise_distortion"]
+
+
+@pytest.mark.parametrize("optimizer", ["pgd", "lbfgs"])
+def test_rows_depend_only_on_their_index_not_on_batch_or_budget(optimizer, tiny_vae):
     x = _tiny_data(n=5)
-    full = attack(tiny_vae, x, L=0.7, target="mean", **FAST)
-    part = attack(tiny_vae, x[2:4], L=0.7, target="mean", index=np.array([2, 3]), **FAST)
-    np.testing.assert_array_equal(part["index"], [2, 3])
-    np.testing.assert_allclose(part.noise_damage, full.noise_damage[2:4], rtol=1e-5)
-    np.testing.assert_allclose(part.objective, full.objective[2:4], rtol=1e-4)
+    opts = {"L": [0.4, 1.2], "threat": "both", "optimizer": optimizer, **FAST}
+    full = attack(tiny_vae, x, **opts)
+    # One input per chunk (the smallest budget) against all five in one chunk.
+    chunked = attack(tiny_vae, x, memory_mb=1e-3, **opts)
+    part = attack(tiny_vae, x[[3, 1]], index=np.array([3, 1]), **opts)
+    np.testing.assert_array_equal(part["index"], [3, 1, 3, 1])
+    expected = full.set_index(["L", "index"]).loc[list(zip(part.L, part["index"],
+                                                           strict=True))]
+    # Every column up to float rounding: the decoder runs on batches of different sizes.
+    for column in _NUMERIC[1:]:
+        np.testing.assert_allclose(part[column], expected[column], rtol=1e-4, atol=1e-6,
+                                   err_msg=column)
+        np.testing.assert_allclose(chunked[column], full[column], rtol=1e-4, atol=1e-6,
+                                   err_msg=column)
+    if optimizer == "lbfgs":
+        # L-BFGS-B solves each input's problem on its own rows from its own clean point:
+        # what it found is bit for bit what the input finds alone.
+        for column in ("objective", "delta_norm"):
+            np.testing.assert_array_equal(part[column], expected[column])
+            np.testing.assert_array_equal(chunked[column], full[column])
 
 
-def test_loglik_degradation_matches_hand_computation(shipped, digits8):
-    budget, opts = 1.0, {"target": "both", "optimizer": "pgd", **FAST}
-    df = attack(shipped, digits8, L=budget, **opts)
-    delta, _, noise_delta = _rederive(shipped, digits8, budget, **opts)
+def test_loglik_degradation_and_damage_match_the_closed_form_of_a_rank_one_model():
+    """mu(x) = a.x (d_z = 1), g(z) = w Q z: the damage is w |a.d|, at most w L ||a||, which
+    the attack reaches at d = +-L a/||a||; the degradation at those two points is known."""
+    model = _LinearWithLikelihood(latent_dim=1)
+    a = model.A.detach().double().numpy()[0]
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(3))
+    budget = 0.8
+    df = attack(model, x, L=budget, threat="mean", restarts=2, steps=60, n_noise=64)
+    top = model.w * budget * np.linalg.norm(a)
+    np.testing.assert_allclose(df.damage, top, rtol=1e-3)
     with torch.no_grad():
-        mu, _ = shipped.encode(digits8)
-        clean_ll = shipped.log_likelihood(digits8, mu).double()
-        reference = shipped.decode(mu).flatten(1)
-        for d, prefix in ((delta, ""), (noise_delta, "noise_")):
-            mu_adv, _ = shipped.encode(digits8 + d)
-            adv_ll = shipped.log_likelihood(digits8, mu_adv).double()
-            expected = ((adv_ll - clean_ll).abs() / clean_ll.abs()).numpy()
-            np.testing.assert_allclose(df[f"{prefix}loglik_degradation"], expected,
-                                       rtol=1e-4, atol=1e-7)
-            damage = (shipped.decode(mu_adv).flatten(1) - reference).norm(dim=1).numpy()
-            np.testing.assert_allclose(df[f"{prefix}damage"], damage, rtol=1e-4, atol=1e-6)
-    assert (df.loglik_degradation > 0).all()
+        z = model.encode(x)[0].double()
+        shift = budget * np.linalg.norm(a)
+        clean = model.log_likelihood(x, z)
+        options = [((model.log_likelihood(x, z + sign * shift) - clean).abs() / clean.abs())
+                   .numpy() for sign in (1, -1)]
+    reported = df.loglik_degradation.to_numpy()
+    nearest = np.min([np.abs(reported - o) / o for o in options], axis=0)
+    assert (nearest < 2e-3).all(), (reported, options)
+    assert (df.noise_loglik_degradation >= 0).all()
+
+
+class _LinearWithLikelihood(LinearVAE):
+    """LinearVAE with a Gaussian log-likelihood ``-||x - g(z)||^2 / 2 - 1`` (never 0)."""
+
+    def log_likelihood(self, x, z):
+        return -0.5 * ((x.double() - self.decode(z.to(x.dtype)).double()) ** 2).sum(dim=1) - 1.0
 
 
 def test_model_without_log_likelihood_gives_nan(tiny_vae):
@@ -312,9 +380,10 @@ def test_model_without_log_likelihood_gives_nan(tiny_vae):
 
 @pytest.mark.parametrize("kwargs", [
     {"L": 0.0}, {"L": -1.0}, {"L": [1.0, 0.0]}, {"L": float("nan")}, {"L": float("inf")},
-    {"L": 1.0, "target": "logvar"}, {"L": 1.0, "optimizer": "adam"},
+    {"L": 1.0, "threat": "logvar"}, {"L": 1.0, "optimizer": "adam"},
     {"L": 1.0, "restarts": 0}, {"L": 1.0, "steps": 0}, {"L": 1.0, "n_noise": 0},
-    {"L": 1.0, "seed": -1},
+    {"L": 1.0, "seed": -1}, {"L": 1.0, "seed": 2**63}, {"L": 1.0, "preset": "quick"},
+    {"L": 1.0, "memory_mb": 0.0}, {"L": 1.0, "config": "fast"},
 ])
 def test_bad_arguments_raise(kwargs, tiny_vae):
     with pytest.raises(RcertError):
@@ -334,20 +403,27 @@ def _fixed_sigma_model():
 
 
 @pytest.mark.parametrize("optimizer", ["pgd", "lbfgs"])
-def test_sigma_attack_on_a_fixed_sigma_model_runs_and_equals_noise(optimizer, digits8):
+def test_sigma_attack_on_a_fixed_sigma_model_warns_and_equals_no_attack(optimizer, digits8):
     model = _fixed_sigma_model()
-    df = attack(model, digits8, L=1.0, target="sigma", optimizer=optimizer, **FAST)
-    # sigma cannot move: every perturbation has the same objective as no perturbation.
-    base = _objective_at(model, digits8, torch.zeros_like(digits8), target="sigma",
-                         n_noise=FAST["n_noise"])
-    np.testing.assert_allclose(df.objective, base, rtol=1e-5)
-    assert (df.delta_norm <= 1.0 + 1e-5).all()
+    with pytest.warns(rcert.checks.ReliabilityWarning, match="zero-gradient") as caught:
+        df = attack(model, digits8, L=[0.5, 2.0], threat="sigma", optimizer=optimizer, **FAST)
+    messages = [str(w.message) for w in caught
+                if isinstance(w.message, rcert.checks.ReliabilityWarning)]
+    assert len(messages) == 1 and "8 of 8 inputs" in messages[0]
+    # sigma cannot move: every perturbation has the objective of no perturbation ...
+    base = _objective_brute(model, digits8, torch.zeros_like(digits8), threat="sigma",
+                            n_noise=FAST["n_noise"])
+    np.testing.assert_allclose(df.objective, np.tile(base, 2), rtol=1e-5)
+    # ... the fresh-draw distortion is the clean one, draw for draw, and no damage is done.
+    np.testing.assert_array_equal(df.distortion, df.clean_distortion)
+    np.testing.assert_array_equal(df.noise_distortion, df.clean_distortion)
+    assert (df.damage == 0).all() and (df.loglik_degradation == 0).all()
+    assert (df.delta_norm <= df.L + 1e-5).all()
 
 
-def test_sigma_attack_on_a_fixed_sigma_model_does_no_damage(digits8):
-    df = attack(_fixed_sigma_model(), digits8, L=[0.5, 2.0], target="sigma", **FAST)
-    assert (df.damage == 0).all()
-    assert (df.loglik_degradation == 0).all()
+def test_an_attack_that_moves_does_not_warn(tiny_vae, recwarn):
+    attack(tiny_vae, _tiny_data(), L=0.5, threat="sigma", **FAST)
+    assert not [w for w in recwarn if isinstance(w.message, rcert.checks.ReliabilityWarning)]
 
 
 def _linear_top_direction_case(optimizer, steps):
@@ -357,10 +433,11 @@ def _linear_top_direction_case(optimizer, steps):
     assert sv[0] > 1.5 * sv[1]  # a clear top direction
     x = torch.rand(3, 12, generator=torch.Generator().manual_seed(0))
     opts = {"restarts": 2, "steps": steps, "optimizer": optimizer, "n_noise": 256}
-    delta, value = maximise(model, x, torch.full((3,), 1.5), expected_damage,
-                            AttackSettings("mean", **opts), seed=0, index=torch.arange(3),
-                            box=None)
-    return model, x, opts, sv, vt, delta.double().numpy(), value.double().numpy()
+    found = maximise(model, x, torch.full((3,), 1.5), expected_damage,
+                     AttackConfig(threat="mean", **opts), seed=0, index=torch.arange(3),
+                     box=None)
+    return (model, x, opts, sv, vt, found.delta.double().numpy(),
+            found.value.double().numpy())
 
 
 def test_linear_vae_attack_finds_the_top_singular_direction():
@@ -372,7 +449,7 @@ def test_linear_vae_attack_finds_the_top_singular_direction():
     np.testing.assert_allclose(norms, budget, rtol=1e-5)
     assert (np.abs(d @ vt[0]) / norms > 0.99).all()
     # attack() reports the same: full budget, damage ||w A d|| close to w L sigma_1.
-    df = attack(model, x, L=budget, target="mean", **opts)
+    df = attack(model, x, L=budget, threat="mean", **opts)
     np.testing.assert_allclose(df.delta_norm, budget, rtol=1e-5)
     top = model.w * budget * sv[0]
     assert (df.damage <= top * (1 + 1e-5)).all()

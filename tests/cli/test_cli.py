@@ -307,7 +307,7 @@ MARGIN_ERRORS = [
     ("r-neg", ["--r", "-1"], "r must be"),
     ("r-nan", ["--r", "nan"], "r must be"),
     ("r-inf", ["--r", "inf"], "r must be"),
-    ("n-samples", ["--n-samples", "0"], "n_samples"),
+    ("n-samples", ["--n-samples", "0"], "--n-samples"),
     ("alpha0", ["--alpha", "0"], "alpha"),
     ("alpha1", ["--alpha", "1"], "alpha"),
     ("alpha1.5", ["--alpha", "1.5"], "alpha"),
@@ -521,11 +521,11 @@ def test_console_entry_in_a_subprocess(files):
 def test_attack_json_per_input_and_budget(run, ckpts):
     code, out, err = run("attack", "--model", ckpts["mlp"], "--L", "0.5,1", "--L", "2",
                          "--limit", "3", "--steps", "5", "--restarts", "2", "--format", "json",
-                         "--quiet", "--target", "mean")
+                         "--quiet", "--threat", "mean")
     assert code == 0, err
     res = strict_json(out)
     assert set(res) == {"schema_version", "kind", "config", "model", "summary", "inputs"}
-    assert res["kind"] == "attack" and res["config"]["target"] == "mean"
+    assert res["kind"] == "attack" and res["config"]["threat"] == "mean"
     rows = pd.DataFrame(res["inputs"])
     assert sorted(rows["L"].unique()) == [0.5, 1.0, 2.0]
     assert len(rows) == 9
@@ -557,7 +557,11 @@ def test_curve_csv(run, ckpts):
     assert code == 0, err
     df = pd.read_csv(io.StringIO(out))
     assert list(df.columns) == ["index", "rho", "delta_norm", "k", "n", "p_hat", "p_lower",
-                                "p_upper", "robust"]
+                                "p_upper", "certified", "broken"]
+    # certified and broken are the two confident verdicts, and never both.
+    assert (df["certified"] == (df["p_lower"] > 0.5)).all()
+    assert (df["broken"] == (df["p_upper"] <= 0.5)).all()
+    assert not (df["certified"] & df["broken"]).any()
     assert sorted(df["rho"].unique()) == [0.0, 0.5, 1.0] and len(df) == 6
     assert (df["delta_norm"] <= df["rho"] + 1e-5).all()
     assert (df["p_lower"] <= df["p_hat"]).all() and (df["p_hat"] <= df["p_upper"]).all()
@@ -583,7 +587,7 @@ def test_margin_empirical_adds_columns_and_summary(run, ckpts):
     assert set(empirical["fit"]) == {"bound", "bound_certified"}
     assert res["config"]["empirical"]["threat"] == "mean"
     code, out, err = run("margin", "--model", ckpts["mlp"], "--limit", "2", "--n-samples", "50",
-                         "--empirical", "--threat", "full", "--steps", "3", "--restarts", "1",
+                         "--empirical", "--threat", "both", "--steps", "3", "--restarts", "1",
                          "--format", "json", "--quiet")
     assert code == 0, err
     assert strict_json(out)["config"]["empirical"]["threat"] == "both"

@@ -13,6 +13,11 @@ from rcert.errors import RcertError
 from rcert.runs.training import recommend_r
 
 
+def _rand(*shape: int) -> torch.Tensor:
+    """Uniform test inputs from a fixed seed, so a failure reproduces under -k."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
 def _repeat(x, n):
     """The same input ``n`` times: independent draws per row, so one call makes many trials."""
     return x.expand(n, *x.shape[1:]).clone()
@@ -20,7 +25,7 @@ def _repeat(x, n):
 
 def test_linear_vae_matches_closed_forms(linear_vae):
     r, m, n = 2.0, 0.5, 20000
-    df = certify(linear_vae, torch.rand(3, 12), r=r, m=m, n_samples=n, alpha=0.001)
+    df = certify(linear_vae, _rand(3, 12), r=r, m=m, n_samples=n, alpha=0.001)
     assert list(df.columns) == list(COLUMNS)
     a = linear_vae.A.detach().double().numpy()
     assert np.allclose(df.jacobian_fro, np.linalg.norm(a))
@@ -37,7 +42,7 @@ def test_linear_vae_matches_closed_forms(linear_vae):
 def test_clopper_pearson_coverage_over_repeated_trials():
     model, r, alpha = LinearVAE(), 2.2, 0.05
     p0 = model.p0(r)
-    df = certify(model, _repeat(torch.rand(1, 12), 2000), r=r, n_samples=200, alpha=alpha)
+    df = certify(model, _repeat(_rand(1, 12), 2000), r=r, n_samples=200, alpha=alpha)
     # Each row is an independent trial (own noise stream); coverage >= 1 - alpha up to
     # simulation error (2000 trials: SE ~ 0.005).
     assert np.mean(df.p_lower <= p0) >= 1 - alpha - 0.015
@@ -48,7 +53,7 @@ def test_clopper_pearson_coverage_over_repeated_trials():
 
 
 def test_certified_iff_r_at_least_r_min_upper(tiny_vae):
-    x = torch.rand(30, 10)
+    x = _rand(30, 10)
     base = certify(tiny_vae, x, r=1.0, n_samples=300)
     for r in np.quantile(base.r_min_upper, [0.1, 0.5, 0.9]):
         df = certify(tiny_vae, x, r=float(r), n_samples=300)
@@ -57,7 +62,7 @@ def test_certified_iff_r_at_least_r_min_upper(tiny_vae):
 
 
 def test_orderings_hold(tiny_vae):
-    df = certify(tiny_vae, torch.rand(40, 10), r=0.6, n_samples=500, alpha=0.01)
+    df = certify(tiny_vae, _rand(40, 10), r=0.6, n_samples=500, alpha=0.01)
     assert (df.bound_certified <= df.bound_spectral * (1 + 1e-12)).all()
     assert (df.bound_spectral <= df.bound_whitened * (1 + 1e-12)).all()
     assert (df.bound_certified <= df.bound).all()
@@ -71,7 +76,7 @@ def test_orderings_hold(tiny_vae):
 
 
 def test_monotone_in_r_and_m(tiny_vae):
-    x = torch.rand(20, 10)
+    x = _rand(20, 10)
     runs = [certify(tiny_vae, x, r=r, n_samples=300) for r in (0.3, 0.6, 1.2)]
     for lo, hi in itertools.pairwise(runs):
         assert (lo.k <= hi.k).all()
@@ -83,7 +88,7 @@ def test_monotone_in_r_and_m(tiny_vae):
 
 
 def test_same_seed_same_result_and_subsets_reproduce_rows(tiny_vae):
-    x = torch.rand(12, 10)
+    x = _rand(12, 10)
     a = certify(tiny_vae, x, r=0.6, n_samples=200, seed=3)
     b = certify(tiny_vae, x, r=0.6, n_samples=200, seed=3)
     assert a.equals(b)
@@ -97,7 +102,7 @@ def test_same_seed_same_result_and_subsets_reproduce_rows(tiny_vae):
 
 
 def test_memory_budget_changes_chunks_not_results(tiny_vae):
-    x = torch.rand(15, 10)
+    x = _rand(15, 10)
     big = certify(tiny_vae, x, r=0.6, n_samples=100)
     small = certify(tiny_vae, x, r=0.6, n_samples=100, memory_mb=0.01)
     assert np.array_equal(small.k, big.k)
@@ -106,7 +111,7 @@ def test_memory_budget_changes_chunks_not_results(tiny_vae):
 
 def test_p_hat_one_is_capped_and_finite():
     model = LinearVAE(s=1e-4)
-    df = certify(model, torch.rand(2, 12), r=1.0, n_samples=100, alpha=0.01)
+    df = certify(model, _rand(2, 12), r=1.0, n_samples=100, alpha=0.01)
     assert (df.p_hat == 1).all()
     a = model.A.detach().double().numpy()
     expected = 1e-4 * stats.norm.ppf(1 - 1 / 200) / np.linalg.norm(a)
@@ -121,7 +126,7 @@ class ConstantEncoder(LinearVAE):
 
 
 def test_zero_jacobian_gives_infinite_margin_not_division_error():
-    df = certify(ConstantEncoder(), torch.rand(2, 12), r=3.0, n_samples=200)
+    df = certify(ConstantEncoder(), _rand(2, 12), r=3.0, n_samples=200)
     assert (df.jacobian_fro == 0).all() and not df.abstain.any()
     for col in ("bound", "bound_certified", "bound_spectral", "bound_whitened"):
         assert np.isinf(df[col]).all()
@@ -129,7 +134,7 @@ def test_zero_jacobian_gives_infinite_margin_not_division_error():
 
 
 def test_abstains_when_r_is_below_r_min(linear_vae):
-    df = certify(linear_vae, torch.rand(4, 12), r=0.2, n_samples=300)
+    df = certify(linear_vae, _rand(4, 12), r=0.2, n_samples=300)
     assert df.abstain.all()
     for col in ("bound_certified", "bound_spectral", "bound_whitened", "latent_margin", "bound"):
         assert (df[col] == 0).all()
@@ -143,38 +148,38 @@ def test_abstains_when_r_is_below_r_min(linear_vae):
 def test_bad_options(tiny_vae, kwargs, message):
     args = {"r": 1.0, "n_samples": 10} | kwargs
     with pytest.raises(RcertError, match=message):
-        certify(tiny_vae, torch.rand(2, 10), **args)
+        certify(tiny_vae, _rand(2, 10), **args)
 
 
 def test_bad_seed_and_index(tiny_vae):
     with pytest.raises(RcertError, match="seed"):
-        certify(tiny_vae, torch.rand(2, 10), r=1.0, n_samples=10, seed=-1)
+        certify(tiny_vae, _rand(2, 10), r=1.0, n_samples=10, seed=-1)
     with pytest.raises(RcertError, match="index"):
-        certify(tiny_vae, torch.rand(2, 10), r=1.0, n_samples=10, index=[0, -3])
+        certify(tiny_vae, _rand(2, 10), r=1.0, n_samples=10, index=[0, -3])
     with pytest.raises(RcertError, match="index"):
-        certify(tiny_vae, torch.rand(2, 10), r=1.0, n_samples=10, index=[0, 1, 2])
+        certify(tiny_vae, _rand(2, 10), r=1.0, n_samples=10, index=[0, 1, 2])
 
 
 def test_bad_data(tiny_vae):
-    x = torch.rand(3, 10)
+    x = _rand(3, 10)
     x[1, 4] = float("nan")
     with pytest.raises(RcertError, match="NaN or Inf"):
         certify(tiny_vae, x, r=1.0, n_samples=10)
     with pytest.raises(RcertError, match="Inf"):
         certify(tiny_vae, torch.full((2, 10), float("inf")), r=1.0, n_samples=10)
     with pytest.raises(RcertError, match="data range"):
-        certify(tiny_vae, 255 * torch.rand(2, 10), r=1.0, n_samples=10)
+        certify(tiny_vae, 255 * _rand(2, 10), r=1.0, n_samples=10)
     with pytest.raises(RcertError, match="input shape"):
-        certify(tiny_vae, torch.rand(2, 11), r=1.0, n_samples=10)
+        certify(tiny_vae, _rand(2, 11), r=1.0, n_samples=10)
     with pytest.raises(RcertError, match="at least one input"):
-        certify(tiny_vae, torch.rand(0, 10), r=1.0, n_samples=10)
+        certify(tiny_vae, _rand(0, 10), r=1.0, n_samples=10)
 
 
 def test_model_without_declared_shape_fails_cleanly_on_wrong_shape():
     model = TinyMLPVAE()
     del model.input_shape
     with pytest.raises(RcertError, match="cannot encode"):
-        certify(model, torch.rand(2, 3, 4), r=1.0, n_samples=10)
+        certify(model, _rand(2, 3, 4), r=1.0, n_samples=10)
 
 
 class LogVarEncoder(TinyMLPVAE):
@@ -185,11 +190,11 @@ class LogVarEncoder(TinyMLPVAE):
 
 def test_non_positive_sigma_is_refused_with_a_hint():
     with pytest.raises(RcertError, match="logvar"):
-        certify(LogVarEncoder(), torch.rand(2, 10), r=1.0, n_samples=10)
+        certify(LogVarEncoder(), _rand(2, 10), r=1.0, n_samples=10)
 
 
 def test_recommend_r_certifies_most_inputs(tiny_vae):
-    x = torch.rand(50, 10)
+    x = _rand(50, 10)
     r = recommend_r(tiny_vae, x, n_samples=300)
     df = certify(tiny_vae, x, r=r, n_samples=300)
     assert 0.85 <= np.mean(~df.abstain) <= 1.0
@@ -208,7 +213,7 @@ class BatchNormEncoder(TinyMLPVAE):
 def test_model_is_evaluated_in_eval_mode():
     model = BatchNormEncoder()
     model.train()
-    x = torch.rand(6, 10)
+    x = _rand(6, 10)
     df = certify(model, x, r=1.0, n_samples=20)
     assert not model.training
     alone = certify(model, x[:1], r=1.0, n_samples=20)

@@ -4,27 +4,46 @@ from scipy import stats
 from rcert.engine import montecarlo
 
 
-def _norms(model, x, n, max_rows, seed=0):
-    mu, sigma = model.encode(x)
-    return montecarlo.distortion_norms(model, mu.detach(), sigma.detach(),
-                                       index=torch.arange(len(x)), n_samples=n, seed=seed,
-                                       max_rows=max_rows)
+def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    """Uniform test inputs, drawn on the CPU from a seeded generator."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def test_linear_vae_distances_are_scaled_chi(linear_vae):
-    dist = _norms(linear_vae, torch.rand(4, 12), 4000, 10**6)
+def _norms(model, x, n, max_rows, seed=0, device="cpu"):
+    """Distances computed on ``device``, returned on the CPU."""
+    model, x = model.to(device), x.to(device)
+    with torch.no_grad():
+        mu, sigma = model.encode(x)
+    dist = montecarlo.distortion_norms(model, mu, sigma,
+                                       index=torch.arange(len(x), device=device), n_samples=n,
+                                       seed=seed, max_rows=max_rows)
+    assert dist.device.type == torch.device(device).type
+    return dist.cpu()
+
+
+def test_linear_vae_distances_are_scaled_chi(linear_vae, device):
+    dist = _norms(linear_vae, _rand(4, 12), 4000, 10**6, device=device)
     scaled = (dist.double() / (linear_vae.w * linear_vae.s)) ** 2
     assert stats.kstest(scaled.flatten().numpy(), stats.chi2(3).cdf).pvalue > 1e-3
 
 
-def test_chunking_changes_results_only_by_float_rounding(tiny_vae):
+def test_chunking_changes_results_only_by_float_rounding(tiny_vae, device):
     # BLAS blocks differently for other batch shapes, so agreement is to rounding, not bits;
     # the same chunking (same config) is bit-for-bit reproducible.
-    x = torch.rand(9, 10)
-    whole = _norms(tiny_vae, x, 50, 10**6)
-    assert torch.equal(_norms(tiny_vae, x, 50, 10**6), whole)
+    x = _rand(9, 10, seed=1)
+    whole = _norms(tiny_vae, x, 50, 10**6, device=device)
+    assert torch.equal(_norms(tiny_vae, x, 50, 10**6, device=device), whole)
     for max_rows in (1, 7, 64, 449):
-        assert torch.allclose(_norms(tiny_vae, x, 50, max_rows), whole, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(_norms(tiny_vae, x, 50, max_rows, device=device), whole,
+                              rtol=1e-5, atol=1e-6)
+
+
+def test_the_device_changes_results_only_by_float_rounding(tiny_vae, device):
+    # The noise is a function of (seed, input, draw), not of the device.
+    x = _rand(6, 10, seed=2)
+    on_cpu = _norms(tiny_vae, x, 40, 10**6)
+    assert torch.allclose(_norms(tiny_vae, x, 40, 10**6, device=device), on_cpu,
+                          rtol=1e-4, atol=1e-5)
 
 
 def test_rows_for_budget_scales_with_budget_and_size():
@@ -33,10 +52,12 @@ def test_rows_for_budget_scales_with_budget_and_size():
     assert montecarlo.rows_for_budget(0.001, 10**6) == 16
 
 
-def test_progress_callback_counts_every_decoded_code(tiny_vae):
+def test_progress_callback_counts_every_decoded_code(tiny_vae, device):
     seen = []
-    mu, sigma = tiny_vae.encode(torch.rand(5, 10))
-    montecarlo.distortion_norms(tiny_vae, mu.detach(), sigma.detach(), index=torch.arange(5),
+    tiny_vae.to(device)
+    with torch.no_grad():
+        mu, sigma = tiny_vae.encode(_rand(5, 10, seed=3).to(device))
+    montecarlo.distortion_norms(tiny_vae, mu, sigma, index=torch.arange(5, device=device),
                                 n_samples=33, seed=0, max_rows=20, on_rows=seen.append)
     assert sum(seen) == 5 * 33
 

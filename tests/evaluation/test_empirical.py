@@ -15,12 +15,15 @@ from hypothesis import strategies as st
 from scipy import optimize, stats
 
 import rcert
+from rcert.checks import ReliabilityWarning
 from rcert.errors import RcertError
-from rcert.evaluation.empirical import empirical_margin
+from rcert.evaluation.empirical import DEFAULT_EMPIRICAL, empirical_margin
+from rcert.settings import AttackConfig, CertifyConfig
 from rcert.statistics.binomial import clopper_pearson_lower, clopper_pearson_upper
 
 COLUMNS = ["index", "margin_empirical", "margin_bracket_lo", "margin_bracket_hi", "k_check",
-           "n_check", "p_check", "p_check_upper", "rounds", "decoder_rows"]
+           "n_check", "p_check", "p_check_upper", "k_verify", "p_verify", "p_verify_upper",
+           "p_value", "rounds", "decoder_rows"]
 # A light attack: the linear model needs little, the tiny one is only checked for invariants.
 LIGHT = {"restarts": 2, "steps": 10, "n_noise": 16}
 
@@ -95,6 +98,11 @@ def test_empirical_margin_matches_the_closed_form(r, m, linear_vae):
     assert (hi <= upper + resolution + 0.01 * big_r).all(), (hi / big_r, upper / big_r)
     # Averaged over the six inputs, within 3 % of the true margin.
     assert abs(hi.mean() / big_r - 1) < 0.03, hi / big_r
+    # The re-check on fresh draws: no direction of norm hi brings P(robust) below the
+    # worst one's, and a successful attack left it near m, not far above.
+    p_worst = np.array([_p_robust(linear_vae, r, rho) for rho in hi])
+    assert (df.p_verify.to_numpy() >= p_worst - 5 * se).all(), (df.p_verify, p_worst)
+    assert (df.p_verify.to_numpy() <= m + 6 * se).all()
 
     cert = rcert.certify(linear_vae, x, r=r, m=m, n_samples=2000)
     # The certificate holds: the certified bound is below the empirical margin (here by far
@@ -156,17 +164,30 @@ def _check_bracket(df, *, m, n_check, alpha, resolution, steps, restarts, n_nois
     np.testing.assert_allclose(upper[finite], clopper_pearson_upper(k[finite], n_check, alpha))
     assert (k[~finite] == -1).all() and np.isnan(p[~finite]).all()
     assert np.isnan(upper[~finite]).all()
+    kv, pv = df.k_verify.to_numpy(), df.p_verify.to_numpy()
+    pv_upper, p_value = df.p_verify_upper.to_numpy(), df.p_value.to_numpy()
+    assert (kv[finite] >= 0).all() and (kv[finite] <= n_check).all()
+    np.testing.assert_allclose(pv[finite], kv[finite] / n_check)
+    np.testing.assert_allclose(pv_upper[finite], clopper_pearson_upper(kv[finite], n_check,
+                                                                       alpha))
+    # P(K <= k) under Binomial(n_check, m), by summing the pmf.
+    brute = [stats.binom.pmf(np.arange(k + 1), n_check, m).sum() for k in kv[finite]]
+    np.testing.assert_allclose(p_value[finite], brute, rtol=1e-9)
+    assert (kv[~finite] == -1).all()
+    assert np.isnan(pv[~finite]).all() and np.isnan(pv_upper[~finite]).all()
+    assert np.isnan(p_value[~finite]).all()
     rounds, rows = df.rounds.to_numpy(), df.decoder_rows.to_numpy()
     attacked = hi > 0
     assert (rounds[attacked] >= 1).all() and (rounds[~attacked] == 0).all()
     assert (rows > 0).all()
+    verified = n_check * finite
     if optimizer == "pgd":
         # The clean check, then per round: (steps + 1) objective evaluations of
-        # restarts x n_noise codes and one check of n_check codes.
-        expected = n_check * (1 + rounds) + rounds * restarts * n_noise * (steps + 1)
+        # restarts x n_noise codes and one check of n_check codes; then the re-check.
+        expected = n_check * (1 + rounds) + rounds * restarts * n_noise * (steps + 1) + verified
         np.testing.assert_array_equal(rows, expected)
     else:
-        assert (rows > n_check * (1 + rounds)).all()
+        assert (rows > n_check * (1 + rounds) + verified).all()
 
 
 @pytest.mark.parametrize("case", [
@@ -215,8 +236,25 @@ def test_not_robust_unperturbed_has_margin_zero(linear_vae):
     assert (df.margin_empirical == 0).all()
     assert (df.margin_bracket_lo == 0).all() and (df.margin_bracket_hi == 0).all()
     assert (df.rounds == 0).all()
-    assert (df.decoder_rows == n_check).all()
+    # The check at radius 0 and the re-check of d = 0 on fresh draws.
+    assert (df.decoder_rows == 2 * n_check).all()
     assert (df.p_check <= 0.5).all() and (df.k_check >= 0).all()
+
+
+def test_recheck_at_radius_zero_is_binomial_with_the_closed_form_p0(linear_vae):
+    """Broken unperturbed (d = 0): k_verify ~ Binomial(n_check, p0), p0 = F_chi2(r^2/(ws)^2),
+    on draws other than those of the check (not equal to k_check everywhere)."""
+    r = linear_vae.w * linear_vae.s * math.sqrt(stats.chi2.ppf(0.3, linear_vae.latent_dim))
+    p0, n_check = linear_vae.p0(r), 2000
+    assert p0 == pytest.approx(0.3)
+    df = empirical_margin(linear_vae, _data(8, 12), r=r, n_check=n_check, **LIGHT)
+    assert (df.margin_empirical == 0).all()
+    se = math.sqrt(p0 * (1 - p0) / n_check)
+    assert (np.abs(df.p_verify - p0) <= 5 * se).all(), df.p_verify
+    assert (np.abs(df.p_check - p0) <= 5 * se).all()
+    assert (df.k_verify != df.k_check).any()
+    # Strong evidence against P(robust) > 1/2 at every input.
+    assert (df.p_value < 1e-6).all()
 
 
 def test_no_success_below_max_radius_gives_inf(linear_vae):
@@ -252,14 +290,31 @@ def test_start_per_input_and_margin_does_not_depend_on_start(linear_vae):
     np.testing.assert_allclose(a.margin_empirical, b.margin_empirical, rtol=0.15)
 
 
-def test_rows_depend_only_on_their_index(linear_vae):
+@pytest.mark.parametrize("optimizer", ["pgd", "lbfgs"])
+def test_rows_depend_only_on_their_index_not_on_batch_or_memory(optimizer, linear_vae):
     x = _data(5, 12)
-    opts = {"r": 2.0, "n_check": 300, "resolution": 0.02, **LIGHT}
+    opts = {"r": 2.0, "n_check": 300, "resolution": 0.02, "optimizer": optimizer, **LIGHT}
     full = empirical_margin(linear_vae, x, **opts)
-    part = empirical_margin(linear_vae, x[[1, 3]], index=np.array([1, 3]), **opts)
-    np.testing.assert_array_equal(part["index"], [1, 3])
-    for column in ("margin_empirical", "margin_bracket_lo", "k_check", "rounds"):
-        np.testing.assert_array_equal(part[column], full[column].to_numpy()[[1, 3]])
+    part = empirical_margin(linear_vae, x[[3, 1]], index=np.array([3, 1]), **opts)
+    chunked = empirical_margin(linear_vae, x, memory_mb=1e-3, **opts)
+    np.testing.assert_array_equal(part["index"], [3, 1])
+    pd.testing.assert_frame_equal(chunked, full)
+    for column in ("margin_empirical", "margin_bracket_lo", "k_check", "k_verify", "rounds",
+                   "decoder_rows"):
+        np.testing.assert_array_equal(part[column], full[column].to_numpy()[[3, 1]])
+
+
+def test_settings_objects_and_shortcuts_agree(linear_vae):
+    x = _data(2, 12)
+    a = empirical_margin(linear_vae, x, CertifyConfig(r=2.0, seed=4),
+                         AttackConfig(n_check=200, resolution=0.05, **LIGHT))
+    b = empirical_margin(linear_vae, x, r=2.0, seed=4, n_check=200, resolution=0.05, **LIGHT)
+    pd.testing.assert_frame_equal(a, b)
+    cfg = a.attrs["config"]
+    assert (cfg["r"], cfg["m"], cfg["seed"], cfg["threat"], cfg["n_check"]) == \
+        (2.0, 0.5, 4, "mean", 200)
+    assert (DEFAULT_EMPIRICAL.restarts, DEFAULT_EMPIRICAL.steps, DEFAULT_EMPIRICAL.n_noise,
+            DEFAULT_EMPIRICAL.n_check, str(DEFAULT_EMPIRICAL.threat)) == (1, 10, 32, 200, "mean")
 
 
 def test_same_seed_same_frame_different_seed_different():
@@ -283,7 +338,8 @@ def test_same_seed_same_frame_different_seed_different():
     {"r": 1.0, "start": 0.0}, {"r": 1.0, "start": -1.0}, {"r": 1.0, "start": float("inf")},
     {"r": 1.0, "start": np.array([0.1, 0.0, 0.1])},
     {"r": 1.0, "max_radius": 0.0}, {"r": 1.0, "max_radius": -2.0},
-    {"r": 1.0, "seed": -1},
+    {"r": 1.0, "seed": -1}, {"r": None}, {"r": 1.0, "preset": "quick"},
+    {"r": 1.0, "memory_mb": -1.0}, {"r": 1.0, "attack": "fast"},
 ])
 def test_bad_arguments_raise(kwargs, linear_vae):
     with pytest.raises(RcertError):
@@ -311,7 +367,10 @@ def test_sigma_threat_on_a_fixed_sigma_model_is_never_broken():
     x = rcert.load_data("digits:test").subset(3).x
     base = rcert.certify(model, x, r=1.0, n_samples=200)
     r = float(base.r_min_upper.max()) * 1.5  # every input r-robust unperturbed
-    df = empirical_margin(model, x, r=r, threat="sigma", n_check=200, max_radius=2.0, **LIGHT)
+    with pytest.warns(ReliabilityWarning, match="zero-gradient") as caught:
+        df = empirical_margin(model, x, r=r, threat="sigma", n_check=200, max_radius=2.0,
+                              **LIGHT)
+    assert "3 of 3 inputs" in str(caught[0].message)
     assert np.isinf(df.margin_empirical).all()
     assert (df.margin_bracket_lo == 2.0).all()
 

@@ -8,6 +8,12 @@ from torch import nn
 from rcert.errors import RcertError
 from rcert.models.adapters import Wrapped, wrap
 
+
+def _rand(*shape: int, seed: int = 0, **kw) -> torch.Tensor:
+    """Uniform test data from a seeded generator (reproducible under -k)."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), **kw)
+
+
 SIGMA = 0.3
 
 
@@ -17,8 +23,10 @@ class Foreign(nn.Module):
     def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self.lin = nn.Linear(4, 2)
-        self.out = nn.Linear(2, 4)
+        with torch.random.fork_rng(devices=[]):  # seeded weights, global RNG untouched
+            torch.manual_seed(0)
+            self.lin = nn.Linear(4, 2)
+            self.out = nn.Linear(2, 4)
         self.second = {
             "sigma": SIGMA,
             "var": SIGMA**2,
@@ -38,7 +46,7 @@ class Foreign(nn.Module):
 def test_every_convention_yields_the_standard_deviation(kind):
     module = Foreign(kind)
     model = wrap(module, sigma=kind)
-    x = torch.rand(3, 4)
+    x = _rand(3, 4)
     mu, sigma = model.encode(x)
     torch.testing.assert_close(mu, module.lin(x))
     torch.testing.assert_close(sigma, torch.full((3, 2), SIGMA), rtol=1e-6, atol=0)
@@ -46,7 +54,7 @@ def test_every_convention_yields_the_standard_deviation(kind):
 
 
 def test_conversions_are_exact_in_float64():
-    x = torch.rand(2, 4, dtype=torch.float64)
+    x = _rand(2, 4, dtype=torch.float64)
     for kind in ["var", "logvar", "logsigma"]:
         module = Foreign(kind).double()
         _, sigma = wrap(module, sigma=kind).encode(x)
@@ -55,7 +63,7 @@ def test_conversions_are_exact_in_float64():
 
 def test_wrong_convention_is_not_silently_equal():
     # Guards the tests above: reading a log-variance as a std gives a different sigma.
-    _, sigma = wrap(Foreign("logvar"), sigma="sigma").encode(torch.rand(1, 4))
+    _, sigma = wrap(Foreign("logvar"), sigma="sigma").encode(_rand(1, 4))
     assert not torch.allclose(sigma, torch.full_like(sigma, SIGMA))
 
 
@@ -64,7 +72,7 @@ def test_list_output_like_pytorch_vae():
         def encode(self, x):
             return list(super().encode(x))
 
-    _, sigma = wrap(PyTorchVAEStyle("logvar"), sigma="logvar").encode(torch.rand(2, 4))
+    _, sigma = wrap(PyTorchVAEStyle("logvar"), sigma="logvar").encode(_rand(2, 4))
     torch.testing.assert_close(sigma, torch.full((2, 2), SIGMA))
 
 
@@ -99,7 +107,7 @@ def test_pythae_model_output_with_custom_callables():
         encode=lambda m, x: m.encoder(x),
         decode=lambda m, z: m.decoder(z),
     )
-    x = torch.rand(2, 4)
+    x = _rand(2, 4)
     mu, sigma = model.encode(x)
     torch.testing.assert_close(sigma, torch.full((2, 2), SIGMA))
     torch.testing.assert_close(model.decode(mu), module.inner.decode(mu))
@@ -108,7 +116,7 @@ def test_pythae_model_output_with_custom_callables():
 def test_pythae_log_covariance_with_wrong_sigma_kind_is_refused():
     model = wrap(PythaeStyle(), encode=lambda m, x: m.encoder(x), decode=lambda m, z: m.decoder(z))
     with pytest.raises(RcertError, match="sigma='logvar'"):
-        model.encode(torch.rand(2, 4))
+        model.encode(_rand(2, 4))
 
 
 def test_wrapped_is_a_module_holding_the_original():
@@ -151,9 +159,9 @@ def test_bad_module_outputs_raise_rcert_error(make, kwargs, call, match):
     model = wrap(make(), **kwargs)
     with pytest.raises(RcertError, match=match):
         if call == "encode":
-            model.encode(torch.rand(2, 4))
+            model.encode(_rand(2, 4))
         else:
-            model.decode(torch.rand(2, 2))
+            model.decode(_rand(2, 2))
 
 
 @pytest.mark.parametrize(
@@ -181,6 +189,6 @@ def test_bad_wrap_arguments_raise_rcert_error(module, kwargs, match):
 def test_wrapped_encoder_supports_vmap_jacobians():
     module = Foreign("logvar")
     model = wrap(module, sigma="logvar")
-    x = torch.rand(3, 4)
+    x = _rand(3, 4)
     jac = torch.func.vmap(torch.func.jacrev(lambda xi: model.encode(xi[None])[0][0]))(x)
     torch.testing.assert_close(jac, module.lin.weight.expand(3, 2, 4))

@@ -15,13 +15,26 @@ from rcert.models import checkpoint
 from rcert.models.adapters import wrap
 from rcert.models.nets import build_model
 
+
+def _rand(*shape: int, seed: int = 0, **kw) -> torch.Tensor:
+    """Uniform test data from a seeded generator (reproducible under -k)."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def _randn(*shape: int, seed: int = 0, **kw) -> torch.Tensor:
+    """Standard normal test data from a seeded generator (reproducible under -k)."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), **kw)
+
+
 MAGIC_FRAME = 8 + 4 + 8
 
 
 def _model(arch="mlp", **kw):
-    torch.manual_seed(0)
     layers = {"hidden": [6]} if arch == "mlp" else {"channels": [2]}
-    return build_model(arch, input_shape=[1, 4, 4], latent_dim=2, **{**layers, **kw}).eval()
+    with torch.random.fork_rng(devices=[]):  # seeded weights, global RNG untouched
+        torch.manual_seed(0)
+        return build_model(arch, input_shape=[1, 4, 4], latent_dim=2,
+                           **{**layers, **kw}).eval()
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +83,10 @@ def test_round_trip_gives_identical_outputs(tmp_path, arch, kw):
     loaded = checkpoint.load(path)
     assert not loaded.training
     assert loaded.config() == model.config()
-    x = torch.rand(5, 1, 4, 4)
+    x = _rand(5, 1, 4, 4)
     for a, b in zip(model.encode(x), loaded.encode(x), strict=True):
         assert torch.equal(a, b)
-    z = torch.randn(5, 2)
+    z = _randn(5, 2)
     assert torch.equal(model.decode(z), loaded.decode(z))
 
 
@@ -82,7 +95,7 @@ def test_float64_model_round_trips_in_float64(tmp_path):
     checkpoint.save(model, tmp_path / "m.rcert")
     loaded = checkpoint.load(tmp_path / "m.rcert")
     assert next(loaded.parameters()).dtype == torch.float64
-    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    x = _rand(2, 1, 4, 4, dtype=torch.float64)
     assert torch.equal(model.encode(x)[0], loaded.encode(x)[0])
 
 

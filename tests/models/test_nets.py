@@ -8,11 +8,22 @@ from rcert.errors import RcertError
 from rcert.models.nets import ARCHITECTURES, LEARNED_SIGMA_MIN, MLPVAE, ConvVAE, build_model
 
 
+def _rand(*shape: int, seed: int = 0, **kw) -> torch.Tensor:
+    """Uniform test data from a seeded generator (reproducible under -k)."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def _randn(*shape: int, seed: int = 0, **kw) -> torch.Tensor:
+    """Standard normal test data from a seeded generator (reproducible under -k)."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), **kw)
+
+
 def _model(arch: str, **kw):
-    torch.manual_seed(0)
     defaults = {"input_shape": (1, 8, 8), "latent_dim": 3}
     defaults.update({"hidden": (16,)} if arch == "mlp" else {"channels": (4, 8)})
-    return build_model(arch, **{**defaults, **kw}).eval()
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the global RNG is left alone
+        torch.manual_seed(0)
+        return build_model(arch, **{**defaults, **kw}).eval()
 
 
 @pytest.mark.parametrize("side", [8, 28, 32, 64])
@@ -20,7 +31,7 @@ def _model(arch: str, **kw):
 @pytest.mark.parametrize("c_in", [1, 3])
 def test_conv_output_shape_equals_input_shape(side, channels, c_in):
     model = _model("conv", input_shape=(c_in, side, side), channels=channels)
-    x = torch.rand(2, c_in, side, side)
+    x = _rand(2, c_in, side, side)
     mu, sigma = model.encode(x)
     assert mu.shape == sigma.shape == (2, 3)
     assert model.decode(mu).shape == x.shape
@@ -39,7 +50,7 @@ def test_conv_default_channels_on_mnist_and_non_square_inputs():
 @pytest.mark.parametrize("shape", [(10,), (1, 8, 8), (2, 3, 5)])
 def test_mlp_shapes(shape):
     model = _model("mlp", input_shape=shape)
-    x = torch.rand(4, *shape)
+    x = _rand(4, *shape)
     mu, sigma = model.encode(x)
     assert mu.shape == sigma.shape == (4, 3)
     assert model.decode(mu).shape == x.shape
@@ -54,23 +65,24 @@ def test_mlp_has_shared_trunk_and_two_heads():
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_learned_sigma_is_positive_even_when_softplus_underflows(arch):
     model = _model(arch)
-    _, sigma = model.encode(torch.rand(5, 1, 8, 8))
+    _, sigma = model.encode(_rand(5, 1, 8, 8))
     assert (sigma > 0).all()
     head = model.sigma_head if arch == "mlp" else model.encoder_head
     with torch.no_grad():
         head.bias.fill_(-1e4)
         head.weight.zero_()
-    _, sigma = model.encode(torch.rand(5, 1, 8, 8))
+    _, sigma = model.encode(_rand(5, 1, 8, 8, seed=1))
     torch.testing.assert_close(sigma, torch.full_like(sigma, LEARNED_SIGMA_MIN))
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_floor_sigma_is_at_least_tau(arch):
     model = _model(arch, sigma_mode="floor", tau=0.05)
+    g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
-            p.normal_(0, 3)
-    _, sigma = model.encode(torch.rand(16, 1, 8, 8))
+            p.normal_(0, 3, generator=g)
+    _, sigma = model.encode(_rand(16, 1, 8, 8))
     assert (sigma >= 0.05).all()
     assert sigma.min() < 0.2  # the floor is actually reached for strongly negative s
 
@@ -78,7 +90,7 @@ def test_floor_sigma_is_at_least_tau(arch):
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_fixed_sigma_is_constant_and_has_no_head(arch):
     model = _model(arch, sigma_mode="fixed", fixed_sigma=0.3)
-    mu, sigma = model.encode(torch.rand(4, 1, 8, 8))
+    mu, sigma = model.encode(_rand(4, 1, 8, 8))
     assert torch.equal(sigma, torch.full_like(mu, 0.3))
     assert not any("sigma" in n for n, _ in model.named_parameters())
     if arch == "conv":
@@ -86,7 +98,7 @@ def test_fixed_sigma_is_constant_and_has_no_head(arch):
 
 
 def test_decode_is_sigmoid_for_bernoulli_and_identity_for_gaussian():
-    z = torch.randn(4, 3)
+    z = _randn(4, 3)
     bern = _model("mlp")
     torch.testing.assert_close(bern.decode(z), torch.sigmoid(bern.decode_logits(z)))
     gauss = _model("mlp", likelihood="gaussian")
@@ -95,12 +107,12 @@ def test_decode_is_sigmoid_for_bernoulli_and_identity_for_gaussian():
 
 def test_bernoulli_log_likelihood_matches_distribution_and_handles_grey_values():
     model = _model("mlp")
-    z = torch.randn(6, 3)
+    z = _randn(6, 3)
     logits = model.decode_logits(z)
-    x_bin = (torch.rand(6, 1, 8, 8) > 0.5).float()
+    x_bin = (_rand(6, 1, 8, 8) > 0.5).float()
     expected = torch.distributions.Bernoulli(logits=logits).log_prob(x_bin).flatten(1).sum(1)
     torch.testing.assert_close(model.log_likelihood(x_bin, z), expected)
-    x_grey = torch.rand(6, 1, 8, 8)
+    x_grey = _rand(6, 1, 8, 8, seed=1)
     p = torch.sigmoid(logits.double())
     grey = (x_grey * p.log() + (1 - x_grey) * (1 - p).log()).flatten(1).sum(1)
     torch.testing.assert_close(model.log_likelihood(x_grey, z).double(), grey, rtol=1e-5, atol=1e-4)
@@ -116,7 +128,7 @@ def test_bernoulli_log_likelihood_is_finite_for_saturated_logits():
 
 def test_gaussian_log_likelihood_includes_the_constant():
     model = _model("mlp", likelihood="gaussian", gaussian_scale=0.2)
-    z, x = torch.randn(5, 3), torch.rand(5, 1, 8, 8)
+    z, x = _randn(5, 3), _rand(5, 1, 8, 8)
     expected = torch.distributions.Normal(model.decode(z), 0.2).log_prob(x).flatten(1).sum(1)
     torch.testing.assert_close(model.log_likelihood(x, z), expected)
 
@@ -127,7 +139,7 @@ def test_every_activation_builds_and_runs(arch, activation):
     model = _model(arch, activation=activation)
     kinds = {type(m).__name__.lower() for m in model.modules()}
     assert activation in kinds
-    mu, _ = model.encode(torch.rand(2, 1, 8, 8))
+    mu, _ = model.encode(_rand(2, 1, 8, 8))
     assert torch.isfinite(model.decode(mu)).all()
 
 
@@ -151,7 +163,7 @@ def test_config_is_json_and_rebuilds_the_same_architecture(arch, kw):
     assert type(rebuilt) is ARCHITECTURES[arch]
     assert rebuilt.config() == model.config()
     rebuilt.load_state_dict(model.state_dict())
-    x = torch.rand(3, 1, 8, 8)
+    x = _rand(3, 1, 8, 8)
     for a, b in zip(model.eval().encode(x), rebuilt.eval().encode(x), strict=True):
         assert torch.equal(a, b)
 
@@ -219,11 +231,11 @@ def test_missing_hyperparameter_raises_rcert_error():
 def test_bad_inputs_raise_rcert_error(arch):
     model = _model(arch)
     with pytest.raises(RcertError, match="shape"):
-        model.encode(torch.rand(2, 1, 9, 8))
+        model.encode(_rand(2, 1, 9, 8))
     with pytest.raises(RcertError, match="shape"):
-        model.encode(torch.rand(1, 8, 8))
+        model.encode(_rand(1, 8, 8))
     with pytest.raises(RcertError, match="float64"):
-        model.encode(torch.rand(2, 1, 8, 8, dtype=torch.float64))
+        model.encode(_rand(2, 1, 8, 8, dtype=torch.float64))
     with pytest.raises(RcertError, match="latent"):
         model.decode(torch.zeros(2, 4))
     with pytest.raises(RcertError, match="latent"):
@@ -233,7 +245,7 @@ def test_bad_inputs_raise_rcert_error(arch):
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_rows_are_independent_and_vmap_jacobians_work(arch):
     model = _model(arch, activation="tanh")
-    x = torch.rand(4, 1, 8, 8)
+    x = _rand(4, 1, 8, 8)
     mu, sigma = model.encode(x)
     mu_1, sigma_1 = model.encode(x[2:3])
     torch.testing.assert_close(mu[2:3], mu_1)

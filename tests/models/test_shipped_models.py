@@ -10,9 +10,9 @@ import torch
 import rcert
 from rcert.attacks.latent import latent_attack
 from rcert.attacks.objectives import Encoded
-from rcert.attacks.optimizers import AttackSettings
 from rcert.engine.noise import STREAM_CHECK
 from rcert.models.checkpoint import read_header
+from rcert.settings import AttackConfig
 from rcert.statistics.binomial import clopper_pearson_upper
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -79,7 +79,7 @@ def test_latent_attack_never_beats_the_latent_margin(name):
     index = torch.as_tensor(data.index[keep])
     radius = 0.9 * torch.as_tensor(df.latent_margin.to_numpy()[keep], dtype=torch.float32)
     shift = latent_attack(model, x, radius, r=r, index=index, seed=0,
-                          settings=AttackSettings(restarts=3, steps=40, n_noise=64))
+                          config=AttackConfig(restarts=3, steps=40, n_noise=64))
     assert (shift.norm(dim=1) <= radius * (1 + 1e-5)).all()
     clean = Encoded.of(model, x)
     n = 2000

@@ -13,10 +13,21 @@ from rcert.models.objectives import elbo
 from rcert.models.training import fit
 
 
+def _rand(*shape: int, seed: int = 0, **kw) -> torch.Tensor:
+    """Uniform test data from a seeded generator (reproducible under -k)."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def _seeded(build, seed: int = 0):
+    """``build()`` with the global RNG seeded for the weights, and restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def _linear_gaussian(fixed_sigma=0.5, scale=1.0):
     """Affine encoder and decoder (no hidden layers): the ELBO has a closed form."""
-    torch.manual_seed(0)
-    return build_model(
+    return _seeded(lambda: build_model(
         "mlp",
         input_shape=[4],
         latent_dim=2,
@@ -25,15 +36,17 @@ def _linear_gaussian(fixed_sigma=0.5, scale=1.0):
         fixed_sigma=fixed_sigma,
         likelihood="gaussian",
         gaussian_scale=scale,
-    ).eval()
+    ).eval())
 
 
 def test_kl_term_matches_torch_distributions():
-    model = build_model("mlp", input_shape=[4], latent_dim=3, hidden=[8]).eval()
-    x = torch.rand(5, 4)
+    model = _seeded(lambda: build_model("mlp", input_shape=[4], latent_dim=3, hidden=[8]).eval())
+    x = _rand(5, 4)
     with torch.no_grad():
         full = elbo(model, x, beta=1.0, generator=torch.Generator().manual_seed(1))
-        recon = elbo(model, x, beta=0.0, generator=torch.Generator().manual_seed(1))
+        # beta must be > 0, so the reconstruction term is 2 ELBO_1 - ELBO_2 (same noise).
+        recon = (2 * elbo(model, x, beta=1.0, generator=torch.Generator().manual_seed(1))
+                 - elbo(model, x, beta=2.0, generator=torch.Generator().manual_seed(1)))
         mu, sigma = model.encode(x)
     expected = kl_divergence(Normal(mu, sigma), Normal(0.0, 1.0)).sum(1)
     torch.testing.assert_close(recon - full, expected, rtol=1e-5, atol=1e-5)
@@ -45,7 +58,7 @@ def test_reconstruction_term_matches_the_linear_gaussian_closed_form():
     # E_q[log N(x; W z + b, s^2)] = log N(x; W mu + b, s^2) - tr(W diag(sigma^2) W^T) / (2 s^2)
     sigma, scale = 0.5, 1.0
     model = _linear_gaussian(sigma, scale)
-    x = torch.rand(1, 4, dtype=torch.float64)
+    x = _rand(1, 4, dtype=torch.float64)
     model = model.double()
     weight = model.decoder[0].weight
     with torch.no_grad():
@@ -55,7 +68,9 @@ def test_reconstruction_term_matches_the_linear_gaussian_closed_form():
             2 * scale**2
         )
         n = 20000
-        samples = elbo(model, x.expand(n, 4), beta=0.0, generator=torch.Generator().manual_seed(0))
+        xs = x.expand(n, 4)
+        samples = (2 * elbo(model, xs, beta=1.0, generator=torch.Generator().manual_seed(0))
+                   - elbo(model, xs, beta=2.0, generator=torch.Generator().manual_seed(0)))
     stderr = samples.std() / math.sqrt(n)
     assert abs(samples.mean() - exact) < 4 * stderr
     assert stderr < 0.01
@@ -64,9 +79,9 @@ def test_reconstruction_term_matches_the_linear_gaussian_closed_form():
 def test_elbo_rejects_bad_arguments():
     model = _linear_gaussian()
     with pytest.raises(RcertError, match="beta"):
-        elbo(model, torch.rand(2, 4), beta=-1.0)
+        elbo(model, _rand(2, 4), beta=-1.0)
     with pytest.raises(RcertError, match="rcert architecture"):
-        elbo(wrap(model), torch.rand(2, 4))
+        elbo(wrap(model), _rand(2, 4))
 
 
 def _bars(n: int, seed: int) -> torch.Tensor:
@@ -83,8 +98,8 @@ X_TRAIN, X_VAL = _bars(128, 0), _bars(64, 1)
 
 
 def _small(**kw):
-    torch.manual_seed(0)
-    return build_model("mlp", input_shape=[1, 6, 6], latent_dim=2, hidden=[16], **kw)
+    return _seeded(lambda: build_model("mlp", input_shape=[1, 6, 6], latent_dim=2, hidden=[16],
+                                       **kw))
 
 
 def test_training_improves_held_out_elbo(capsys):
@@ -203,18 +218,72 @@ def test_floor_keeps_sigma_at_least_tau_after_training():
     model = _small(sigma_mode="floor", tau=tau)
     fit(model, X_TRAIN, X_VAL, epochs=30, batch_size=32, lr=1e-2, progress=False)
     with torch.no_grad():
-        _, sigma = model.encode(torch.cat([X_TRAIN, X_VAL, torch.rand(64, 1, 6, 6)]))
+        _, sigma = model.encode(torch.cat([X_TRAIN, X_VAL, _rand(64, 1, 6, 6)]))
     assert (sigma >= tau).all()
     # Training pushed sigma onto the floor, so the bound is exercised, not vacuous.
     assert sigma.min() < tau + 0.01
 
 
+def _held_out(model, beta: float, seed: int = 0, batch_size: int = 32) -> float:
+    """Mean held-out beta-ELBO with the noise ``fit`` uses for ``X_VAL`` (one generator seeded
+    ``seed + VAL_STREAM``, drawn batch after batch), from :func:`elbo` alone."""
+    generator = torch.Generator().manual_seed(seed + training.VAL_STREAM)
+    model.eval()
+    with torch.no_grad():
+        values = [elbo(model, batch, beta=beta, generator=generator)
+                  for batch in X_VAL.split(batch_size)]
+    return float(torch.cat(values).mean())
+
+
+def _trained_for(epochs: int, beta: float, **kw):
+    """The model after exactly ``epochs`` epochs (patience never reached); training is
+    deterministic, so these are the weights of that epoch of any longer run whose held-out
+    objective rose up to it."""
+    model = _small()
+    result = fit(model, X_TRAIN, X_VAL, beta=beta, epochs=epochs, patience=epochs, **kw)
+    return model, result
+
+
 def test_small_beta_is_not_stopped_by_the_true_elbo():
-    # With beta < 1 the true held-out ELBO can fall while the beta-ELBO being maximised
-    # still rises; early stopping must follow the objective, or training stops at once.
-    torch.manual_seed(0)
-    model = build_model("mlp", input_shape=[1, 6, 6], latent_dim=2, hidden=[16])
-    result = training.fit(model, X_TRAIN, X_VAL, beta=0.1, epochs=40, patience=3, progress=False)
-    objective = [h["val_objective"] for h in result["history"]]
-    assert result["best_val_objective"] == max(objective)
-    assert result["best_val_objective"] >= result["best_val_elbo"]
+    # With a small beta the KL grows while the reconstruction improves: the held-out beta-ELBO
+    # rises for many epochs while the true ELBO (beta = 1) peaks early and falls. Early
+    # stopping must follow the objective being maximised.
+    beta, patience = 0.02, 3
+    kw = {"batch_size": 32, "lr": 1e-2, "progress": False}
+    model = _small()
+    result = fit(model, X_TRAIN, X_VAL, beta=beta, epochs=40, patience=patience, **kw)
+
+    # The true held-out ELBO per epoch, each from a run of exactly that many epochs, until
+    # a stopper that followed it would have stopped.
+    true_elbo, objective = [], []
+    while True:
+        epoch = len(true_elbo) + 1
+        trained, short = _trained_for(epoch, beta, **kw)
+        assert short["best_epoch"] == epoch  # the objective rose: these are epoch e's weights
+        true_elbo.append(_held_out(trained, beta=1.0))
+        objective.append(_held_out(trained, beta=beta))
+        true_best = int(np.argmax(true_elbo)) + 1
+        if epoch - true_best >= patience:
+            break
+    true_stop = epoch
+    # The construction works: the true ELBO fell for `patience` epochs while the objective
+    # rose on every one of them.
+    assert true_elbo[-1] < max(true_elbo)
+    assert all(np.diff(objective) > 0)
+    # The history is the objective, recomputed independently (same noise, same weights).
+    history = [h["val_objective"] for h in result["history"]]
+    np.testing.assert_allclose(history[:true_stop], objective, rtol=1e-5)
+
+    # Training went on past the true ELBO's stop, and stopped on the objective's patience.
+    assert result["epochs_run"] > true_stop
+    best = result["best_epoch"]
+    assert best > true_stop
+    assert result["epochs_run"] - best == patience or result["epochs_run"] == 40
+    assert max(history[best:], default=-math.inf) <= history[best - 1]
+
+    # The restored weights are those of the best objective epoch: bit-identical to a run of
+    # exactly that many epochs, and their held-out beta-ELBO is the reported best.
+    at_best, _ = _trained_for(best, beta, **kw)
+    assert all(torch.equal(v, at_best.state_dict()[k]) for k, v in model.state_dict().items())
+    assert _held_out(model, beta=beta) == pytest.approx(result["best_val_objective"], rel=1e-5)
+    assert _held_out(model, beta=1.0) == pytest.approx(result["best_val_elbo"], rel=1e-5)

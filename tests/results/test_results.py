@@ -68,11 +68,15 @@ def df() -> pd.DataFrame:
 
 
 def _brute_curve(df: pd.DataFrame, radii) -> dict[str, list[float]]:
-    """The certified-fraction curve by counting, one radius and one row at a time."""
+    """The certified-fraction curve by counting, one radius and one row at a time.
+
+    An abstention is never certified, whatever its margin columns hold.
+    """
     n = len(df)
     curve = {"radius": [float(e) for e in radii]}
     for col in CURVE_COLUMNS:
-        values = df[col].tolist()
+        rows = zip(df[col].tolist(), df["abstain"].tolist(), strict=True)
+        values = [v for v, abstained in rows if not abstained]
         curve[col] = [sum(1 for v in values if v >= e and v > 0) / n for e in radii]
     return curve
 
@@ -363,17 +367,19 @@ def test_to_table(tiny_result):
 
 
 def test_summarize_curve_crossings_by_hand():
-    # Input 0 crosses m at rho = 0.2; input 1 never does (inf); input 2 at rho = 0.
-    rows = [(0, 0.0, 0.9), (0, 0.1, 0.7), (0, 0.2, 0.4), (0, 0.3, 0.2),
-            (1, 0.0, 0.9), (1, 0.1, 0.9), (1, 0.2, 0.8), (1, 0.3, 0.6),
-            (2, 0.0, 0.5), (2, 0.1, 0.3), (2, 0.2, 0.1), (2, 0.3, 0.0)]
-    df = pd.DataFrame(rows, columns=["index", "rho", "p_hat"])
-    df["robust"] = df["p_hat"] > 0.5
+    # Input 0 is first broken at rho = 0.2; input 1 never (uncrossed); input 2 at rho = 0.
+    rows = [(0, 0.0, 0.9, False), (0, 0.1, 0.7, False), (0, 0.2, 0.4, True),
+            (0, 0.3, 0.2, True),
+            (1, 0.0, 0.9, False), (1, 0.1, 0.9, False), (1, 0.2, 0.8, False),
+            (1, 0.3, 0.6, False),
+            (2, 0.0, 0.5, True), (2, 0.1, 0.3, True), (2, 0.2, 0.1, True), (2, 0.3, 0.0, True)]
+    df = pd.DataFrame(rows, columns=["index", "rho", "p_hat", "broken"])
     s = summary.summarize_curve(df, m=0.5)
     assert s["n_inputs"] == 3 and s["rho"] == [0.0, 0.1, 0.2, 0.3]
     assert s["mean_p_hat"] == pytest.approx([0.7666666, 0.6333333, 0.4333333, 0.2666666])
-    assert s["crossing"]["min"] == 0.0 and s["crossing"]["median"] == 0.2
-    assert s["crossing"]["max"] == math.inf
+    # Only the two finite crossings are described; the third input is counted apart.
+    assert s["crossing"]["count"] == 2 and s["n_uncrossed"] == 1
+    assert s["crossing"]["min"] == 0.0 and s["crossing"]["max"] == 0.2
 
 
 def test_summarize_attack_by_hand():
@@ -390,14 +396,55 @@ def test_summarize_attack_by_hand():
     assert second["loglik_degradation"]["max"] == 0.4
 
 
-def test_table_summary_prints_the_attack_verdict(tiny_vae):
-    df = certify(tiny_vae, torch.rand(5, 10), r=0.6, n_samples=100, empirical=True,
-                 attack={"steps": 3, "n_noise": 8})
-    res = schema.result(df, model={"path": "tiny.rcert"})
-    e = res["summary"]["empirical"]
-    fit = e["fit"]["bound"]
-    line = next(x for x in to_table(res).splitlines() if x.startswith("attacked:"))
-    assert line == (f"attacked: {e['n_violations']} violations, {e['n_unbroken']} unbroken; "
-                    f"empirical vs bound: correlation {fit['correlation']:.3f}, slope "
-                    f"{fit['slope']:.3f}, intercept {fit['intercept']:.3g}")
-    assert e["n_violations"] == int(df["violation"].sum())
+def _attacked_frame() -> pd.DataFrame:
+    """Certify rows with attack columns, made by hand: seven inputs, of which one abstained
+    (bound 0), one has an unbounded certificate (bound inf) and one was never broken
+    (margin_empirical inf); the published bound and bound_certified are ordered differently,
+    so a fit against the wrong column, or over the wrong inputs, gives other numbers."""
+    bound = np.array([2.0, 0.6, 0.0, INF, 1.2, 3.1, 0.9])
+    certified = np.array([0.5, 0.4, 0.0, INF, 1.0, 0.7, 0.8])
+    found = np.array([2.6, 1.5, 0.0, 1.7, 0.6, INF, 0.3])
+    rows = [{"bound": b, "bound_certified": c, "abstain": b == 0.0}
+            for b, c in zip(bound, certified, strict=True)]
+    df = _frame(rows)
+    df["margin_empirical"] = found
+    df["margin_bracket_lo"] = np.where(np.isfinite(found), 0.98 * found, 5.0)
+    df["margin_bracket_hi"] = found
+    df["p_check"] = np.where(np.isfinite(found), 0.1, np.nan)
+    df["p_check_upper"] = np.where(np.isfinite(found), 0.3, np.nan)
+    df["violation"] = (found < certified) & (df["p_check_upper"].to_numpy() <= 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["tightness"] = np.where(np.isinf(found), np.nan,
+                                   np.where(certified == 0, 0.0, certified / found))
+    return df
+
+
+def _number(pattern: str, line: str) -> float:
+    match = re.search(pattern, line)
+    assert match, (pattern, line)
+    return float(match.group(1))
+
+
+def test_table_summary_prints_the_attack_verdict():
+    df = _attacked_frame()
+    line = next(x for x in to_table(schema.result(df)).splitlines() if "violations" in x)
+
+    # Recomputed from the rows, not from the summary: counts ...
+    assert _number(r"(\d+) violations", line) == df["violation"].sum() == 3
+    assert _number(r"(\d+) unbroken", line) == np.isinf(df["margin_empirical"]).sum() == 1
+    # ... and the fit of margin_empirical on the published bound over the inputs where both
+    # are finite and the bound positive (inputs 0, 1, 4, 6).
+    b, f = df["bound"].to_numpy(), df["margin_empirical"].to_numpy()
+    keep = np.isfinite(b) & np.isfinite(f) & (b > 0)
+    assert keep.tolist() == [True, True, False, False, True, False, True]
+    correlation = np.corrcoef(b[keep], f[keep])[0, 1]
+    slope = np.cov(b[keep], f[keep])[0, 1] / np.var(b[keep], ddof=1)
+    intercept = f[keep].mean() - slope * b[keep].mean()
+    assert _number(r"correlation (-?[\d.]+)", line) == pytest.approx(correlation, abs=6e-4)
+    assert _number(r"slope (-?[\d.]+)", line) == pytest.approx(slope, abs=6e-4)
+    assert _number(r"intercept (-?[\d.e+-]+)", line) == pytest.approx(intercept, rel=6e-3)
+    # Against bound_certified, or with the abstained input, the numbers would differ.
+    c = df["bound_certified"].to_numpy()
+    assert abs(np.corrcoef(c[keep], f[keep])[0, 1] - correlation) > 0.05
+    wide = np.isfinite(b) & np.isfinite(f)
+    assert abs(np.corrcoef(b[wide], f[wide])[0, 1] - correlation) > 0.01

@@ -12,10 +12,10 @@ import warnings
 from pathlib import Path
 from xml.etree import ElementTree
 
+import numpy as np
 import pandas as pd
 import pytest
-import torch
-from conftest import TinyMLPVAE, assert_one_error_line, cli_output, strict_json
+from conftest import assert_one_error_line, cli_output, strict_json
 
 import rcert
 import rcert.plots
@@ -46,8 +46,9 @@ def main_report(ab_ckpts, tmp_path_factory):
 def abstaining(ab_ckpts, tmp_path_factory) -> dict:
     """Results (no files) of a setting where some inputs abstain: a small r."""
     out = tmp_path_factory.mktemp("abstaining")
-    res = report.compute([{"path": str(ab_ckpts["a"]), "r": 0.3, "limit": 12,
-                           "n_samples": 100}], out)
+    res = report.compute([report.ModelEntry(str(ab_ckpts["a"]), limit=12,
+                                            certify={"r": 0.3, "n_samples": 100})],
+                         out).results
     n_abstained = sum(bool(row["abstain"]) for row in res["a"]["inputs"])
     assert 0 < n_abstained < 12  # both kinds of input, or the tests below prove little
     return res
@@ -287,11 +288,16 @@ def test_report_html_is_self_contained(main_report):
     page = (out / "report.html").read_text()
     _assert_self_contained(page)
     pngs = sorted((out / "plots").glob("*.png"))
-    assert page.count('src="data:image/png;base64,') == len(pngs) == len(report.FIGURES)
-    # Each PNG is embedded whole, byte for byte.
+    assert len(pngs) == len(report.FIGURES)
+    # Each PNG is embedded whole, byte for byte; the other images are the weakest inputs'.
     for png in pngs:
         assert base64.b64encode(png.read_bytes()).decode() in page
-    assert page.count("<img") == len(pngs)
+    doc = json.loads((out / "results.json").read_text())
+    pictured = sum(min(report.GALLERY_SIZE, sum(not row["abstain"] for row in res["inputs"]))
+                   for res in doc["models"].values())
+    per_input = 2  # the input and its reconstruction (this report ran no attack)
+    assert page.count('src="data:image/png;base64,') == len(pngs) + per_input * pictured
+    assert page.count("<img") == len(pngs) + per_input * pictured
     assert "<th>a</th><th>b</th>" in page
 
 
@@ -300,7 +306,7 @@ def test_report_html_escapes_every_string(abstaining, tmp_path):
     res["config"]["data"] = "<i>data</i> & more"
     verdicts = [{"model": EVIL, "threshold": "<b>threshold</b>", "value": 0.1, "limit": 0.2,
                  "passed": False, "message": "<script>no</script>"}]
-    report.write(tmp_path, {EVIL: res}, verdicts)
+    report.write(tmp_path, report.Computed({EVIL: res}, {}), verdicts)
     page = (tmp_path / "report.html").read_text()
     _assert_self_contained(page)
     assert "<script>alert(1)</script>" not in page
@@ -325,8 +331,9 @@ def test_report_html_escapes_image_names(abstaining):
 
 
 def test_an_empirical_report_where_no_attack_succeeded_says_so(ab_ckpts, tmp_path):
-    res = report.compute([{"path": str(ab_ckpts["a"]), "limit": 3, "n_samples": 50,
-                           "empirical": True}], tmp_path)
+    res = report.compute([report.ModelEntry(str(ab_ckpts["a"]), limit=3,
+                                            certify={"n_samples": 50}, empirical=True)],
+                         tmp_path).results
     for row in res["a"]["inputs"]:
         row["margin_empirical"] = float("inf")
     with warnings.catch_warnings():
@@ -496,40 +503,109 @@ def test_report_bad_input(ab_ckpts, tmp_path, run):
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
-def test_headline_figures_are_the_summaries(tiny_vae_results):
-    """Every number of the Markdown/HTML headline table comes from the model's summary."""
-    results = tiny_vae_results
-    table = rcert.results.markdown.headline_table(results)
-
-    def same(a, b):
-        return a == b or (math.isnan(a) and math.isnan(b))
-
-    for name, res in results.items():
-        s, col = res["summary"], table[name]
-        assert col["inputs"] == s["n_inputs"] and col["abstained"] == s["n_abstained"]
-        assert col["certified"] == f"{s['n_certified']} ({100 * s['certified_share']:.1f}%)"
-        assert same(col["mean bound_certified"], s["mean_margin"]["bound_certified"])
-        assert same(col["median bound_certified"], s["margins"]["bound_certified"]["median"])
-        assert same(col["mean bound_whitened"], s["mean_margin"]["bound_whitened"])
-        assert same(col["mean latent_margin"], s["mean_margin"]["latent_margin"])
-        assert same(col["median r_min"], s["diagnostics"]["r_min"]["median"])
-        e = s["empirical"]
-        assert col["violations"] == e["n_violations"]
-        assert same(col["mean margin_empirical"], e["margin_empirical"]["mean"])
-        assert same(col["empirical vs bound: correlation"], e["fit"]["bound"]["correlation"])
-        assert same(col["median tightness"], e["tightness"]["median"])
-    md = rcert.results.markdown.summary_markdown(results)
-    first = next(iter(results))
-    value = table[first]["mean bound_certified"]
-    assert f"| mean bound_certified | {value:.4g} |" in md
+def _hand_made(p_lower, bound, certified, found, tightness_of=None) -> pd.DataFrame:
+    """Certify rows with attack columns, written out by hand (m = 0.5)."""
+    p_lower, certified, found = (np.asarray(v, dtype=float) for v in (p_lower, certified, found))
+    n = len(p_lower)
+    rng = np.random.default_rng(n)
+    df = pd.DataFrame({
+        "index": np.arange(n), "sigma_min": rng.uniform(0.2, 1, n),
+        "sigma_mean": rng.uniform(1, 2, n), "jacobian_fro": rng.uniform(1, 3, n),
+        "jacobian_spec": rng.uniform(0.5, 1, n), "jacobian_whitened": rng.uniform(1, 5, n),
+        "k": np.full(n, 80), "n": np.full(n, 100), "p_hat": np.minimum(p_lower + 0.1, 1),
+        "p_lower": p_lower, "r_min": rng.uniform(0.1, 1, n), "r_min_upper": np.full(n, 1.5),
+        "bound": bound, "bound_certified": certified, "bound_spectral": certified * 1.5,
+        "bound_whitened": certified * 2.5, "latent_margin": rng.uniform(0, 1, n) * certified,
+        "abstain": p_lower <= 0.5,
+    })
+    assert list(df.columns) == list(COLUMNS)
+    df["margin_empirical"] = found
+    df["margin_bracket_lo"] = np.where(np.isfinite(found), 0.98 * found, 3.0)
+    df["margin_bracket_hi"] = found
+    df["p_check"] = np.where(np.isfinite(found), 0.2, np.nan)
+    df["p_check_upper"] = np.where(np.isfinite(found), 0.4, np.nan)
+    df["violation"] = (found < certified) & (df["p_check_upper"].to_numpy() <= 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["tightness"] = np.where(np.isinf(found), np.nan,
+                                   np.where(certified == 0, 0.0, certified / found))
+    df.attrs["config"] = {"r": 0.6, "m": 0.5, "n_samples": 100, "alpha": 0.001, "seed": 0}
+    return df
 
 
 @pytest.fixture(scope="module")
-def tiny_vae_results():
-    x = torch.rand(6, 10, generator=torch.Generator().manual_seed(0))
-    out = {}
-    for name, seed in (("one", 0), ("two", 1)):
-        df = rcert.certify(TinyMLPVAE(seed=seed), x, r=0.6, n_samples=100, empirical=True,
-                           attack={"steps": 3, "n_noise": 8})
-        out[name] = rcert.results.schema.result(df, model={"path": f"{name}.rcert"})
-    return out
+def hand_made_results():
+    """Two models' results from hand-made rows: abstentions, an unbroken input (inf), an
+    unbounded certificate (inf), violations; the second model's mean empirical margin is inf."""
+    frames = {
+        "one": _hand_made(p_lower=[0.9, 0.4, 0.8, 0.95, 0.7, 0.3, 0.85],
+                          bound=[1.1, 0.0, 0.7, 2.5, 0.5, 0.0, 0.9],
+                          certified=[0.8, 0.0, 0.5, 2.0, 0.3, 0.0, 0.6],
+                          found=[1.6, 0.0, 0.4, 2.9, 1.2, 0.0, 0.25]),
+        "two": _hand_made(p_lower=[0.99, 0.6, 0.45, 0.9, 0.75, 0.8],
+                          bound=[math.inf, 0.4, 0.0, 1.3, 0.8, 0.6],
+                          certified=[math.inf, 0.2, 0.0, 1.0, 0.6, 0.5],
+                          found=[0.9, math.inf, 0.0, 0.7, 1.7, 0.45]),
+    }
+    results = {name: rcert.results.schema.result(df, model={"path": f"{name}.rcert"},
+                                                 config={"data": f"{name}.npz"})
+               for name, df in frames.items()}
+    return frames, results
+
+
+def _markdown_table(md: str) -> dict[str, list[str]]:
+    """The headline table of a Markdown summary: row label -> cells, one per model."""
+    table = {}
+    for line in md.splitlines():
+        if line.startswith("## "):
+            break
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            table[cells[0]] = cells[1:]
+    return table
+
+
+def _close(printed: str, expected: float) -> bool:
+    """A number printed to four significant figures against its exact value."""
+    value = float(printed)
+    if not math.isfinite(expected):
+        return value == expected or (math.isnan(value) and math.isnan(expected))
+    return value == pytest.approx(expected, rel=6e-4, abs=1e-12)
+
+
+def test_headline_figures_are_recomputed_from_the_inputs(hand_made_results):
+    """Every number of the Markdown headline table, against the per-input rows."""
+    frames, results = hand_made_results
+    table = _markdown_table(rcert.results.markdown.summary_markdown(results))
+    assert table[""] == list(frames)  # the header: one column per model, in order
+    for i, (name, df) in enumerate(frames.items()):
+        col = {label: cells[i] for label, cells in table.items()}
+        assert col["data"] == f"{name}.npz"
+        assert float(col["r"]) == 0.6
+        assert int(col["inputs"]) == len(df)
+        certified = int((df["p_lower"] > 0.5).sum())
+        count, share = col["certified"].split(" ", 1)
+        assert int(count) == certified
+        assert float(share.strip("()%")) == pytest.approx(100 * certified / len(df), abs=0.05)
+        assert int(col["abstained"]) == int((df["p_lower"] <= 0.5).sum())
+        margin = df["bound_certified"].to_numpy()
+        assert _close(col["mean bound_certified"], np.mean(margin))
+        assert _close(col["median bound_certified"], np.median(margin))
+        assert _close(col["mean bound_whitened"], df["bound_whitened"].mean())
+        assert _close(col["mean latent_margin"], df["latent_margin"].mean())
+        assert _close(col["median r_min"], np.median(df["r_min"]))
+        found = df["margin_empirical"].to_numpy()
+        assert int(col["violations"]) == int((found < margin).sum())
+        assert _close(col["mean margin_empirical"], np.mean(found))
+        bound = df["bound"].to_numpy()
+        keep = np.isfinite(bound) & np.isfinite(found) & (bound > 0)
+        assert keep.sum() >= 3
+        assert _close(col["empirical vs bound: correlation"],
+                      np.corrcoef(bound[keep], found[keep])[0, 1])
+        broken = np.isfinite(found)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tightness = np.where(margin[broken] == 0, 0.0, margin[broken] / found[broken])
+        assert _close(col["median tightness"], np.median(tightness))
+    # The hand-made rows exercise what they should: counts that differ between models, an
+    # inf mean on the second, violations on both.
+    assert table["violations"] == ["2", "3"]
+    assert table["mean margin_empirical"][1] == "inf"

@@ -42,17 +42,19 @@ def inputs():
     return dataset.x, np.arange(N, dtype=np.int64) * 7 + 100
 
 
-def _settings(r: float = 0.8, seed: int = 0, n_samples: int = 50) -> dict:
-    return {"model": "mlp", "data": "digits:test", "n": N, "r": r, "seed": seed,
-            "n_samples": n_samples}
+IDENTITY = {"model": "mlp", "data": "digits:test", "n": N}
+
+
+def _config(r: float = 0.8, seed: int = 0, n_samples: int = 50) -> rcert.CertifyConfig:
+    return rcert.CertifyConfig(r=r, seed=seed, n_samples=n_samples)
 
 
 def _run(model, inputs, path: Path, *, r: float = 0.8, seed: int = 0,
          n_samples: int = 50) -> pd.DataFrame:
     x, index = inputs
     return rcert.runs.resume.certify_resumable(
-        model, x, index, path=path, settings=_settings(r, seed, n_samples), chunk=CHUNK,
-        r=r, n_samples=n_samples, seed=seed)
+        model, x, index, path=path, config=_config(r, seed, n_samples), identity=IDENTITY,
+        chunk=CHUNK)
 
 
 class _Calls:
@@ -63,12 +65,12 @@ class _Calls:
         self.calls = 0
         self.sizes: list[int] = []
 
-    def __call__(self, model, x, **kwargs):
+    def __call__(self, model, x, *args, **kwargs):
         self.calls += 1
         if self.calls == self.fail_on:
             raise KeyboardInterrupt
         self.sizes.append(len(x))
-        return REAL_CERTIFY(model, x, **kwargs)
+        return REAL_CERTIFY(model, x, *args, **kwargs)
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -197,8 +199,8 @@ def test_a_different_chunk_size_starts_afresh(model, inputs, fresh, tmp_path, mo
     _run(model, inputs, path)
     calls = _Calls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
-    df = rcert.runs.resume.certify_resumable(model, x, index, path=path, settings=_settings(),
-                                        chunk=4, r=0.8, n_samples=50, seed=0)
+    df = rcert.runs.resume.certify_resumable(model, x, index, path=path, config=_config(),
+                                             identity=IDENTITY, chunk=4)
     assert calls.calls == 3
     assert calls.sizes == [4, 4, 3]
     assert df["index"].tolist() == index.tolist()
@@ -245,8 +247,8 @@ def test_resume_keeps_dtypes(model, inputs, fresh):
 def test_a_chunk_mixing_inf_and_finite_values_reads_back_as_float(model, inputs, tmp_path,
                                                                   monkeypatch):
     # A chunk whose column mixes numbers and "inf" strings in JSON must come back as floats.
-    def some_inf(model, x, **kwargs):
-        df = REAL_CERTIFY(model, x, **kwargs)
+    def some_inf(model, x, *args, **kwargs):
+        df = REAL_CERTIFY(model, x, *args, **kwargs)
         df.loc[df.index % 2 == 0, "r_min_upper"] = np.inf
         df.loc[df.index % 2 == 1, "latent_margin"] = -np.inf
         return df
@@ -280,8 +282,7 @@ def test_no_inputs_is_an_error(model, inputs, tmp_path):
     x, index = inputs
     with pytest.raises(rcert.RcertError, match="no inputs"):
         rcert.runs.resume.certify_resumable(model, x[:0], index[:0], path=tmp_path / "p.jsonl",
-                                       settings=_settings(), chunk=CHUNK, r=0.8,
-                                       n_samples=50, seed=0)
+                                            config=_config(), identity=IDENTITY, chunk=CHUNK)
 
 
 def test_the_settings_digest_ignores_key_order_and_sees_every_value():

@@ -10,7 +10,8 @@ from xml.etree import ElementTree
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_error_line, cli_output, strict_json
+from conftest import Kink, assert_one_error_line, cli_output, kinked_vae, strict_json
+from scipy import stats
 
 import rcert
 from rcert.runs import report
@@ -92,14 +93,17 @@ max_regression = 0.1
     # The baseline is read when the config is loaded, so a bad one fails before any run.
     (tmp_path / "cfg" / "prev").mkdir()
     (tmp_path / "cfg" / "prev" / "results.json").write_text('{"models": {}}')
-    entries, thresholds = check.load_config(config)
+    parsed = check.load_config(config)
+    entries, thresholds = parsed.models, parsed.thresholds
     assert entries == [
-        {"path": str(tmp_path / "cfg" / "models" / "a.rcert"), "r": 1.0,
-         "data": "digits:test", "limit": 5, "n_samples": 50, "alpha": 0.01, "m": 0.5,
-         "seed": 3, "empirical": True},
-        {"path": "/abs/b.rcert", "empirical": True},
+        report.ModelEntry(path=str(tmp_path / "cfg" / "models" / "a.rcert"),
+                          data="digits:test", limit=5, empirical=True,
+                          certify={"r": 1.0, "n_samples": 50, "alpha": 0.01, "m": 0.5,
+                                   "seed": 3}),
+        report.ModelEntry(path="/abs/b.rcert", empirical=True),
     ]
-    assert isinstance(entries[0]["r"], float)  # an integer where a float is asked is fine
+    assert isinstance(entries[0].certify["r"], float)  # an integer where a float is asked
+    assert parsed.attack == rcert.settings.EMPIRICAL_ATTACK
     assert thresholds == {"min_mean_margin": 0.04, "min_certified_fraction": 0.8,
                           "at_radius": 0.0, "max_violations": 0, "max_abstain_fraction": 1.0,
                           "baseline": str(tmp_path / "cfg" / "prev" / "results.json"),
@@ -108,9 +112,9 @@ max_regression = 0.1
 
 
 def test_load_config_without_thresholds(tmp_path):
-    entries, thresholds = check.load_config(_write(tmp_path, '[[model]]\npath = "a.rcert"\n'))
-    assert entries == [{"path": str(tmp_path / "a.rcert")}]
-    assert thresholds == {}
+    parsed = check.load_config(_write(tmp_path, '[[model]]\npath = "a.rcert"\n'))
+    assert parsed.models == [report.ModelEntry(path=str(tmp_path / "a.rcert"))]
+    assert parsed.thresholds == {}
 
 
 _PATH = '[[model]]\npath = "a.rcert"\n'
@@ -231,8 +235,24 @@ def test_verdict_values_follow_their_definitions():
         assert isinstance(v["passed"], bool)
 
 
-def test_an_abstention_with_a_margin_does_not_count_as_certified():
-    # Even at radius 0, where every margin qualifies, abstentions stay out.
+@pytest.mark.parametrize("radius", [0.0, 0.1, 0.25, 0.35])
+def test_an_abstention_with_a_margin_does_not_count_as_certified(radius):
+    # Inputs 0 and 1 abstain yet carry a positive bound_certified (e.g. rows from another
+    # tool, or a bound column filled before the abstention rule): they must never count,
+    # even where their margin reaches the radius.
+    margins = np.array([0.4, 0.3, 0.2, 0.5, 0.0])
+    abstain = np.array([True, True, False, False, True])
+    res = {"m": _result(margins.tolist(), abstain.tolist())}
+    (v,) = check.verdicts(res, {"min_certified_fraction": 0.5, "at_radius": radius})
+    expected = np.mean(~abstain & (margins >= radius) & (margins > 0))
+    assert v["value"] == pytest.approx(expected)
+    assert v["passed"] == (expected >= 0.5)
+    # Counting the abstentions would give a different share at every radius here.
+    assert expected < np.mean((margins >= radius) & (margins > 0))
+
+
+def test_an_abstention_with_margin_zero_does_not_count_at_radius_zero():
+    # At radius 0, where every margin qualifies, abstentions stay out.
     res = {"m": _result([0.0, 0.0, 0.3], [True, True, False])}
     (v,) = check.verdicts(res, {"min_certified_fraction": 0.5})
     assert v["threshold"] == "min_certified_fraction at radius 0"
@@ -259,6 +279,11 @@ def passing(ab_ckpts, tmp_path_factory):
     return (out, *cli_output("check", config, "--out", out, "--quiet"))
 
 
+def _cells(line: str) -> list[str]:
+    """The cells of one Markdown table row."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
 def test_check_passes(passing):
     out, code, stdout, stderr = passing
     assert code == 0, stderr
@@ -269,7 +294,17 @@ def test_check_passes(passing):
     assert report.is_complete(out)
     summary = (out / "summary.md").read_text()
     assert "## Thresholds: 3 passed, 0 failed" in summary
-    assert "| PASS | a | max_abstain_fraction | 0.25 | 1 |" in summary
+    # The verdict table's row carries the share of abstaining rows of inputs.csv.
+    share = float(_inputs(out)["abstain"].mean())
+    assert 0 < share < 1
+    rows = [_cells(line) for line in summary.splitlines() if line.startswith("| PASS | a |")]
+    by_name = {row[2]: row for row in rows}
+    assert set(by_name) == {"min_mean_margin", "min_certified_fraction at radius 0",
+                            "max_abstain_fraction"}
+    mark, model, _, value, limit = by_name["max_abstain_fraction"]
+    assert (mark, model) == ("PASS", "a")
+    assert float(value) == pytest.approx(share, rel=5e-4)  # printed to 4 significant figures
+    assert float(limit) == PASSING["max_abstain_fraction"]
     suites = {s.get("name"): s for s in ElementTree.parse(out / "junit.xml").getroot()}
     assert suites["thresholds"].get("tests") == "3"
     assert suites["thresholds"].get("failures") == "0"
@@ -404,6 +439,8 @@ def test_a_bad_baseline_is_an_error(passing, ab_ckpts, tmp_path, run, which):
 
 
 def test_max_violations_with_empirical(ab_ckpts, tmp_path, run):
+    # Whatever the attack finds on an untrained model, the verdict is the count of the
+    # violation column, and the exit code follows the verdict.
     model = {"path": ab_ckpts["a"], "limit": 3, "n_samples": 50, "empirical": True}
     config = _write(tmp_path, _toml([model], {"max_violations": 0}))
     out = tmp_path / "rep"
@@ -421,6 +458,60 @@ def test_max_violations_with_empirical(ab_ckpts, tmp_path, run):
     root = ElementTree.parse(out / "junit.xml").getroot()
     assert root.find("testsuite[@name='a']").get("failures") == str(n_violations)
     assert (out / "plots" / f"{report.EMPIRICAL_FIGURE}.png").is_file()
+    assert report.is_complete(out)
+
+
+# Inputs in the flat part of the kinked model, at distances 0.04, 0.05 and 0.02 from its kink.
+KINKED_INPUTS = np.array([[0.49], [0.5], [0.53]], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def kinked_check(tmp_path_factory):
+    """``rcert check`` with ``max_violations = 0`` on a model whose first-order certificate
+    is wrong by a factor of about 40 (``kinked_vae``): (report folder, code, stdout, stderr)."""
+    folder = tmp_path_factory.mktemp("kinked")
+    data = folder / "inputs.npz"
+    np.savez(data, x=KINKED_INPUTS)
+    rcert.save(kinked_vae(), folder / "kinked.rcert", data=str(data), recommended_r=Kink.r)
+    entry = {"path": "kinked.rcert", "data": str(data), "r": Kink.r, "n_samples": 500,
+             "empirical": True}
+    config = _write(folder, _toml([entry], {"max_violations": 0}))
+    out = folder / "rep"
+    return (out, *cli_output("check", config, "--out", out, "--quiet"))
+
+
+def test_max_violations_fails_where_an_attack_beats_a_first_order_bound(kinked_check):
+    out, code, stdout, stderr = kinked_check
+    assert code == 1, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("FAIL kinked max_violations: ")
+    assert "3" in lines[0].removeprefix("FAIL kinked max_violations: ").split()  # the count
+    assert lines[-1] == f"0 passed, 1 failed; report in {out}"
+    v = _verdicts(out)["max_violations"]
+    assert (v["value"], v["limit"], v["passed"]) == (3, 0, False)
+
+    df = _inputs(out, "kinked").sort_values("index")
+    assert len(df) == len(KINKED_INPUTS)
+    assert df["violation"].tolist() == [True] * len(KINKED_INPUTS)
+    # The certificate sees only the slope at x: Theorem 1 with p_lower, about 1.8 here.
+    expected = Kink.sigma * stats.norm.ppf(df["p_lower"]) / Kink.slope
+    np.testing.assert_allclose(df["bound_certified"], expected, rtol=1e-6)
+    assert (df["bound_certified"] > 1.0).all()
+    # The true margin is the distance to the nearer side of the kink (+ O(1/gain)); the
+    # attack's margin is an upper bound on it, found by bisection to 2% on whichever side
+    # the attack went, so it lies between the two distances (up to 2%).
+    offset = np.abs(KINKED_INPUTS.ravel() - Kink.centre)
+    found = df["margin_empirical"].to_numpy()
+    assert (found >= Kink.half_width - offset - 1e-6).all()
+    assert (found <= 1.05 * (Kink.half_width + offset) + 1e-4).all()
+    assert (found < df["bound_certified"].to_numpy() / 20).all()
+    # At the attack's perturbation not one fresh draw was within r: the violation is not a
+    # Monte Carlo accident and survives any multiplicity correction over three inputs.
+    assert (df["p_check"] == 0).all()
+    assert (df["p_check_upper"] < 0.05).all()
+
+    root = ElementTree.parse(out / "junit.xml").getroot()
+    assert root.find("testsuite[@name='kinked']").get("failures") == "3"
     assert report.is_complete(out)
 
 

@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,3 +99,32 @@ def test_published_le_spectral_le_whitened(seed, d_z, big_d, t):
     spe = margins.spectral(s_min, t, norms["jacobian_spec"])
     whi = margins.whitened(t, norms["jacobian_whitened"])
     assert pub <= spe * (1 + 1e-9) and spe <= whi * (1 + 1e-9)
+
+
+# Every level a user can write with two decimals, as the exact decimal they wrote.
+_LEVELS = [Fraction(c, 100) for c in range(1, 100)]
+
+
+def test_quantile_rank_is_the_first_rank_above_m_exactly():
+    for n in range(1, 1001):
+        for m in _LEVELS:
+            j = binomial.quantile_rank(n, float(m))
+            # Brute force in exact rational arithmetic: j/n > m and (j-1)/n <= m.
+            assert Fraction(j, n) > m and Fraction(j - 1, n) <= m, (n, m)
+
+
+def test_quantile_rank_agrees_with_the_float_p_hat_test():
+    # Elsewhere robustness is decided as p_hat = k/n > m in floats; the rank must agree
+    # for every count k = 0..n.
+    levels = np.arange(1, 100) / 100
+    for n in range(1, 1001):
+        k = np.arange(0, n + 1)[:, None]
+        j = np.array([binomial.quantile_rank(n, m) for m in levels])
+        np.testing.assert_array_equal(k >= j, k / n > levels, err_msg=f"n={n}")
+
+
+def test_quantile_rank_named_examples():
+    # 29/100 * 100 = 29 exactly, so 29 of 100 is not > m: rank 30 (floats gave 29).
+    assert binomial.quantile_rank(100, 0.29) == 30
+    # 0.7 * 90 = 63 exactly: rank 64 (floats gave 63).
+    assert binomial.quantile_rank(90, 0.7) == 64

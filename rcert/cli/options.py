@@ -1,0 +1,124 @@
+"""Command-line options derived from the settings dataclasses (:mod:`rcert.settings`).
+
+A field ``n_samples`` becomes ``--n-samples``: its type, choices and help text come from the
+field, and its default is shown from the command's default settings object. Every option
+defaults to None, which means "the settings' value", so no default is written here, and
+``margin``, ``attack``, ``curve`` and ``report`` offer the same knobs with the same help.
+The TOML of ``rcert check`` takes the same field names (:mod:`rcert.runs.thresholds`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from rcert.errors import RcertError
+from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel, as_dict, merge
+
+#: The attack fields a command offers, in help order.
+ATTACK_FIELDS = ("threat", "preset", "optimizer", "restarts", "steps", "n_noise", "n_check",
+                 "resolution", "correction")
+
+_TYPES = {"float": float, "int": int, "str": str, "bool": bool}
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _click_type(f: dataclasses.Field) -> Any:
+    if "choices" in f.metadata:
+        return click.Choice(list(f.metadata["choices"]))
+    base = str(f.type).split("|")[0].strip()
+    return _TYPES.get(base, str)
+
+
+def _shown(value: Any) -> str:
+    return str(value) if not isinstance(value, float) else f"{value:g}"
+
+
+def option_for(cls: type, name: str, default: Any = None, note: str = "") -> Callable:
+    """One click option for field ``name`` of settings class ``cls``.
+
+    ``default`` is the value the command uses when the option is not given (shown in the
+    help); ``note`` replaces that display, e.g. "the checkpoint's recommended r".
+    """
+    f = _field(cls, name)
+    metadata_help = f.metadata["help"].split(" [default:")[0]
+    shown = note or (None if default is None else _shown(default))
+    text = metadata_help + (f" [default: {shown}]" if shown else "")
+    return click.option(f"--{name.replace('_', '-')}", name, type=_click_type(f),
+                        default=None, help=text)
+
+
+def apply(options: Sequence[Callable], f: Callable) -> Callable:
+    """Decorate ``f`` with ``options`` in order (the first is listed first in the help)."""
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def certify_options(*, with_r: bool = True, names: Sequence[str] | None = None) -> Callable:
+    """``--r --m --n-samples --alpha --seed`` from :class:`CertifyConfig`."""
+    fields = names or [f.name for f in dataclasses.fields(CertifyConfig)]
+    opts = []
+    for name in fields:
+        if name == "r":
+            if with_r:
+                opts.append(option_for(CertifyConfig, "r",
+                                       note="the checkpoint's recommended r"))
+            continue
+        opts.append(option_for(CertifyConfig, name,
+                               default=_field(CertifyConfig, name).default))
+    return lambda f: apply(opts, f)
+
+
+def run_config_options() -> Callable:
+    """``--device --memory-mb`` from :class:`RunConfig` (progress is ``--quiet``)."""
+    opts = [option_for(RunConfig, "device", note="cpu"),
+            option_for(RunConfig, "memory_mb", default=RunConfig().memory_mb)]
+    return lambda f: apply(opts, f)
+
+
+def attack_options(default: AttackConfig, names: Sequence[str] = ATTACK_FIELDS) -> Callable:
+    """The attack's knobs from :class:`AttackConfig`, showing ``default``'s values."""
+    values = as_dict(default)
+    opts = []
+    for name in names:
+        shown = values[name]
+        if name in ("restarts", "steps", "n_noise"):
+            shown = f"{shown} (preset {default.preset})"
+        elif name == "resolution" and shown is None:
+            shown = "2% of the bracket's upper end"
+        opts.append(option_for(AttackConfig, name, note=str(shown)))
+    return lambda f: apply(opts, f)
+
+
+def attack_config(default: AttackConfig, given: dict[str, Any]) -> AttackConfig:
+    """``default`` with the attack options the user gave (None: not given) on top."""
+    chosen = {k: v for k, v in given.items() if k in ATTACK_FIELDS and v is not None}
+    if "threat" in chosen:
+        chosen["threat"] = ThreatModel(chosen["threat"])
+    return build(AttackConfig, default, **chosen)
+
+
+def build(cls: type, base: Any = None, **values: Any) -> Any:
+    """``settings.merge(cls, base, **values)``, its errors naming the options, not fields."""
+    try:
+        return merge(cls, base, **values)
+    except RcertError as exc:
+        message = str(exc)
+        for f in dataclasses.fields(cls):
+            option = "--" + f.name.replace("_", "-")
+            message = re.sub(rf"^{f.name}\b", option, message)
+        raise RcertError(message) from None
+
+
+def pick(values: dict[str, Any], cls: type) -> dict[str, Any]:
+    """The entries of ``values`` that are fields of settings class ``cls``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
