@@ -134,7 +134,7 @@ def prepare(model: nn.Module, x: torch.Tensor | np.ndarray, *, index: np.ndarray
     x = as_data(model, x).to(device=dev, dtype=dtype)
     n_inputs = x.shape[0]
     index_t = torch.as_tensor(
-        np.arange(n_inputs) if index is None else np.asarray(index), dtype=torch.int64
+        np.arange(n_inputs) if index is None else np.array(index), dtype=torch.int64
     )
     if index_t.shape != (n_inputs,) or bool((index_t < 0).any()):
         raise RcertError(f"index must hold one non-negative id per input ({n_inputs}), got "

@@ -183,8 +183,8 @@ def _concat(parts: list[tuple[_Search, np.ndarray]]) -> tuple[_Search, np.ndarra
     searches = [p[0] for p in parts]
     fields = ("lo", "hi", "k", "rounds", "rows", "moved", "done")
     merged = {f: np.concatenate([getattr(s, f) for s in searches]) for f in fields}
-    return (_Search(found=torch.empty(0), **merged),
-            np.concatenate([p[1] for p in parts]))
+    found = torch.cat([s.found for s in searches])
+    return _Search(found=found, **merged), np.concatenate([p[1] for p in parts])
 
 
 def empirical_margin(
@@ -243,6 +243,22 @@ def empirical_margin(
                          threat=threat, preset=preset, optimizer=optimizer, restarts=restarts,
                          steps=steps, n_noise=n_noise, n_check=n_check, resolution=resolution)
     run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
+    return perturbations(model, x, cert, atk, start=start, max_radius=max_radius, index=index,
+                         run=run)[0]
+
+
+def perturbations(model: nn.Module, x: torch.Tensor | np.ndarray, cert: CertifyConfig,
+                  atk: AttackConfig, *, start: np.ndarray | float | None = None,
+                  max_radius: float | None = None, index: np.ndarray | None = None,
+                  run: RunConfig | None = None) -> tuple[pd.DataFrame, torch.Tensor]:
+    """:func:`empirical_margin`'s rows and, per input, the perturbation ``d`` it found at
+    ``margin_empirical`` (zero where no attack succeeded or at radius 0), ``(N, ...)``.
+
+    Rows depend only on their input's index, so rerunning a few inputs with the same
+    settings and starts finds the same perturbations (to float rounding), e.g. to picture
+    them in a report.
+    """
+    run = run or RunConfig()
     model, x, index = validate.prepare(model, x, index=index, seed=cert.seed, device=run.device)
     box = projection.data_box(model)
     n_inputs, size = x.shape[0], x[0].numel()
@@ -262,4 +278,4 @@ def empirical_margin(
     out = _frame(index, s, k_verify, cert, atk.n_check)
     out.attrs["config"] = {**settings.as_dict(atk), "r": cert.r, "m": cert.m,
                            "alpha": cert.alpha, "seed": cert.seed}
-    return out
+    return out, s.found.view_as(x)

@@ -94,7 +94,8 @@ def check_detectable(n_check: int, m: float, alpha: float, n_inputs: int,
                     f"use n_check >= {needed}")
 
 
-def _start_radii(df: pd.DataFrame) -> np.ndarray:
+def start_radii(df: pd.DataFrame) -> np.ndarray:
+    """The empirical margin's first radius per input: twice ``bound_whitened``."""
     # Twice the tightest certified bound is a good first radius: attacks succeed near the
     # true margin, which lies above every sound bound.
     start = 2 * df["bound_whitened"].to_numpy(dtype=np.float64)
@@ -116,7 +117,7 @@ def attack_certificates(df: pd.DataFrame, model: nn.Module, x: torch.Tensor,
     family = family or len(df)
     check_detectable(attack.n_check, certify.m, certify.alpha, family, attack.correction)
     emp = empirical_margin(model, x, certify, attack, index=np.asarray(index),
-                           start=_start_radii(df), run=run)
+                           start=start_radii(df), run=run)
     out = df.copy()
     for col in EMPIRICAL_COLUMNS[:-2]:
         out[col] = emp[col].to_numpy()

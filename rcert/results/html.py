@@ -35,6 +35,15 @@ _CSS = ("body{font-family:sans-serif;margin:2em;max-width:70em}"
 NOT_RECORDED = "not recorded"
 
 
+#: Section headings of the report's figures, by file stem.
+FIGURE_HEADINGS = {
+    "bound-vs-empirical": "Certified bound against the empirical margin ([C] Fig 6)",
+    "certified-fraction": "Share of inputs certified at each radius",
+    "margins": "Distribution of the margins over the inputs ([C] Fig 9a)",
+    "encoder": "Encoder sigma and Jacobian norm over the inputs ([C] Fig 9c, d)",
+}
+
+
 def generation_date(environ: Mapping[str, str] | None = None) -> str:
     """Today's date in UTC as ``YYYY-MM-DD``, or that of ``SOURCE_DATE_EPOCH`` when set.
 
@@ -172,7 +181,7 @@ def report_html(results: dict[str, dict[str, Any]], images: dict[str, bytes],
     for name, image in images.items():
         if name.endswith(".png"):
             encoded = base64.b64encode(image).decode("ascii")
-            parts.append(f"<h2>{_e(name[:-4])}</h2>"
+            parts.append(f"<h2>{_e(FIGURE_HEADINGS.get(name[:-4], name[:-4]))}</h2>"
                          f'<img alt="{_e(name)}" src="data:image/png;base64,{encoded}">')
     if gallery:
         parts += gallery_section(gallery, results)

@@ -11,6 +11,7 @@ the same inputs give the same bytes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 from collections.abc import Iterator
@@ -22,6 +23,9 @@ import torch
 from matplotlib.figure import Figure
 
 from rcert.errors import RcertError
+from rcert.evaluation.empirical import perturbations
+from rcert.evaluation.verdicts import start_radii
+from rcert.settings import AttackConfig, CertifyConfig, RunConfig
 
 #: The shortest longer side, in screen pixels, an image is drawn at: small inputs (8x8
 #: digits) are enlarged by whole-number factors, so pixels stay sharp squares.
@@ -183,3 +187,23 @@ def _adversarial(model: Any, x: torch.Tensor, delta: np.ndarray,
         recon = _reconstruct(model, attacked)
     return {"adversarial input": render_png(attacked[0].cpu().double().numpy(), value_range),
             "adversarial reconstruction": render_png(recon[0], value_range)}
+
+
+def attacked_deltas(model: Any, x: torch.Tensor, rows: pd.DataFrame, certify: CertifyConfig,
+                    attack: AttackConfig, *, k: int, run: RunConfig) -> dict[int, np.ndarray]:
+    """The attack's perturbations at ``margin_empirical`` for the inputs
+    :func:`weakest_inputs` pictures (by input ``index``), found again by rerunning the
+    empirical margin on just those inputs with the run's settings: rows depend only on
+    their input's index, so this is the perturbation of the run (to float rounding)."""
+    positions = _choose(rows, k)
+    if "margin_empirical" not in rows.columns or positions.size == 0:
+        return {}
+    found = rows["margin_empirical"].to_numpy(dtype=np.float64)[positions]
+    positions = positions[np.isfinite(found) & (found > 0)]
+    if positions.size == 0:
+        return {}
+    picked = rows.iloc[positions]
+    _, deltas = perturbations(model, x[torch.as_tensor(positions)], certify, attack,
+                              start=start_radii(picked), index=picked["index"].to_numpy(),
+                              run=dataclasses.replace(run, progress=False))
+    return {int(i): d.cpu().numpy() for i, d in zip(picked["index"], deltas, strict=True)}

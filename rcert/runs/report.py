@@ -36,7 +36,7 @@ from rcert.results.html import report_html
 from rcert.results.junit import junit_xml
 from rcert.results.markdown import summary_markdown
 from rcert.runs import loading, resume
-from rcert.runs.gallery import weakest_inputs
+from rcert.runs.gallery import attacked_deltas, weakest_inputs
 from rcert.settings import EMPIRICAL_ATTACK, AttackConfig, CertifyConfig, RunConfig
 
 #: Figures drawn for every report, and the one that needs ``--empirical``.
@@ -100,7 +100,9 @@ def compute(entries: list[ModelEntry], out: Path, *, attack: AttackConfig = EMPI
         described = {**checkpoint.describe(model, entry.path), "sha256": model.meta["sha256"]}
         results[name] = schema.result(df, model=described, config={"data": str(dataset.spec)},
                                       warnings=warned)
-        gallery[name] = weakest_inputs(model, dataset.x, df, k=GALLERY_SIZE)
+        deltas = (attacked_deltas(model, dataset.x, df, config, attack, k=GALLERY_SIZE,
+                                  run=run) if entry.empirical else None)
+        gallery[name] = weakest_inputs(model, dataset.x, df, k=GALLERY_SIZE, deltas=deltas)
     return Computed(results, gallery)
 
 
