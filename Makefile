@@ -34,6 +34,9 @@ models: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_jacobian.py
 	$(BIN)/python benchmarks/bench_montecarlo.py
+	$(BIN)/python benchmarks/bench_empirical.py
+	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python benchmarks/bench_startup.py --rcert $(abspath $(BIN)/rcert)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,8 +229,13 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _set(self, "memory_mb", _positive_float(self.memory_mb, "memory_mb"))
-        if self.device is not None and not isinstance(self.device, str):
-            _set(self, "device", str(self.device))
+        if self.device is not None:
+            device = str(self.device)
+            if not re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", device):
+                raise RcertError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+            _set(self, "device", device)
+        if not isinstance(self.progress, bool):
+            raise RcertError(f"progress must be True or False, got {self.progress!r}")
 
 
 @dataclass(frozen=True)
@@ -291,12 +297,12 @@ def merge(cls: type, base: Any = None, **overrides: Any) -> Any:
     ``certify(model, x, CertifyConfig(r=0.5))`` without writing a default twice: every
     shortcut defaults to None, which means "the settings' value".
     """
-    given = {k: v for k, v in overrides.items() if v is not None}
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(given) - names)
+    unknown = sorted(set(overrides) - names)
     if unknown:
         raise RcertError(f"unknown {cls.__name__} setting {unknown[0]!r}; known: "
                          f"{', '.join(sorted(names))}")
+    given = {k: v for k, v in overrides.items() if v is not None}
     if base is None:
         return cls(**given)
     if not isinstance(base, cls):

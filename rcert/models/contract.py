@@ -20,6 +20,7 @@ class.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -59,10 +60,21 @@ class ModelTraits:
         if self.encoder not in ENCODERS:
             raise RcertError(f"unknown encoder kind {self.encoder!r}; choose one of: "
                              f"{', '.join(ENCODERS)}")
-        expected_layers = 0 if self.encoder == "deterministic" else self.stochastic_layers
-        if self.stochastic_layers != expected_layers or self.stochastic_layers < 0:
-            raise RcertError(f"a {self.encoder} encoder cannot have {self.stochastic_layers} "
-                             f"stochastic layers")
+        layers = self.stochastic_layers
+        valid = isinstance(layers, int) and not isinstance(layers, bool) and (
+            layers == 0 if self.encoder == "deterministic" else layers >= 1)
+        if not valid:
+            need = "0" if self.encoder == "deterministic" else "an integer >= 1"
+            raise RcertError(f"a {self.encoder} encoder has {need} stochastic layers, got "
+                             f"{layers!r}")
+        if not isinstance(self.input_feeds_upper_layers, bool):
+            raise RcertError(f"input_feeds_upper_layers must be True or False, got "
+                             f"{self.input_feeds_upper_layers!r}")
+        box = self.data_range
+        if box is not None and not (len(box) == 2 and all(math.isfinite(v) for v in box)
+                                    and box[0] < box[1]):
+            raise RcertError(f"data_range must be (low, high) with finite low < high, got "
+                             f"{box!r}")
         if self.likelihood is not None and self.likelihood not in LIKELIHOODS:
             raise RcertError(f"unknown likelihood {self.likelihood!r}; choose one of: "
                              f"{', '.join(LIKELIHOODS)}")

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from rcert.engine import noise
+from rcert.errors import RcertError
 
 
 def _draw(seed, index, n, d, device, **kw):
@@ -73,7 +74,7 @@ def test_an_input_draws_do_not_depend_on_its_batch(device, rows):
 
 
 def test_negative_seed_rejected(device):
-    with pytest.raises(ValueError):
+    with pytest.raises(RcertError):
         noise.gaussian(-1, torch.arange(2, device=device), 3, 2)
 
 
