@@ -14,7 +14,6 @@ from torch import nn
 
 from rcert import checks
 from rcert.engine import certify as engine
-from rcert.evaluation.verdicts import attack_certificates
 from rcert.settings import EMPIRICAL_ATTACK, AttackConfig, CertifyConfig, RunConfig, merge
 
 
@@ -63,6 +62,9 @@ def certify(
     with checks.collect() as warned:
         df = engine.certify(model, x, config, index=index, run=run)
         if empirical or attack is not None:
+            # The attack stack costs half a second to import; plain certificates skip it.
+            from rcert.evaluation.verdicts import attack_certificates
+
             df = attack_certificates(df, model, torch.as_tensor(x), config,
                                      attack or EMPIRICAL_ATTACK,
                                      index=df["index"].to_numpy(), run=run)
