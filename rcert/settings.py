@@ -52,13 +52,15 @@ def check_beta(value: Any, name: str = "beta") -> float:
     return float(value)
 
 
-def _positive_int(value: Any, name: str) -> int:
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1, else an RcertError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise RcertError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
-def _positive_float(value: Any, name: str, hint: str = "") -> float:
+def positive_float(value: Any, name: str, hint: str = "") -> float:
+    """``value`` as a finite float > 0, else an RcertError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not math.isfinite(value) or value <= 0:
         raise RcertError(f"{name} must be a finite number > 0, got {value!r}{hint}")
@@ -104,9 +106,9 @@ class CertifyConfig:
                                                 "and the input's index."))
 
     def __post_init__(self) -> None:
-        _set(self, "r", _positive_float(self.r, "r", "; pass e.g. --r 4"))
+        _set(self, "r", positive_float(self.r, "r", "; pass e.g. --r 4"))
         _set(self, "m", _unit_interval(self.m, "m"))
-        _set(self, "n_samples", _positive_int(self.n_samples, "n_samples"))
+        _set(self, "n_samples", positive_int(self.n_samples, "n_samples"))
         _set(self, "alpha", _unit_interval(self.alpha, "alpha"))
         _set(self, "seed", check_seed(self.seed))
 
@@ -204,9 +206,9 @@ class AttackConfig:
             if getattr(self, name) is None:
                 _set(self, name, value)
         for name in ("restarts", "steps", "n_noise", "n_check"):
-            _set(self, name, _positive_int(getattr(self, name), name))
+            _set(self, name, positive_int(getattr(self, name), name))
         if self.resolution is not None:
-            _set(self, "resolution", _positive_float(self.resolution, "resolution"))
+            _set(self, "resolution", positive_float(self.resolution, "resolution"))
 
 
 #: The attack the empirical margin runs by default: the fast preset on the certificates'
@@ -228,7 +230,7 @@ class RunConfig:
     progress: bool = field(default=False, metadata=_help("Show progress on stderr."))
 
     def __post_init__(self) -> None:
-        _set(self, "memory_mb", _positive_float(self.memory_mb, "memory_mb"))
+        _set(self, "memory_mb", positive_float(self.memory_mb, "memory_mb"))
         if self.device is not None:
             device = str(self.device)
             if not re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", device):
@@ -256,9 +258,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _set(self, "beta", check_beta(self.beta))
-        _set(self, "lr", _positive_float(self.lr, "lr"))
+        _set(self, "lr", positive_float(self.lr, "lr"))
         for name in ("epochs", "batch_size", "patience"):
-            _set(self, name, _positive_int(getattr(self, name), name))
+            _set(self, name, positive_int(getattr(self, name), name))
         fraction = self.val_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
                 or not 0 < fraction <= 0.5:
@@ -274,11 +276,6 @@ def as_dict(config: Any) -> dict[str, Any]:
         value = getattr(config, f.name)
         out[f.name] = str(value) if isinstance(value, ThreatModel) else value
     return out
-
-
-def field_help(cls: type, name: str) -> str:
-    """The help text of one field of a settings class."""
-    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
 
 def default(cls: type, name: str) -> Any:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,21 +10,10 @@ import torch
 from torch import nn
 
 from rcert.errors import RcertError
-from rcert.settings import check_seed
+from rcert.settings import check_seed, positive_int
 
 # Values this far outside the model's data range still count as inside (float rounding).
 _RANGE_TOLERANCE = 1e-6
-
-
-def check_options(*, r: float, m: float, alpha: float, n_samples: int) -> None:
-    """Validate the certificate's parameters (SPEC sections 2-3)."""
-    if isinstance(r, bool) or not (isinstance(r, numbers.Real) and math.isfinite(r) and r > 0):
-        raise RcertError(f"r must be a positive finite number, got {r!r}; pass e.g. --r 4")
-    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-        raise RcertError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-    for name, value in (("alpha", alpha), ("m", m)):
-        if isinstance(value, bool) or not (isinstance(value, numbers.Real) and 0 < value < 1):
-            raise RcertError(f"{name} must lie strictly between 0 and 1, got {value!r}")
 
 
 def as_data(model: nn.Module, x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -77,25 +64,6 @@ def check_sigma(sigma: torch.Tensor, index: torch.Tensor) -> None:
             f"the encoder returned sigma <= 0 or non-finite (min {value:g}) for input "
             f"{int(index[first])}; sigma must be a standard deviation: wrap a model whose "
             f"encoder returns log-variance with rcert.wrap(model, sigma='logvar')")
-
-
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int >= 1, else an RcertError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise RcertError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def positive_float(value: Any, name: str, hint: str = "") -> float:
-    """``value`` as a finite float > 0, else an RcertError naming ``name``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise RcertError(f"{name} must be a finite number > 0, got {value!r}{hint}")
-    return float(value)
 
 
 def int_tuple(value: Any, name: str, *, allow_empty: bool) -> tuple[int, ...]:

@@ -108,7 +108,7 @@ def _budgets(L: float | list[float] | None) -> list[float]:
     if not budgets:
         raise RcertError("L must be a positive number or a non-empty list of them; "
                          "pass e.g. L=1.0")
-    return [validate.positive_float(value, "L") for value in budgets]
+    return [settings.positive_float(value, "L") for value in budgets]
 
 
 def attack(model: nn.Module, x: torch.Tensor | np.ndarray, config: AttackConfig | None = None,

@@ -118,7 +118,3 @@ def build(cls: type, base: Any = None, **values: Any) -> Any:
         raise RcertError(message) from None
 
 
-def pick(values: dict[str, Any], cls: type) -> dict[str, Any]:
-    """The entries of ``values`` that are fields of settings class ``cls``."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in values.items() if k in names}

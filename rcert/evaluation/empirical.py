@@ -264,7 +264,7 @@ def perturbations(model: nn.Module, x: torch.Tensor | np.ndarray, cert: CertifyC
     n_inputs, size = x.shape[0], x[0].numel()
     if max_radius is None:
         max_radius = math.sqrt(size) * (box[1] - box[0]) if box is not None else 1e3
-    max_radius = validate.positive_float(max_radius, "max_radius")
+    max_radius = settings.positive_float(max_radius, "max_radius")
     first = _first_radii(start, max_radius, n_inputs)
     max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
     per = chunking.inputs_per_chunk(run.memory_mb, size, x.device, atk.restarts * atk.n_noise)

@@ -33,7 +33,7 @@ import torch
 from rcert.errors import RcertError
 from rcert.files import atomic_write
 from rcert.models.nets import VAE, build_model
-from rcert.validate import positive_float
+from rcert.settings import positive_float
 
 MAGIC = b"RCERTCKP"
 FORMAT_VERSION = 1
