@@ -57,14 +57,7 @@ CHILD = r"""
 import json, resource, sys
 import torch
 import rcert
-
-def status_kb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return -1
-
+""" + common.STATUS_KB + r"""
 n_inputs, n_samples, memory_mb, threads = (int(sys.argv[1]), int(sys.argv[2]),
                                            float(sys.argv[3]), int(sys.argv[4]))
 if threads > 0:

@@ -19,6 +19,17 @@ import rcert
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+#: Source for child processes that measure their own memory: ``status_kb("VmHWM")`` is the
+#: peak resident set in kB, ``status_kb("VmRSS")`` the current one (Linux /proc).
+STATUS_KB = '''
+def status_kb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return -1
+'''
+
 
 def build(input_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...]):
     """A randomly initialised MLP VAE in eval mode (training does not change the cost)."""

@@ -2,8 +2,8 @@
 
 In the spirit of AutoAttack's ``checks.py``. A check never stops a run; it issues a
 :class:`ReliabilityWarning` with a short ``code`` and a one-line message that says what is
-wrong and what to do. :func:`collect` records the warnings issued inside it, once per code
-and message, so that runners print each once to stderr and store them in the result
+wrong and what to do. :func:`collect` records the warnings issued inside it, once per code,
+so that runners print each once to stderr and store them in the result
 (``warnings`` in the JSON document). Python users see ordinary :mod:`warnings`.
 
 Codes:
@@ -48,7 +48,8 @@ def warn(code: str, message: str) -> None:
 
 @contextmanager
 def collect(*, reissue: bool = True) -> Iterator[list[dict[str, str]]]:
-    """Record the reliability warnings issued inside the block, each distinct one once.
+    """Record the reliability warnings issued inside the block, each code once (its first
+    message: chunks of one run may word the same problem with different figures).
 
     Yields a list that is filled, when the block ends, with ``{"code", "message"}`` dicts;
     other warnings pass through untouched. With ``reissue`` (the default) the recorded
@@ -62,7 +63,7 @@ def collect(*, reissue: bool = True) -> Iterator[list[dict[str, str]]]:
     for item in caught:
         if isinstance(item.message, ReliabilityWarning):
             entry = {"code": item.message.code, "message": item.message.message}
-            if entry not in found:
+            if all(seen["code"] != entry["code"] for seen in found):
                 found.append(entry)
         else:
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)

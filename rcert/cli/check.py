@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from rcert.cli.app import cli
+from rcert.cli.common import print_warnings
 
 
 @cli.command(name="check", short_help="CI gate: judge thresholds, exit 0, 1 or 2.")
@@ -25,6 +26,8 @@ def check_command(config: str, out: str, quiet: bool) -> None:
     run = dataclasses.replace(parsed.run, progress=not quiet)
     computed = report.compute(parsed.models, Path(out), attack=parsed.attack, run=run)
     verdicts = thresholds.verdicts(computed.results, parsed.thresholds)
+    for name, res in computed.results.items():
+        print_warnings(res.get("warnings", []), name)
     report.write(Path(out), computed, verdicts)
     for v in verdicts:
         mark = "PASS" if v["passed"] else "FAIL"

@@ -93,6 +93,13 @@ def certify_config(model: Any, model_path: str, values: dict[str, Any]) -> Certi
     return build(CertifyConfig, **given)
 
 
+def print_warnings(warned: list[dict[str, str]], model: str | None = None) -> None:
+    """Each reliability warning once on stderr, as ``rcert: warning: CODE: message``."""
+    where = f"{model}: " if model else ""
+    for entry in warned:
+        click.echo(f"rcert: warning: {where}{entry['code']}: {entry['message']}", err=True)
+
+
 def finish(df: Any, kind: str, model: Any, model_path: str, dataset: Any, run: RunConfig,
            fmt: str, output: str | None, warned: list[dict[str, str]]) -> None:
     """Render the result, print its reliability warnings once to stderr, write it out."""
@@ -103,8 +110,7 @@ def finish(df: Any, kind: str, model: Any, model_path: str, dataset: Any, run: R
     res = schema.result(df, kind=kind, model=checkpoint.describe(model, model_path),
                         config={"data": str(dataset.spec), "device": run.device},
                         warnings=warned)
-    for entry in warned:
-        click.echo(f"rcert: warning: {entry['code']}: {entry['message']}", err=True)
+    print_warnings(warned)
     rendered = {"table": text.to_table, "csv": text.to_csv, "json": text.to_json}[fmt](res)
     if output is None:
         sys.stdout.write(rendered)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import run_config
+from rcert.cli.common import print_warnings, run_config
 from rcert.cli.options import (
     apply,
     attack_config,
@@ -58,5 +58,7 @@ def report_command(models: tuple[str, ...], out: str, data_spec: str | None,
     if limit is not None and limit < 1:
         raise click.BadParameter("must be at least 1", param_hint="--limit")
     computed = report.compute(entries, Path(out), attack=attack, run=run)
+    for name, res in computed.results.items():
+        print_warnings(res.get("warnings", []), name)
     report.write(Path(out), computed)
     click.echo((Path(out) / "summary.md").read_text(encoding="utf-8"), nl=False)

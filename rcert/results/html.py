@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rcert import __version__
 from rcert.errors import RcertError
 from rcert.results.gallery_html import CSS as GALLERY_CSS
 from rcert.results.gallery_html import gallery_section
@@ -88,7 +89,7 @@ SETTINGS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("checkpoint", lambda res: _recorded(res.get("model", {}).get("path"))),
     ("weights digest (SHA-256)", lambda res: _recorded(res.get("model", {}).get("sha256"))),
     ("architecture", lambda res: _recorded(res.get("model", {}).get("architecture"))),
-    ("rcert version", lambda res: _recorded(res.get("model", {}).get("rcert_version"))),
+    ("saved by rcert", lambda res: _recorded(res.get("model", {}).get("rcert_version"))),
     ("data", lambda res: _recorded(res.get("config", {}).get("data"))),
     ("r (reconstruction radius)", lambda res: _recorded(res.get("config", {}).get("r"))),
     ("m (robustness level)", lambda res: _recorded(res.get("config", {}).get("m"))),
@@ -108,7 +109,8 @@ def settings_section(results: dict[str, dict[str, Any]], date: str) -> list[str]
         + "".join(f'<td class="text">{_e(read(res))}</td>' for res in results.values())
         + "</tr>" for heading, read in SETTINGS)
     return ["<h2>Settings</h2>",
-            f"<p>Generated on {_e(date)} (UTC). Theorem 1 and the margins follow Camuto et al. "
+            f"<p>Generated on {_e(date)} (UTC) by rcert {_e(__version__)}. Theorem 1 and the "
+            "margins follow Camuto et al. "
             "(2021); docs/statistics.md says how each number is computed.</p>",
             f"<table><tr><th></th>{head}</tr>{body}</table>"]
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from rcert import checks
 from rcert.engine.certify import certify
 from rcert.errors import RcertError
 from rcert.evaluation.verdicts import attack_certificates, judge
@@ -30,7 +31,7 @@ from rcert.progress import Progress
 from rcert.results import schema
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, as_dict
 
-FORMAT = "rcert-partial-1"
+FORMAT = "rcert-partial-2"
 
 
 def run_key(settings: dict[str, Any]) -> str:
@@ -39,8 +40,9 @@ def run_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _read(path: Path, key: str) -> dict[int, list[dict[str, Any]]]:
-    """Complete chunks already saved for this key; drop a torn last line or a stale file."""
+def _read(path: Path, key: str) -> dict[int, dict[str, Any]]:
+    """Complete chunks already saved for this key (``rows`` and ``warnings`` by start);
+    drop a torn last line or a stale file."""
     if not path.exists():
         return {}
     raw = path.read_bytes()
@@ -52,12 +54,15 @@ def _read(path: Path, key: str) -> dict[int, list[dict[str, Any]]]:
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("key") != key:
         path.unlink()
         return {}
-    chunks: dict[int, list[dict[str, Any]]] = {}
+    chunks: dict[int, dict[str, Any]] = {}
     good = len(lines[0]) + 1
     for line in lines[1:]:
         try:
             entry = json.loads(line)
-            chunks[int(entry["start"])] = entry["rows"]
+            if not isinstance(entry["rows"], list) or not isinstance(entry["warnings"], list):
+                raise TypeError
+            chunks[int(entry["start"])] = {"rows": entry["rows"],
+                                           "warnings": entry["warnings"]}
         except (ValueError, KeyError, TypeError):
             break  # a line cut short by a kill: everything after it is recomputed
         good += len(line) + 1
@@ -115,16 +120,22 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
     for start in starts:
         if start not in done:
             rows = slice(start, start + chunk)
-            df = certify(model, x[rows], config, index=index[rows], run=quiet)
-            if attack is not None:
-                df = attack_certificates(df, model, x[rows], config, attack,
-                                         index=index[rows], run=quiet, family=len(x))
-            records = schema.plain(df.to_dict(orient="records"))
-            _append(path, json.dumps({"start": start, "rows": records}))
-            done[start] = records
-        frames.append(schema.inputs_frame(done[start]))
+            with checks.collect(reissue=False) as warned:
+                df = certify(model, x[rows], config, index=index[rows], run=quiet)
+                if attack is not None:
+                    df = attack_certificates(df, model, x[rows], config, attack,
+                                             index=index[rows], run=quiet, family=len(x))
+            done[start] = {"rows": schema.plain(df.to_dict(orient="records")),
+                           "warnings": warned}
+            _append(path, json.dumps({"start": start, **done[start]}))
+        frames.append(schema.inputs_frame(done[start]["rows"]))
         bar.update(1)
     bar.close()
+    # Saved with each chunk and issued again in chunk order, so a resumed run reports the
+    # same warnings as an uninterrupted one.
+    for entry in {json.dumps(w, sort_keys=True): w
+                  for start in starts for w in done[start]["warnings"]}.values():
+        checks.warn(entry["code"], entry["message"])
     out = pd.concat(frames, ignore_index=True)
     config_block = as_dict(config)
     if attack is not None:

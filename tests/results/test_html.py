@@ -127,12 +127,14 @@ def test_settings_section_shows_how_each_model_was_run():
     a["model"]["sha256"] = "ab" * 32
     b = _result(1, r=0.4, path="runs/b.rcert", n_samples=50, seed=3)
     results = {"a": a, "b": b}
-    settings = _settings(html.report_html(results, {}))
+    page = html.report_html(results, {})
+    settings = _settings(page)
     for key in ("n_samples", "alpha", "m", "r", "seed", "data"):
         assert _setting(settings, key) == [str(res["config"][key]) for res in (a, b)], key
     assert _setting(settings, "checkpoint") == ["runs/a.rcert", "runs/b.rcert"]
     assert _setting(settings, "weights digest") == ["ab" * 32, "not recorded"]
-    assert _setting(settings, "rcert version") == ["0.3.1", "0.3.1"]
+    assert _setting(settings, "saved by rcert") == ["0.3.1", "0.3.1"]
+    assert f"by rcert {rcert.__version__}" in page  # the version that made the report
     assert _setting(settings, "attack preset") == ["thorough", "no attacks run"]
 
 

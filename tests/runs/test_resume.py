@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import rcert
+import rcert.results.text
 import rcert.runs.resume
 from rcert.engine.certify import COLUMNS
 
@@ -291,3 +292,46 @@ def test_the_settings_digest_ignores_key_order_and_sees_every_value():
     assert rcert.runs.resume.run_key(a) == rcert.runs.resume.run_key(b)
     assert rcert.runs.resume.run_key(a) != rcert.runs.resume.run_key({**a, "seed": 1})
     assert rcert.runs.resume.run_key(a) != rcert.runs.resume.run_key({**a, "r": 0.80001})
+
+
+class _Logits(torch.nn.Module):
+    """A model whose decoder returns logits where its data range says [0, 1]."""
+
+    data_range = (0.0, 1.0)
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.inner = model
+
+    def encode(self, x):
+        return self.inner.encode(x)
+
+    def decode(self, z):
+        return 40 * (self.inner.decode(z) - 0.5)  # far outside [0, 1]
+
+
+def _warned(run) -> list[dict]:
+    with rcert.checks.collect(reissue=False) as found:
+        run()
+    return found
+
+
+def test_a_resumed_run_reports_the_warnings_of_an_uninterrupted_one(model, inputs, tmp_path,
+                                                                    monkeypatch):
+    odd = _Logits(model)
+    whole = _warned(lambda: _run(odd, inputs, tmp_path / "whole.jsonl"))
+    assert [w["code"] for w in whole] == ["decoder-range"]
+    path = tmp_path / "cut.jsonl"
+    with monkeypatch.context() as patch:
+        patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=3))
+        with pytest.raises(KeyboardInterrupt):
+            _run(odd, inputs, path)
+    # Every chunk left is computed now, and the finished ones' warnings come from the file.
+    calls = _Calls()
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
+    assert _warned(lambda: _run(odd, inputs, path)) == whole
+    assert calls.calls == N_CHUNKS - 2
+    calls = _Calls()
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
+    assert _warned(lambda: _run(odd, inputs, path)) == whole  # nothing left to compute
+    assert calls.calls == 0
