@@ -145,6 +145,16 @@ def kinked_vae():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fixed_report_date():
+    """Reports carry their generation date; pin it for the whole session (module fixtures
+    included), so that byte-for-byte comparisons of report folders cannot straddle midnight.
+    Tests of the date itself override it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # 2026-01-01 UTC
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """The test models are tiny: one thread is fastest, and on a busy 2-core machine two
     threads spin on every hand-off (measured: the same attack 100x slower)."""
