@@ -10,7 +10,7 @@ eval mode), each measurement runs in a fresh subprocess:
 The figure is VmHWM (peak RSS) at the end minus VmRSS after imports, model, data and a
 tiny warm-up call (rcert imports lazily): what certify itself added. The same grid runs on
 the current code and on the code before this work, a git worktree of the tag
-``before-issue7`` imported through ``PYTHONPATH``.
+commit 3038d47 (the code before issue 7) imported through ``PYTHONPATH``.
 
 A fit ``peak = a + b * N * n`` per version gives the growth per (input, draw); the figure for
 N = 10^4, n = 10^5 is EXTRAPOLATED from it unless ``--target`` runs it (10^9 decoder rows:
@@ -34,7 +34,8 @@ import common
 import numpy as np
 
 NAME = "bench_memory"
-BEFORE_TAG = "before-issue7"
+# The last commit before issue 7 (bounded memory, settings, layout).
+BEFORE_TAG = "3038d473408173ef414779b8f31283eb3e442b4f"
 BEFORE_TREE = Path("/tmp/rcert-before")
 REPO = Path(__file__).resolve().parent.parent
 TARGET = (10_000, 100_000)
@@ -72,7 +73,7 @@ print(json.dumps({"base_rss_kb": base, "peak_vmhwm_kb": status_kb("VmHWM"),
 
 
 def before_tree() -> Path:
-    """The worktree of ``before-issue7``, made on first use (it leaves the main tree alone)."""
+    """The worktree of commit 3038d47, made on first use (it leaves the main tree alone)."""
     if not (BEFORE_TREE / "rcert").is_dir():
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", str(BEFORE_TREE),
                         BEFORE_TAG], check=True, capture_output=True)

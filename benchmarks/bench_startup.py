@@ -6,7 +6,7 @@ machine slows all of them alike. Medians and minimums of wall-clock seconds are 
 and written to ``benchmarks/results/bench_startup.json`` (or ``--out``).
 
 To compare with the code before a change, make an executable that runs it, e.g. for a git
-worktree of the tag ``before-issue7`` at /tmp/rcert-before::
+worktree of commit 3038d47 (before issue 7) at /tmp/rcert-before::
 
     printf '#!/bin/sh\\ncd /tmp/rcert-before && PYTHONPATH=/tmp/rcert-before exec '\\
     '.venv/bin/python -m rcert.cli "$@"\\n' > /tmp/rcert-before-bin  # python: absolute path
