@@ -9,8 +9,8 @@ eval mode), each measurement runs in a fresh subprocess:
 ``rcert.certify(model, x, r=1.0, n_samples=n, memory_mb=B)`` with ``x = rand(N, 1, 28, 28)``.
 The figure is VmHWM (peak RSS) at the end minus VmRSS after imports, model, data and a
 tiny warm-up call (rcert imports lazily): what certify itself added. The same grid runs on
-the current code and on the code before this work, a git worktree of the tag
-commit 3038d47 (the code before issue 7) imported through ``PYTHONPATH``.
+the current code and on the code before this work: a git worktree of commit 3038d47 (the
+code before issue 7) imported through ``PYTHONPATH``.
 
 A fit ``peak = a + b * N * n`` per version gives the growth per (input, draw); the figure for
 N = 10^4, n = 10^5 is EXTRAPOLATED from it unless ``--target`` runs it (10^9 decoder rows:
