@@ -1,11 +1,8 @@
-"""Statistics of ``p0`` and the Theorem 1 family of margins (SPEC sections 3-5).
+"""Binomial confidence bounds on ``p0`` and the ranks of ``r_min`` (SPEC section 3).
 
-Plain numpy functions over arrays of inputs. Conventions shared by every margin:
-
-* a margin is never negative: when ``t(p) <= 0`` the input is not r-robust even
-  unperturbed and its margin is 0 (Theorem 1 says nothing there);
-* a zero Jacobian with ``t(p) > 0`` gives an unbounded margin, ``inf``, never a division
-  by zero.
+Plain numpy functions over arrays of inputs: the one-sided Clopper-Pearson bounds, and the
+order-statistic ranks that turn a sorted sample of ``||Delta||`` into ``r_min`` and its
+certified upper bound ``r_min_upper``.
 """
 
 from __future__ import annotations
