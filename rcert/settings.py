@@ -21,6 +21,7 @@ import dataclasses
 import math
 import numbers
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +74,8 @@ def _unit_interval(value: Any, name: str) -> float:
     return float(value)
 
 
-def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+def choice(value: Any, name: str, options: Sequence[str]) -> Any:
+    """``value`` if it is one of ``options``, else an RcertError listing them."""
     if value not in options:
         raise RcertError(f"unknown {name} {value!r}; choose one of: {', '.join(options)}")
     return value
@@ -134,7 +136,7 @@ class ThreatModel:
         "its sigma, or both.", choices=THREATS))
 
     def __post_init__(self) -> None:
-        _set(self, "reaches", _choice(self.reaches, "threat", THREATS))
+        _set(self, "reaches", choice(self.reaches, "threat", THREATS))
 
     @property
     def moves_mean(self) -> bool:
@@ -146,6 +148,15 @@ class ThreatModel:
 
     def __str__(self) -> str:
         return self.reaches
+
+    @classmethod
+    def of(cls, value: str | ThreatModel) -> ThreatModel:
+        """A threat model from its word, or itself."""
+        if isinstance(value, str):
+            return cls(value)
+        if not isinstance(value, cls):
+            raise RcertError(f"threat must be one of {', '.join(THREATS)}, got {value!r}")
+        return value
 
 
 OPTIMIZERS = ("pgd", "lbfgs")
@@ -195,13 +206,10 @@ class AttackConfig:
         "Holm's step-down) or none (each input at level alpha).", choices=CORRECTIONS))
 
     def __post_init__(self) -> None:
-        threat = ThreatModel(self.threat) if isinstance(self.threat, str) else self.threat
-        if not isinstance(threat, ThreatModel):
-            raise RcertError(f"threat must be one of {', '.join(THREATS)}, got {threat!r}")
-        _set(self, "threat", threat)
-        _set(self, "preset", _choice(self.preset, "attack preset", tuple(ATTACK_PRESETS)))
-        _set(self, "optimizer", _choice(self.optimizer, "optimizer", OPTIMIZERS))
-        _set(self, "correction", _choice(self.correction, "correction", CORRECTIONS))
+        _set(self, "threat", ThreatModel.of(self.threat))
+        _set(self, "preset", choice(self.preset, "attack preset", tuple(ATTACK_PRESETS)))
+        _set(self, "optimizer", choice(self.optimizer, "optimizer", OPTIMIZERS))
+        _set(self, "correction", choice(self.correction, "correction", CORRECTIONS))
         for name, value in ATTACK_PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 _set(self, name, value)
@@ -276,6 +284,13 @@ def as_dict(config: Any) -> dict[str, Any]:
         value = getattr(config, f.name)
         out[f.name] = str(value) if isinstance(value, ThreatModel) else value
     return out
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """The plain type of a settings field (``int | None`` gives int): what a CLI option or a
+    TOML key of that name takes."""
+    return {"float": float, "int": int, "str": str, "bool": bool}.get(
+        str(f.type).split("|")[0].strip(), str)
 
 
 def default(cls: type, name: str) -> Any:

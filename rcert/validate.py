@@ -75,13 +75,6 @@ def int_tuple(value: Any, name: str, *, allow_empty: bool) -> tuple[int, ...]:
     return tuple(positive_int(v, f"every entry of {name}") for v in value)
 
 
-def choice(value: Any, name: str, options: Sequence[str]) -> str:
-    """``value`` if it is one of ``options``, else an RcertError listing them."""
-    if value not in options:
-        raise RcertError(f"unknown {name} {value!r}; choose one of: {', '.join(options)}")
-    return value
-
-
 def prepare(model: nn.Module, x: torch.Tensor | np.ndarray, *, index: np.ndarray | None,
             seed: int, device: str | torch.device | None
             ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

@@ -28,10 +28,6 @@ from rcert.errors import RcertError
 from rcert.progress import Progress
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
 
-#: The maximum-damage attack's defaults: the ``standard`` preset on the full threat model
-#: [C Eq 5] (restarts 5, steps 50, n_noise 16), as :mod:`rcert.settings` defines them.
-DEFAULT_ATTACK = settings.DAMAGE_ATTACK
-
 
 def _log_likelihood_degradation(model: nn.Module, x: torch.Tensor, z_adv: torch.Tensor,
                                 z: torch.Tensor) -> torch.Tensor:
@@ -128,7 +124,7 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, config: AttackConfig 
     Parameters
     ----------
     config
-        How hard to attack (default :data:`DEFAULT_ATTACK`); the keyword shortcuts
+        How hard to attack (default :data:`rcert.settings.DAMAGE_ATTACK`); the keyword shortcuts
         ``threat, preset, optimizer, restarts, steps, n_noise`` override its fields, None
         meaning "the config's value". ``config.n_check`` fresh draws measure the
         ``distortion`` columns.
@@ -149,7 +145,7 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, config: AttackConfig 
         fresh draws, which sees sigma too, ``clean_distortion`` the same at ``d = 0``.
     """
     budgets = _budgets(L)
-    config = settings.merge(AttackConfig, DEFAULT_ATTACK if config is None else config,
+    config = settings.merge(AttackConfig, settings.DAMAGE_ATTACK if config is None else config,
                             threat=threat, preset=preset, optimizer=optimizer,
                             restarts=restarts, steps=steps, n_noise=n_noise)
     run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)

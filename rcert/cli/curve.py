@@ -9,7 +9,7 @@ import click
 from rcert.cli.app import cli
 from rcert.cli.common import certify_config, finish, floats, load_run, run_config, run_options
 from rcert.cli.options import attack_options, certify_options
-from rcert.settings import EMPIRICAL_ATTACK, ThreatModel
+from rcert.settings import EMPIRICAL_ATTACK
 
 
 @cli.command(name="curve", short_help="p(||Delta|| <= r) along a fixed direction.")
@@ -36,6 +36,6 @@ def curve_command(model_path: str, data_spec: str | None, limit: int | None, fmt
     config = certify_config(model, model_path, values)
     with checks.collect(reissue=False) as warned:
         df = curve(model, dataset.x, config, radii=radius_list, direction=direction,
-                   threat=None if threat is None else ThreatModel(threat),
+                   threat=threat,
                    index=dataset.index, run=run)
     finish(df, "curve", model, model_path, dataset, run, fmt, output, warned)

@@ -17,14 +17,20 @@ from typing import Any
 import click
 
 from rcert.errors import RcertError
-from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel, as_dict, merge
+from rcert.settings import (
+    ATTACK_PRESETS,
+    AttackConfig,
+    CertifyConfig,
+    RunConfig,
+    as_dict,
+    default,
+    field_type,
+    merge,
+)
 
 #: The attack fields a command offers, in help order.
 ATTACK_FIELDS = ("threat", "preset", "optimizer", "restarts", "steps", "n_noise", "n_check",
                  "resolution", "correction")
-
-_TYPES = {"float": float, "int": int, "str": str, "bool": bool}
-
 
 def _field(cls: type, name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(cls) if f.name == name)
@@ -33,8 +39,7 @@ def _field(cls: type, name: str) -> dataclasses.Field:
 def _click_type(f: dataclasses.Field) -> Any:
     if "choices" in f.metadata:
         return click.Choice(list(f.metadata["choices"]))
-    base = str(f.type).split("|")[0].strip()
-    return _TYPES.get(base, str)
+    return field_type(f)
 
 
 def _shown(value: Any) -> str:
@@ -45,11 +50,12 @@ def option_for(cls: type, name: str, default: Any = None, note: str = "") -> Cal
     """One click option for field ``name`` of settings class ``cls``.
 
     ``default`` is the value the command uses when the option is not given (shown in the
-    help); ``note`` replaces that display, e.g. "the checkpoint's recommended r".
+    help); ``note`` replaces that display, e.g. "the checkpoint's recommended r". Without
+    either, the field's own ``[default: ...]`` text stays.
     """
     f = _field(cls, name)
-    metadata_help = f.metadata["help"].split(" [default:")[0]
-    shown = note or (None if default is None else _shown(default))
+    metadata_help, _, own = f.metadata["help"].partition(" [default: ")
+    shown = note or (None if default is None else _shown(default)) or own.rstrip(".]") or None
     text = metadata_help + (f" [default: {shown}]" if shown else "")
     return click.option(f"--{name.replace('_', '-')}", name, type=_click_type(f),
                         default=None, help=text)
@@ -72,8 +78,7 @@ def certify_options(*, with_r: bool = True, names: Sequence[str] | None = None) 
                 opts.append(option_for(CertifyConfig, "r",
                                        note="the checkpoint's recommended r"))
             continue
-        opts.append(option_for(CertifyConfig, name,
-                               default=_field(CertifyConfig, name).default))
+        opts.append(option_for(CertifyConfig, name, default=default(CertifyConfig, name)))
     return lambda f: apply(opts, f)
 
 
@@ -84,26 +89,21 @@ def run_config_options() -> Callable:
     return lambda f: apply(opts, f)
 
 
-def attack_options(default: AttackConfig, names: Sequence[str] = ATTACK_FIELDS) -> Callable:
-    """The attack's knobs from :class:`AttackConfig`, showing ``default``'s values."""
-    values = as_dict(default)
+def attack_options(config: AttackConfig, names: Sequence[str] = ATTACK_FIELDS) -> Callable:
+    """The attack's knobs from :class:`AttackConfig`, showing ``config``'s values (the
+    command's default attack)."""
+    values = as_dict(config)
     opts = []
     for name in names:
-        shown = values[name]
-        if name in ("restarts", "steps", "n_noise"):
-            shown = f"{shown} (preset {default.preset})"
-        elif name == "resolution" and shown is None:
-            shown = "2% of the bracket's upper end"
-        opts.append(option_for(AttackConfig, name, note=str(shown)))
+        preset = f" (preset {config.preset})" if name in ATTACK_PRESETS[config.preset] else ""
+        shown = "" if values[name] is None else f"{values[name]}{preset}"
+        opts.append(option_for(AttackConfig, name, note=shown))
     return lambda f: apply(opts, f)
 
 
 def attack_config(default: AttackConfig, given: dict[str, Any]) -> AttackConfig:
     """``default`` with the attack options the user gave (None: not given) on top."""
-    chosen = {k: v for k, v in given.items() if k in ATTACK_FIELDS and v is not None}
-    if "threat" in chosen:
-        chosen["threat"] = ThreatModel(chosen["threat"])
-    return build(AttackConfig, default, **chosen)
+    return build(AttackConfig, default, **{k: given[k] for k in ATTACK_FIELDS if k in given})
 
 
 def build(cls: type, base: Any = None, **values: Any) -> Any:

@@ -9,9 +9,9 @@ from torch import nn
 
 from rcert import settings, validate
 from rcert.attacks import chunking, objectives, optimizers, projection
-from rcert.attacks.damage import DEFAULT_ATTACK
 from rcert.attacks.objectives import Encoded
 from rcert.engine import montecarlo, noise
+from rcert.errors import RcertError
 from rcert.evaluation.empirical import within_counts
 from rcert.progress import Progress
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
@@ -67,7 +67,7 @@ def curve(
     direction
         ``"random"`` (a seeded Gaussian direction per input), ``"max-damage"`` (the
         maximum-damage attack's direction [C Eq 5] at the largest radius, with
-        :data:`rcert.attacks.damage.DEFAULT_ATTACK` on ``threat``), or an array of
+        :data:`rcert.settings.DAMAGE_ATTACK` on ``threat``), or an array of
         directions, one per input or one for all.
     threat
         What the perturbation reaches (default: :class:`~rcert.settings.ThreatModel`'s).
@@ -83,19 +83,20 @@ def curve(
         with the same confidence; neither: undecided at this ``n_samples``.
     """
     if r is None and certify is None:
-        raise validate.RcertError("a curve needs r: pass r=... or certify=CertifyConfig(r=...)")
+        raise RcertError("a curve needs r: pass r=... or certify=CertifyConfig(r=...)")
     cert = settings.merge(CertifyConfig, certify, r=r, m=m, n_samples=n_samples, alpha=alpha,
                           seed=seed)
-    threat = settings.merge(AttackConfig, None, threat=threat).threat
+    threat = ThreatModel() if threat is None else ThreatModel.of(threat)
     run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
-    radii = np.asarray(radii, dtype=np.float64).reshape(-1)
-    if radii.size == 0 or not np.all(np.isfinite(radii) & (radii >= 0)):
-        raise validate.RcertError("radii must be a non-empty list of finite numbers >= 0")
+    radii = _radii(radii)
+    if isinstance(direction, str):
+        settings.choice(direction, "direction", DIRECTIONS)
     model, x, index = validate.prepare(model, x, index=index, seed=cert.seed, device=run.device)
     size = x[0].numel()
     max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
+    damage = settings.DAMAGE_ATTACK  # what a max-damage direction's attack holds per input
     per = chunking.inputs_per_chunk(run.memory_mb, size, x.device,
-                                    DEFAULT_ATTACK.restarts * DEFAULT_ATTACK.n_noise)
+                                    damage.restarts * damage.n_noise)
     given = None if isinstance(direction, str) else _given_directions(direction, x)
     parts, moved = [], []
     bar = Progress(x.shape[0], "curve", enabled=run.progress)
@@ -107,21 +108,38 @@ def curve(
     bar.close()
     if isinstance(direction, str) and direction == "max-damage":
         optimizers.warn_unmoved(np.concatenate(moved), np.ones(x.shape[0], dtype=bool))
-    k = np.concatenate([p[0] for p in parts]).T.reshape(-1)  # radius-major, as rows are
-    out = pd.DataFrame({
-        "index": np.tile(index.cpu().numpy(), radii.size),
-        "rho": np.repeat(radii, x.shape[0]),
-        "delta_norm": np.concatenate([p[1] for p in parts]).T.reshape(-1),
-        "k": k, "n": cert.n_samples, "p_hat": k / cert.n_samples,
-        "p_lower": binomial.clopper_pearson_lower(k, cert.n_samples, cert.alpha),
-        "p_upper": binomial.clopper_pearson_upper(k, cert.n_samples, cert.alpha),
-    })
-    out["certified"] = out["p_lower"] > cert.m
-    out["broken"] = out["p_upper"] <= cert.m
+    out = _frame(index.cpu().numpy(), radii, np.concatenate([p[0] for p in parts]),
+                 np.concatenate([p[1] for p in parts]), cert)
     out.attrs["config"] = {"r": cert.r, "m": cert.m, "threat": str(threat),
                            "n_samples": cert.n_samples, "alpha": cert.alpha, "seed": cert.seed,
                            "direction": direction if isinstance(direction, str) else "given"}
     return out
+
+
+#: The directions :func:`curve` draws itself.
+DIRECTIONS = ("random", "max-damage")
+
+
+def _radii(radii: list[float] | np.ndarray) -> np.ndarray:
+    radii = np.asarray(radii, dtype=np.float64).reshape(-1)
+    if radii.size == 0 or not np.all(np.isfinite(radii) & (radii >= 0)):
+        raise RcertError("radii must be a non-empty list of finite numbers >= 0")
+    return radii
+
+
+def _frame(index: np.ndarray, radii: np.ndarray, k: np.ndarray, norms: np.ndarray,
+           cert: CertifyConfig) -> pd.DataFrame:
+    """The curve's rows, radius-major, from ``k`` and the norms, ``(N, len(radii))`` each."""
+    k = k.T.reshape(-1)
+    n = cert.n_samples
+    p_lower = binomial.clopper_pearson_lower(k, n, cert.alpha)
+    p_upper = binomial.clopper_pearson_upper(k, n, cert.alpha)
+    return pd.DataFrame({
+        "index": np.tile(index, radii.size), "rho": np.repeat(radii, index.size),
+        "delta_norm": norms.T.reshape(-1), "k": k, "n": n, "p_hat": k / n,
+        "p_lower": p_lower, "p_upper": p_upper,
+        "certified": p_lower > cert.m, "broken": p_upper <= cert.m,
+    })
 
 
 def _given_directions(direction: torch.Tensor | np.ndarray, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +150,7 @@ def _given_directions(direction: torch.Tensor | np.ndarray, x: torch.Tensor) -> 
     if u.shape == shape:
         u = u.expand(n_inputs, *shape)
     if tuple(u.shape) != (n_inputs, *shape):
-        raise validate.RcertError(f"direction must have shape {shape} or "
+        raise RcertError(f"direction must have shape {shape} or "
                                   f"{(n_inputs, *shape)}, got {tuple(u.shape)}")
     return u
 
@@ -145,12 +163,11 @@ def _directions(model: nn.Module, x: torch.Tensor, direction: str | torch.Tensor
     n_inputs, shape = x.shape[0], tuple(x.shape[1:])
     moved = np.ones(n_inputs, dtype=bool)
     if isinstance(direction, str):
-        validate.choice(direction, "direction", ("random", "max-damage"))
         u = optimizers.random_directions(seed, index, shape, 1, noise.STREAM_START).to(x)
         if direction == "max-damage":
             radius = torch.full((n_inputs,), max(float(largest), 1e-12), dtype=x.dtype,
                                 device=x.device)
-            config = settings.merge(AttackConfig, DEFAULT_ATTACK, threat=threat)
+            config = settings.merge(AttackConfig, settings.DAMAGE_ATTACK, threat=threat)
             found = optimizers.maximise(model, x, radius, objectives.expected_damage, config,
                                         seed=seed, index=index, box=box, starts=u)
             u, moved = found.delta, found.moved
@@ -159,5 +176,5 @@ def _directions(model: nn.Module, x: torch.Tensor, direction: str | torch.Tensor
     u = u.flatten(1)
     norm = u.norm(dim=1, keepdim=True)
     if bool((norm == 0).any()):
-        raise validate.RcertError("a direction is zero; give non-zero directions")
+        raise RcertError("a direction is zero; give non-zero directions")
     return u / norm, moved

@@ -24,16 +24,10 @@ from rcert import settings, validate
 from rcert.attacks import chunking, objectives, optimizers, projection
 from rcert.attacks.objectives import Encoded
 from rcert.engine import montecarlo, noise
+from rcert.errors import RcertError
 from rcert.progress import Progress
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
 from rcert.statistics import binomial
-
-#: The empirical margin's attack: the ``fast`` preset on the theorem's threat model, as
-#: :mod:`rcert.settings` defines it.
-#: Chosen in benchmarks/bench_empirical.py: with 32 common draws, more restarts or steps
-#: found no smaller margins (each round warm-starts from the last success), at several
-#: times the cost.
-DEFAULT_EMPIRICAL = settings.EMPIRICAL_ATTACK
 
 # Temperature of the exceedance surrogate, as a share of r.
 _TEMPERATURE = 0.1
@@ -143,11 +137,11 @@ def _first_radii(start: np.ndarray | float | None, max_radius: float,
                  n_inputs: int) -> np.ndarray:
     first = np.asarray(max_radius * _FIRST_SHARE if start is None else start, dtype=np.float64)
     if first.ndim > 1 or first.size not in (1, n_inputs):
-        raise validate.RcertError(f"start must be one radius or one per input ({n_inputs}), "
+        raise RcertError(f"start must be one radius or one per input ({n_inputs}), "
                                   f"got shape {first.shape}")
     first = np.broadcast_to(first, (n_inputs,)).copy()
     if not np.all(np.isfinite(first) & (first > 0)):
-        raise validate.RcertError("start radii must be positive and finite; pass e.g. "
+        raise RcertError("start radii must be positive and finite; pass e.g. "
                                   "start=0.1 or leave it out")
     return np.minimum(first, max_radius)
 
@@ -215,8 +209,9 @@ def empirical_margin(
         ``r`` (required, here or as ``r=``), ``m``, ``alpha`` and ``seed``; its
         ``n_samples`` plays no part. Shortcuts ``r, m, alpha, seed`` override it.
     attack
-        The attack at each radius (default :data:`DEFAULT_EMPIRICAL`); shortcuts ``threat,
-        preset, optimizer, restarts, steps, n_noise, n_check, resolution`` override it.
+        The attack at each radius (default :data:`rcert.settings.EMPIRICAL_ATTACK`);
+        shortcuts ``threat, preset, optimizer, restarts, steps, n_noise, n_check,
+        resolution`` override it.
     start
         First radius per input (default ``max_radius / 64``); about twice the certified
         bound is a good start.
@@ -236,10 +231,10 @@ def empirical_margin(
         n_check, m)``; NaN where no attack succeeded), ``rounds`` and ``decoder_rows``.
     """
     if r is None and certify is None:
-        raise validate.RcertError("the empirical margin needs r: pass r=... or "
+        raise RcertError("the empirical margin needs r: pass r=... or "
                                   "certify=CertifyConfig(r=...)")
     cert = settings.merge(CertifyConfig, certify, r=r, m=m, alpha=alpha, seed=seed)
-    atk = settings.merge(AttackConfig, DEFAULT_EMPIRICAL if attack is None else attack,
+    atk = settings.merge(AttackConfig, settings.EMPIRICAL_ATTACK if attack is None else attack,
                          threat=threat, preset=preset, optimizer=optimizer, restarts=restarts,
                          steps=steps, n_noise=n_noise, n_check=n_check, resolution=resolution)
     run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)

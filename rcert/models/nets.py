@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rcert.errors import RcertError
-from rcert.settings import positive_float, positive_int
-from rcert.validate import choice, int_tuple
+from rcert.settings import choice, positive_float, positive_int
+from rcert.validate import int_tuple
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

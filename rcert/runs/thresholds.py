@@ -53,6 +53,7 @@ from rcert.settings import (
     AttackConfig,
     CertifyConfig,
     RunConfig,
+    field_type,
     merge,
 )
 from rcert.statistics import summary
@@ -77,9 +78,8 @@ class CheckConfig:
 
 
 def _field_types(cls: type) -> dict[str, type]:
-    types = {"float": float, "int": int, "str": str, "bool": bool}
-    return {f.name: types.get(str(f.type).split("|")[0].strip(), str)
-            for f in dataclasses.fields(cls) if f.name != "progress"}
+    # progress is the CLI's --quiet, not a setting of the report.
+    return {f.name: field_type(f) for f in dataclasses.fields(cls) if f.name != "progress"}
 
 
 def _typed(table: Any, keys: dict[str, type], where: str) -> dict[str, Any]:

@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import rcert
-from rcert.attacks.damage import DEFAULT_ATTACK, attack
+from rcert.attacks.damage import attack
 from rcert.attacks.objectives import expected_damage
 from rcert.attacks.optimizers import maximise
 from rcert.attacks.projection import project
 from rcert.engine import noise
 from rcert.engine.noise import STREAM_ATTACK, STREAM_START
 from rcert.errors import RcertError
+from rcert.settings import DAMAGE_ATTACK as DEFAULT_ATTACK
 from rcert.settings import AttackConfig
 
 COLUMNS = ["index", "L", "damage", "loglik_degradation", "delta_norm", "objective",

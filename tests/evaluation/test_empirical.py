@@ -17,7 +17,8 @@ from scipy import optimize, stats
 import rcert
 from rcert.checks import ReliabilityWarning
 from rcert.errors import RcertError
-from rcert.evaluation.empirical import DEFAULT_EMPIRICAL, empirical_margin
+from rcert.evaluation.empirical import empirical_margin
+from rcert.settings import EMPIRICAL_ATTACK as DEFAULT_EMPIRICAL
 from rcert.settings import AttackConfig, CertifyConfig
 from rcert.statistics.binomial import clopper_pearson_lower, clopper_pearson_upper
 
