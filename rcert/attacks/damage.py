@@ -12,6 +12,8 @@ encoder's mean, its sigma, or both [C Fig 4].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -73,27 +75,46 @@ def _mean_distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded,
     return dist.double().mean(dim=1).cpu().numpy()
 
 
-def _attack_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, budget: float,
-                  config: AttackConfig, seed: int, max_rows: int
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+@dataclass
+class _Chunk:
+    """What every budget of one chunk of inputs shares: the clean point, the noise
+    baseline's direction and the clean distortion ``E||Delta(x)||``."""
+
+    x: torch.Tensor
+    index: torch.Tensor
+    clean: Encoded
+    direction: torch.Tensor
+    clean_distortion: np.ndarray
+    box: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, model: nn.Module, x: torch.Tensor, index: torch.Tensor,
+           config: AttackConfig, seed: int, max_rows: int) -> _Chunk:
+        clean = Encoded.of(model, x)
+        direction = random_directions(seed, index, tuple(x.shape[1:]), 1, STREAM_START).to(x)
+        return cls(x, index, clean, direction,
+                   _mean_distortion(model, x, clean, config, seed, index, max_rows),
+                   data_box(model))
+
+
+def _budget_columns(model: nn.Module, c: _Chunk, budget: float, config: AttackConfig,
+                    seed: int, max_rows: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One budget on one chunk of inputs: the frame's columns, and which attacks moved."""
-    box = data_box(model)
-    clean = Encoded.of(model, x)
+    x = c.x
     radius = torch.full((x.shape[0],), budget, dtype=x.dtype, device=x.device)
     # The baseline: a Gaussian direction at norm L, projected like any perturbation.
-    direction = random_directions(seed, index, tuple(x.shape[1:]), 1, STREAM_START).to(x)
-    noise_delta = project(direction * budget, x, radius, box)
-    found = maximise(model, x, radius, expected_damage, config, seed=seed, index=index,
-                     box=box, starts=direction, clean=clean)
-    measure = {"clean": clean, "config": config, "seed": seed, "index": index,
+    noise_delta = project(c.direction * budget, x, radius, c.box)
+    found = maximise(model, x, radius, expected_damage, config, seed=seed, index=c.index,
+                     box=c.box, starts=c.direction, clean=c.clean)
+    measure = {"clean": c.clean, "config": config, "seed": seed, "index": c.index,
                "max_rows": max_rows}
-    cols = {"index": index.cpu().numpy(), "L": np.full(x.shape[0], budget)}
-    cols.update(_damage_columns(model, x, found.delta, clean, config.threat, ""))
+    cols = {"index": c.index.cpu().numpy(), "L": np.full(x.shape[0], budget)}
+    cols.update(_damage_columns(model, x, found.delta, c.clean, config.threat, ""))
     cols["delta_norm"] = found.delta.flatten(1).norm(dim=1).double().cpu().numpy()
     cols["objective"] = found.value.double().cpu().numpy()
     cols["distortion"] = _mean_distortion(model, x + found.delta, **measure)
-    cols["clean_distortion"] = _mean_distortion(model, x, **measure)
-    cols.update(_damage_columns(model, x, noise_delta, clean, config.threat, "noise_"))
+    cols["clean_distortion"] = c.clean_distortion
+    cols.update(_damage_columns(model, x, noise_delta, c.clean, config.threat, "noise_"))
     cols["noise_delta_norm"] = noise_delta.flatten(1).norm(dim=1).double().cpu().numpy()
     cols["noise_distortion"] = _mean_distortion(model, x + noise_delta, **measure)
     return cols, found.moved
@@ -156,17 +177,17 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, config: AttackConfig 
     per = chunking.inputs_per_chunk(run.memory_mb, size, x.device,
                                     config.restarts * config.n_noise)
     moved = np.zeros(x.shape[0], dtype=bool)
-    frames = []
+    frames: list[list[pd.DataFrame]] = [[] for _ in budgets]  # budget-major, as rows are
     bar = Progress(len(budgets) * x.shape[0], "attack", enabled=run.progress)
-    for budget in budgets:
-        for part in chunking.chunks(x.shape[0], per):
-            cols, part_moved = _attack_chunk(model, x[part], index_t[part], budget, config,
-                                             seed, max_rows)
+    for part in chunking.chunks(x.shape[0], per):
+        chunk = _Chunk.of(model, x[part], index_t[part], config, seed, max_rows)
+        for j, budget in enumerate(budgets):
+            cols, part_moved = _budget_columns(model, chunk, budget, config, seed, max_rows)
             moved[part] |= part_moved
-            frames.append(pd.DataFrame(cols))
+            frames[j].append(pd.DataFrame(cols))
             bar.update(part.stop - part.start, status=f"L={budget:g}")
     bar.close()
     warn_unmoved(moved, np.ones_like(moved))
-    out = pd.concat(frames, ignore_index=True)
+    out = pd.concat([f for per_budget in frames for f in per_budget], ignore_index=True)
     out.attrs["config"] = {**settings.as_dict(config), "seed": seed}
     return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rcert.engine.montecarlo import distances
 from rcert.settings import ThreatModel
 
 
@@ -60,10 +61,7 @@ def distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, eta: torch
     or at ``x`` according to ``threat`` (SPEC section 2; ``both`` is [C Eq 5]).
     """
     mu, sigma = at_threat(model, x_adv, clean, threat)
-    n_draws, d_z = eta.shape[1], eta.shape[2]
-    z = mu[:, None, :] + eta * sigma[:, None, :]
-    g = model.decode(z.reshape(-1, d_z)).reshape(z.shape[0], n_draws, -1)
-    return torch.linalg.vector_norm(g - clean.reference[:, None, :], dim=-1)
+    return distances(model, mu, sigma, eta, clean.reference)
 
 
 def expected_damage(dist: torch.Tensor) -> torch.Tensor:
@@ -71,12 +69,19 @@ def expected_damage(dist: torch.Tensor) -> torch.Tensor:
     return dist.mean(dim=1)
 
 
-def exceedance(r: float, temperature: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A smooth surrogate of ``P(||Delta|| > r)``: the mean of ``sigmoid((||Delta|| - r) / T)``.
+#: Temperature of the exceedance surrogate, as a share of ``r``.
+EXCEEDANCE_TEMPERATURE = 0.1
+
+
+def exceedance(r: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A smooth surrogate of ``P(||Delta|| > r)``: the mean of ``sigmoid((||Delta|| - r) / T)``
+    with ``T = EXCEEDANCE_TEMPERATURE * r``.
 
     Steps are normalised, so only the direction of its gradient matters; the draws
     nearest to ``r`` dominate it, which is what moving ``P(||Delta|| <= r)`` needs.
     """
+    temperature = EXCEEDANCE_TEMPERATURE * r
+
     def objective(dist: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid((dist - r) / temperature).mean(dim=1)
     return objective

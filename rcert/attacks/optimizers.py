@@ -82,13 +82,7 @@ def maximise(model: nn.Module, x: torch.Tensor, radius: torch.Tensor,
     """
     n_inputs, shape = x.shape[0], tuple(x.shape[1:])
     reps = config.restarts
-    if config.optimizer == "lbfgs":
-        # L-BFGS-B is exact per input only if its clean point is too (see Encoded.each).
-        clean = Encoded.each(model, x)
-    clean = (clean if clean is not None else Encoded.of(model, x)).repeat(reps)
-    d_z = clean.mu.shape[1]
-    eta = noise.gaussian(seed, index, config.n_noise, d_z, stream=STREAM_ATTACK,
-                         dtype=x.dtype).repeat_interleave(reps, dim=0)
+    clean, eta = restart_rows(model, x, config, seed=seed, index=index, clean=clean)
     xr = x.repeat_interleave(reps, dim=0)
     rr = radius.to(x.dtype).repeat_interleave(reps)
     init = random_directions(seed, index, shape, reps, STREAM_START).to(x)
@@ -105,6 +99,20 @@ def maximise(model: nn.Module, x: torch.Tensor, radius: torch.Tensor,
                                     _pick(eta, rows), config.threat))
 
     return best_of_restarts(evaluate, delta, xr, rr, box, config)
+
+
+def restart_rows(model: nn.Module, x: torch.Tensor, config: AttackConfig, *, seed: int,
+                 index: torch.Tensor, clean: Encoded | None = None
+                 ) -> tuple[Encoded, torch.Tensor]:
+    """The clean point and the ``n_noise`` common draws (stream ``STREAM_ATTACK``), each
+    repeated for the ``config.restarts`` rows of every input."""
+    if config.optimizer == "lbfgs":
+        # L-BFGS-B is exact per input only if its clean point is too (see Encoded.each).
+        clean = Encoded.each(model, x)
+    clean = (clean if clean is not None else Encoded.of(model, x)).repeat(config.restarts)
+    eta = noise.gaussian(seed, index, config.n_noise, clean.mu.shape[1], stream=STREAM_ATTACK,
+                         dtype=x.dtype).repeat_interleave(config.restarts, dim=0)
+    return clean, eta
 
 
 def best_of_restarts(evaluate: Evaluate, delta: torch.Tensor, x: torch.Tensor,

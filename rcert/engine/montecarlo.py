@@ -96,10 +96,20 @@ def distortion_norms(
             s = min(samples_per_call, n_samples - s0)
             eta = noise.gaussian(seed, index[rows], s, d_z, start=s0, stream=stream,
                                  dtype=mu.dtype)
-            z = mu[rows, None, :] + eta * sigma[rows, None, :]
-            g = model.decode(z.reshape(-1, d_z)).flatten(1)
-            g = g.reshape(z.shape[0], s, -1) - reference[rows, None, :]
-            out[rows, s0:s0 + s] = torch.linalg.vector_norm(g, dim=-1).float()
+            out[rows, s0:s0 + s] = distances(model, mu[rows], sigma[rows], eta,
+                                             reference[rows]).float()
             if on_rows is not None:
-                on_rows(z.shape[0] * s)
+                on_rows(eta.shape[0] * s)
     return out
+
+
+def distances(model: nn.Module, mu: torch.Tensor, sigma: torch.Tensor, eta: torch.Tensor,
+              reference: torch.Tensor) -> torch.Tensor:
+    """``||g(mu + eta * sigma) - reference||`` per input and draw, ``(B, K)`` [C Eq 1].
+
+    ``mu``, ``sigma`` ``(B, d_z)``, ``eta`` ``(B, K, d_z)``, ``reference`` ``(B, D)``: one
+    decoder call for all ``B * K`` codes. Differentiable; attacks call it inside autograd.
+    """
+    z = mu[:, None, :] + eta * sigma[:, None, :]
+    g = model.decode(z.reshape(-1, mu.shape[1])).reshape(z.shape[0], eta.shape[1], -1)
+    return torch.linalg.vector_norm(g - reference[:, None, :], dim=-1)

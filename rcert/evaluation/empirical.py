@@ -29,8 +29,6 @@ from rcert.progress import Progress
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
 from rcert.statistics import binomial
 
-# Temperature of the exceedance surrogate, as a share of r.
-_TEMPERATURE = 0.1
 # First radius of the outward search, as a share of the largest radius, when none is given.
 _FIRST_SHARE = 1 / 64
 
@@ -83,7 +81,7 @@ def _search(model: nn.Module, x: torch.Tensor, index: torch.Tensor, radius: np.n
                 torch.zeros_like(x), np.zeros(n, dtype=np.int64),
                 np.full(n, atk.n_check, dtype=np.int64), np.zeros(n, dtype=bool), broken.copy())
     bar.update(int(broken.sum()))
-    objective = objectives.exceedance(cert.r, _TEMPERATURE * cert.r)
+    objective = objectives.exceedance(cert.r)
     tolerance = atk.resolution
     while not s.done.all():
         act = np.flatnonzero(~s.done)
