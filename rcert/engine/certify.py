@@ -18,7 +18,7 @@ from torch import nn
 
 from rcert import validate
 from rcert.engine import montecarlo
-from rcert.engine.certificates import COLUMNS, columns_for
+from rcert.engine.certificates import columns_for
 from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
 from rcert.engine.model_checks import check_model
 from rcert.errors import RcertError
@@ -128,30 +128,17 @@ def certify(
     with Progress(x.shape[0] * n, "certify", enabled=run.progress) as bar:
         for start in range(0, x.shape[0], chunk):
             rows = slice(start, start + chunk)
-            if model_traits.stochastic:
-                parts.append(_certify_chunk(model, x[rows], index_t[rows], r=config.r,
-                                            n_samples=n, seed=config.seed, ranks=ranks,
-                                            memory_mb=run.memory_mb, on_rows=bar.update))
-            else:
-                parts.append(_jacobian_chunk(model, x[rows], index_t[rows]))
-                bar.update(len(parts[-1]["index"]) * n)
+            parts.append(_certify_chunk(model, x[rows], index_t[rows], r=config.r,
+                                        n_samples=n, seed=config.seed, ranks=ranks,
+                                        memory_mb=run.memory_mb,
+                                        stochastic=model_traits.stochastic,
+                                        on_rows=bar.update))
     columns = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    if model_traits.stochastic:
-        df = _margins(columns, m=config.m, n_samples=n, alpha=config.alpha)
-    else:
-        df = pd.DataFrame(columns)
-    df = df[list(columns_for(model_traits))]
+    if "k" in columns:  # the Monte Carlo ran: the statistics and margins follow from it
+        columns.update(_margins(columns, m=config.m, n_samples=n, alpha=config.alpha))
+    df = pd.DataFrame({col: columns[col] for col in columns_for(model_traits)})
     df.attrs["config"] = as_dict(config)
     return df
-
-
-def _jacobian_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor
-                    ) -> dict[str, np.ndarray]:
-    """A deterministic encoder's exact Jacobian norms; nothing statistical (SPEC section 9)."""
-    enc = encoder_jacobian(model, x)
-    norms = jacobian_norms(enc.jacobian, torch.ones_like(enc.mu))
-    return {"index": index.cpu().numpy(),
-            **{key: norms[key].cpu().numpy() for key in ("jacobian_fro", "jacobian_spec")}}
 
 
 def _latent_dim(model: nn.Module, x1: torch.Tensor) -> int:
@@ -171,15 +158,23 @@ def _latent_dim(model: nn.Module, x1: torch.Tensor) -> int:
 
 def _certify_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, *, r: float,
                    n_samples: int, seed: int, ranks: tuple[int, int | None], memory_mb: float,
-                   on_rows: Callable[[int], None]) -> dict[str, np.ndarray]:
+                   stochastic: bool, on_rows: Callable[[int], None]) -> dict[str, np.ndarray]:
     """Per-input statistics of one chunk of inputs, each a ``(B,)`` array (SPEC section 3).
 
     ``ranks`` are the 1-based ranks of ``r_min`` and ``r_min_upper``
     (:func:`rcert.statistics.binomial.quantile_rank`, ``certified_rank``; None gives inf).
     The ``(B, n_samples)`` distances are reduced to ``k`` and those two order statistics
-    here, on the chunk's device, so no chunk's sample survives into the next.
+    here, on the chunk's device, so no chunk's sample survives into the next. A
+    deterministic encoder (``stochastic`` False) gets its exact Jacobian norms only: its
+    sigma is no standard deviation to whiten by or sample with (SPEC section 9).
     """
     enc = encoder_jacobian(model, x)
+    out: dict[str, np.ndarray] = {"index": index.cpu().numpy()}
+    if not stochastic:
+        norms = jacobian_norms(enc.jacobian, torch.ones_like(enc.mu))
+        on_rows(x.shape[0] * n_samples)
+        return {**out, **{key: norms[key].cpu().numpy()
+                          for key in ("jacobian_fro", "jacobian_spec")}}
     validate.check_sigma(enc.sigma, index)
     norms = jacobian_norms(enc.jacobian, enc.sigma)
     mu, sigma = enc.mu, enc.sigma
@@ -190,9 +185,8 @@ def _certify_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, *, r:
                                        max_rows=_decoder_rows(memory_mb, x[0].numel(),
                                                               x.device),
                                        on_rows=on_rows)
-    out = {key: value.cpu().numpy() for key, value in norms.items()}
+    out.update({key: value.cpu().numpy() for key, value in norms.items()})
     out.update(
-        index=index.cpu().numpy(),
         sigma_min=sigma.min(dim=1).values.double().cpu().numpy(),
         sigma_mean=sigma.mean(dim=1).double().cpu().numpy(),
         k=(dist <= r).sum(dim=1).cpu().numpy(),
@@ -214,31 +208,23 @@ def _order_statistic(dist: torch.Tensor, rank: int | None) -> np.ndarray:
 
 
 def _margins(c: dict[str, np.ndarray], *, m: float, n_samples: int,
-             alpha: float) -> pd.DataFrame:
-    """Turn the per-input statistics into the public columns (SPEC sections 3-5)."""
+             alpha: float) -> dict[str, np.ndarray]:
+    """The public columns that follow from the Monte Carlo counts (SPEC sections 3-5)."""
     n = n_samples
     p_hat = c["k"] / n
     p_lower = binomial.clopper_pearson_lower(c["k"], n, alpha)
     t_hat = margins.probit_gap(margins.capped_p_hat(p_hat, n), m)
     t_lower = margins.probit_gap(p_lower, m)
     s_min = c["sigma_min"]
-    return pd.DataFrame({
-        "index": c["index"].astype(np.int64),
-        "sigma_min": s_min,
-        "sigma_mean": c["sigma_mean"],
-        "jacobian_fro": c["jacobian_fro"],
-        "jacobian_spec": c["jacobian_spec"],
-        "jacobian_whitened": c["jacobian_whitened"],
+    return {
         "k": c["k"].astype(np.int64),
         "n": np.full(len(p_hat), n, dtype=np.int64),
         "p_hat": p_hat,
         "p_lower": p_lower,
-        "r_min": c["r_min"],
-        "r_min_upper": c["r_min_upper"],
         "bound": margins.theorem1(s_min, t_hat, c["jacobian_fro"]),
         "bound_certified": margins.theorem1(s_min, t_lower, c["jacobian_fro"]),
         "bound_spectral": margins.spectral(s_min, t_lower, c["jacobian_spec"]),
         "bound_whitened": margins.whitened(t_lower, c["jacobian_whitened"]),
         "latent_margin": margins.latent_margin(s_min, t_lower),
         "abstain": p_lower <= m,
-    }, columns=list(COLUMNS))
+    }

@@ -25,7 +25,7 @@ from conftest import assert_one_error_line, strict_json
 
 import rcert
 from rcert.cli.main import main
-from rcert.engine.certify import COLUMNS
+from rcert.engine.certificates import COLUMNS
 
 DIGITS_TEST_SIZE = 360  # ceil(1797 / 5)
 

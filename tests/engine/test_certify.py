@@ -8,7 +8,8 @@ from conftest import LinearVAE, TinyMLPVAE
 from scipy import stats
 from torch import nn
 
-from rcert.engine.certify import COLUMNS, certify
+from rcert.engine.certificates import COLUMNS
+from rcert.engine.certify import certify
 from rcert.errors import RcertError
 from rcert.runs.training import recommend_r
 

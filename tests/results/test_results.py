@@ -15,7 +15,8 @@ from conftest import TinyMLPVAE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcert.engine.certify import COLUMNS, certify
+from rcert.engine.certificates import COLUMNS
+from rcert.engine.certify import certify
 from rcert.results import schema
 from rcert.results.text import TABLE_COLUMNS, to_csv, to_json, to_table
 from rcert.statistics import summary

@@ -20,7 +20,7 @@ from conftest import assert_one_error_line, cli_output, strict_json
 import rcert
 import rcert.plots
 import rcert.runs.resume
-from rcert.engine.certify import COLUMNS
+from rcert.engine.certificates import COLUMNS
 from rcert.results import html, junit, markdown
 from rcert.runs import report
 

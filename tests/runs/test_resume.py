@@ -17,7 +17,7 @@ import torch
 import rcert
 import rcert.results.text
 import rcert.runs.resume
-from rcert.engine.certify import COLUMNS
+from rcert.engine.certificates import COLUMNS
 
 N = 11  # inputs: with CHUNK = 3, four chunks (the last one short)
 CHUNK = 3
