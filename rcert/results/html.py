@@ -84,19 +84,23 @@ def _recorded(value: Any) -> str:
     return NOT_RECORDED if value is None or value == "" else cell(value)
 
 
+def _read(block: str, key: str) -> Callable[[dict[str, Any]], str]:
+    """Reads ``result[block][key]`` for the settings table."""
+    return lambda res: _recorded((res.get(block) or {}).get(key))
+
+
 #: The settings table: (heading, how to read it from a result).
 SETTINGS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
-    ("checkpoint", lambda res: _recorded(res.get("model", {}).get("path"))),
-    ("weights digest (SHA-256)", lambda res: _recorded(res.get("model", {}).get("sha256"))),
-    ("architecture", lambda res: _recorded(res.get("model", {}).get("architecture"))),
-    ("saved by rcert", lambda res: _recorded(res.get("model", {}).get("rcert_version"))),
-    ("data", lambda res: _recorded(res.get("config", {}).get("data"))),
-    ("r (reconstruction radius)", lambda res: _recorded(res.get("config", {}).get("r"))),
-    ("m (robustness level)", lambda res: _recorded(res.get("config", {}).get("m"))),
-    ("n_samples (Monte Carlo draws)",
-     lambda res: _recorded(res.get("config", {}).get("n_samples"))),
-    ("alpha (1 - confidence)", lambda res: _recorded(res.get("config", {}).get("alpha"))),
-    ("seed", lambda res: _recorded(res.get("config", {}).get("seed"))),
+    ("checkpoint", _read("model", "path")),
+    ("weights digest (SHA-256)", _read("model", "sha256")),
+    ("architecture", _read("model", "architecture")),
+    ("saved by rcert", _read("model", "rcert_version")),
+    ("data", _read("config", "data")),
+    ("r (reconstruction radius)", _read("config", "r")),
+    ("m (robustness level)", _read("config", "m")),
+    ("n_samples (Monte Carlo draws)", _read("config", "n_samples")),
+    ("alpha (1 - confidence)", _read("config", "alpha")),
+    ("seed", _read("config", "seed")),
     ("attack preset", attack_preset),
 )
 

@@ -85,12 +85,11 @@ def _margin_lines(s: dict[str, Any]) -> list[str]:
 def _attack_lines(s: dict[str, Any]) -> list[str]:
     """Per budget: mean damage, distortion and degradation of attack and noise, and how often
     the attack beats noise on each (distortion sees sigma, damage does not)."""
-    names = ("damage", "noise_damage", "distortion", "noise_distortion", "clean_distortion",
+    means = ("damage", "noise_damage", "distortion", "noise_distortion", "clean_distortion",
              "loglik_degradation", "noise_loglik_degradation")
-    rows = [{"L": b["L"], **{n: b[n]["mean"] for n in names if n in b},
-             "attack_beats_noise": b["attack_beats_noise"],
-             **({"attack_beats_noise_distortion": b["attack_beats_noise_distortion"]}
-                if "attack_beats_noise_distortion" in b else {})} for b in s["budgets"]]
+    shares = ("attack_beats_noise", "attack_beats_noise_distortion")
+    rows = [{"L": b["L"], **{n: b[n]["mean"] for n in means if n in b},
+             **{n: b[n] for n in shares if n in b}} for b in s["budgets"]]
     table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
     return [f"{s['n_inputs']} inputs attacked; means per budget:", table]
 

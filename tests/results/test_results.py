@@ -449,3 +449,53 @@ def test_table_summary_prints_the_attack_verdict():
     assert abs(np.corrcoef(c[keep], f[keep])[0, 1] - correlation) > 0.05
     wide = np.isfinite(b) & np.isfinite(f)
     assert abs(np.corrcoef(b[wide], f[wide])[0, 1] - correlation) > 0.01
+
+
+# --- the attack and curve tables: printed numbers recomputed from the rows ----------------
+
+
+def _table_after(text: str, heading: str) -> pd.DataFrame:
+    """The whitespace table that follows the line starting with ``heading``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading)) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return pd.read_csv(io.StringIO("\n".join(lines[start:end])), sep=r"\s+")
+
+
+def test_attack_table_prints_the_means_of_the_rows():
+    rng = np.random.default_rng(5)
+    n = 6
+    rows = {"index": np.tile(np.arange(n), 2), "L": np.repeat([0.5, 2.0], n)}
+    for col in ("damage", "noise_damage", "distortion", "noise_distortion",
+                "clean_distortion", "loglik_degradation", "noise_loglik_degradation",
+                "delta_norm"):
+        rows[col] = rng.uniform(0.1, 3.0, 2 * n)
+    df = pd.DataFrame(rows)
+    printed = _table_after(to_table(schema.result(df, kind="attack")), f"{n} inputs attacked")
+    assert printed["L"].tolist() == [0.5, 2.0]
+    for _, row in printed.iterrows():
+        group = df[df["L"] == row["L"]]
+        for col in ("damage", "noise_damage", "distortion", "noise_distortion",
+                    "clean_distortion", "loglik_degradation"):
+            assert row[col] == pytest.approx(group[col].mean(), rel=1e-3), col
+        assert row["attack_beats_noise"] == pytest.approx(
+            np.mean(group["damage"] >= group["noise_damage"]), rel=1e-3)
+        assert row["attack_beats_noise_distortion"] == pytest.approx(
+            np.mean(group["distortion"] >= group["noise_distortion"]), rel=1e-3)
+
+
+def test_curve_table_prints_mean_p_and_the_inputs_that_crossed():
+    rng = np.random.default_rng(6)
+    radii, n = [0.0, 0.5, 1.0], 5
+    df = pd.DataFrame({"index": np.tile(np.arange(n), 3), "rho": np.repeat(radii, n),
+                       "p_hat": rng.uniform(0, 1, 3 * n)})
+    df["broken"] = df["p_hat"] < 0.4
+    text = to_table(schema.result(df, kind="curve", config={"m": 0.5}))
+    printed = _table_after(text, f"{n} inputs; mean p(rho)")
+    assert printed["rho"].tolist() == radii
+    want = df.groupby("rho")["p_hat"].mean().to_numpy()
+    assert printed["mean_p_hat"].to_numpy() == pytest.approx(want, rel=1e-3)
+    crossed = df[df["broken"]]["index"].nunique()
+    line = next(x for x in text.splitlines() if x.startswith("crossing:"))
+    numbers = [int(v) for v in re.findall(r"(\d+) of \d+ inputs crossed, (\d+) did not", line)[0]]
+    assert numbers == [crossed, n - crossed]
