@@ -38,6 +38,29 @@ def _limits(values: np.ndarray, log: bool) -> tuple[float, float]:
     return (float(values.min()) / 1.5 if log else 0.0), top
 
 
+def _dots_and_fit(ax: Axes, model: Model, x: np.ndarray, y: np.ndarray, keep: np.ndarray,
+                  log: bool) -> int:
+    """One model's dots (violations ringed) and least-squares line; its violations drawn."""
+    broke = model.df["violation"].to_numpy(bool)[keep]
+    excluded = len(x) - int(keep.sum())
+    note = f", {excluded} excluded" if excluded else ""
+    ax.scatter(x[keep], y[keep], s=np.where(broke, 70, 30), color=model.color,
+               edgecolors=[VIOLATION if b else "white" for b in broke],
+               linewidths=np.where(broke, 2.0, 0.6), alpha=0.85, zorder=3,
+               label=f"{model.name}: {count_label(int(keep.sum()))}{note}")
+    fit = fit_line(x, y)
+    if math.isnan(fit["slope"]):
+        ax.plot([], [], color=model.color,
+                label=f"{model.name}: rho = n/a (too few inputs for a fit)")
+        return int(broke.sum())
+    grid = (np.geomspace if log else np.linspace)(x[keep].min(), x[keep].max(), 64)
+    sign = "-" if fit["intercept"] < 0 else "+"
+    ax.plot(grid, fit["slope"] * grid + fit["intercept"], color=model.color, lw=1.8, zorder=2,
+            label=f"{model.name} least squares: y = {fit['slope']:.2f}x {sign} "
+                  f"{abs(fit['intercept']):.2g}, rho = {fit['correlation']:.2f}")
+    return int(broke.sum())
+
+
 def bound_vs_empirical(results: Results, bound: str = "bound") -> Figure:
     """The empirical margin against a certified bound, one colour per model [C Fig 6a-c].
 
@@ -81,27 +104,8 @@ def bound_vs_empirical(results: Results, bound: str = "bound") -> Figure:
                                      for (x, y), k in zip(columns, kept, strict=True)])
         log = is_wide(everything)
         low, top = _limits(everything, log)
-        violations = 0
-        for model, (x, y), keep in zip(models, columns, kept, strict=True):
-            broke = model.df["violation"].to_numpy(bool)[keep]
-            violations += int(broke.sum())
-            excluded = len(x) - int(keep.sum())
-            note = f", {excluded} excluded" if excluded else ""
-            ax.scatter(x[keep], y[keep], s=np.where(broke, 70, 30), color=model.color,
-                       edgecolors=[VIOLATION if b else "white" for b in broke],
-                       linewidths=np.where(broke, 2.0, 0.6), alpha=0.85, zorder=3,
-                       label=f"{model.name}: {count_label(int(keep.sum()))}{note}")
-            fit = fit_line(x, y)
-            if math.isnan(fit["slope"]):
-                ax.plot([], [], color=model.color,
-                        label=f"{model.name}: rho = n/a (too few inputs for a fit)")
-                continue
-            grid = (np.geomspace if log else np.linspace)(x[keep].min(), x[keep].max(), 64)
-            sign = "-" if fit["intercept"] < 0 else "+"
-            ax.plot(grid, fit["slope"] * grid + fit["intercept"], color=model.color, lw=1.8,
-                    zorder=2,
-                    label=f"{model.name} least squares: y = {fit['slope']:.2f}x {sign} "
-                          f"{abs(fit['intercept']):.2g}, rho = {fit['correlation']:.2f}")
+        violations = sum(_dots_and_fit(ax, model, x, y, keep, log)
+                         for model, (x, y), keep in zip(models, columns, kept, strict=True))
         ax.plot([low, top], [low, top], color="0.15", ls="--", lw=1.2, zorder=1,
                 label="y = x (a sound bound puts the dots on or above it)")
         if log:
