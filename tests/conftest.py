@@ -15,6 +15,8 @@ from hypothesis import settings
 from scipy import stats
 from torch import nn
 
+import rcert.runs.resume
+
 # Hypothesis draws the same examples on every run and machine, so that a failure seen in CI
 # reproduces under -k; no example database carries state between runs.
 settings.register_profile("rcert", derandomize=True, database=None, print_blob=True)
@@ -246,3 +248,34 @@ def ab_ckpts(tmp_path_factory) -> dict[str, Path]:
             paths[name] = folder / f"{name}.rcert"
             rcert.save(net, paths[name], data="digits:train", recommended_r=0.8)
     return paths
+
+
+#: The real ``rcert.runs.resume.certify``, taken before any test patches it.
+REAL_CERTIFY = rcert.runs.resume.certify
+
+
+class CertifyCalls:
+    """A stand-in for ``rcert.runs.resume.certify`` that counts its calls, records each
+    chunk's size, and raises KeyboardInterrupt (a kill) on call number ``fail_on``."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.fail_on = fail_on
+        self.calls = 0
+        self.sizes: list[int] = []
+
+    def __call__(self, model, x, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise KeyboardInterrupt
+        self.sizes.append(len(x))
+        return REAL_CERTIFY(model, x, *args, **kwargs)
+
+
+def untrained_checkpoint(folder: Path, *, latent_dim: int, hidden: tuple[int, ...]):
+    """An untrained 8x8 MLP saved as a checkpoint and loaded back, as a report would."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=latent_dim,
+                                hidden=hidden)
+    rcert.save(net, folder / "net.rcert", data="digits:train", recommended_r=0.8)
+    return rcert.load(folder / "net.rcert")

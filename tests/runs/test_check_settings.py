@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_one_error_line
+from conftest import REAL_CERTIFY, CertifyCalls, assert_one_error_line, untrained_checkpoint
 
 import rcert
 import rcert.runs.resume
@@ -127,38 +127,19 @@ def test_rcert_check_refuses_them_in_one_line(tmp_path, run, text):
 N = 6
 CHUNK = 2
 N_CHUNKS = 3
-REAL_CERTIFY = rcert.runs.resume.certify
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A tiny untrained checkpoint, loaded back as a report would."""
-    folder = tmp_path_factory.mktemp("check-settings")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
-    rcert.save(net, folder / "tiny.rcert", data="digits:train", recommended_r=0.8)
-    return rcert.load(folder / "tiny.rcert")
+    return untrained_checkpoint(tmp_path_factory.mktemp("check-settings"), latent_dim=2,
+                                hidden=(8,))
 
 
 @pytest.fixture(scope="module")
 def inputs():
     x = torch.rand(N, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     return x, np.arange(N, dtype=np.int64) * 3 + 10
-
-
-class _Calls:
-    """A stand-in for ``rcert.runs.resume.certify`` that counts its calls and can fail on one."""
-
-    def __init__(self, fail_on: int | None = None) -> None:
-        self.fail_on = fail_on
-        self.calls = 0
-
-    def __call__(self, model, x, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.fail_on:
-            raise KeyboardInterrupt
-        return REAL_CERTIFY(model, x, *args, **kwargs)
 
 
 class _FakeAttack:
@@ -209,7 +190,7 @@ ATTACK_CHANGES = [{"threat": "both"}, {"threat": "sigma"}, {"preset": "standard"
 
 
 def _recomputes(model, inputs, path, monkeypatch, **kwargs) -> int:
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     _run(model, inputs, path, **kwargs)
     monkeypatch.setattr(rcert.runs.resume, "certify", REAL_CERTIFY)
@@ -303,7 +284,7 @@ def test_the_holm_verdict_covers_the_whole_run(model, inputs, tmp_path, monkeypa
     attack = AttackConfig(correction="holm")
     path = tmp_path / "run.jsonl"
     if interrupted_on is not None:
-        monkeypatch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=interrupted_on))
+        monkeypatch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=interrupted_on))
         with pytest.raises(KeyboardInterrupt):
             _run(model, inputs, path, attack=attack)
         monkeypatch.setattr(rcert.runs.resume, "certify", REAL_CERTIFY)

@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_one_error_line, cli_output, strict_json
+from conftest import REAL_CERTIFY, CertifyCalls, assert_one_error_line, cli_output, strict_json
 
 import rcert
 import rcert.plots
@@ -26,7 +26,6 @@ from rcert.runs import report
 
 REPORT_FILES = ("inputs.csv", "results.json", "summary.md", "junit.xml", "report.html")
 EVIL = "<script>alert(1)</script> & co"
-REAL_CERTIFY = rcert.runs.resume.certify
 
 
 def _report(ab_ckpts, out: Path, *extra) -> list:
@@ -402,17 +401,6 @@ def test_a_different_seed_changes_the_report(main_report, ab_ckpts, tmp_path, ru
         (main_report[0] / "inputs.csv").read_bytes()
 
 
-class _Calls:
-    def __init__(self, fail_on: int | None = None) -> None:
-        self.fail_on, self.calls = fail_on, 0
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.fail_on:
-            raise KeyboardInterrupt
-        return REAL_CERTIFY(*args, **kwargs)
-
-
 def _long(ab_ckpts, out: Path, *extra) -> list:
     # 130 inputs: three chunks of the default 64.
     return ["report", "--model", ab_ckpts["a"], "--out", out, "--limit", "130",
@@ -422,7 +410,7 @@ def _long(ab_ckpts, out: Path, *extra) -> list:
 def test_an_interrupted_report_resumes(ab_ckpts, tmp_path, run, monkeypatch):
     out = tmp_path / "resumed"
     with monkeypatch.context() as patch:
-        patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=2))
+        patch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=2))
         code, stdout, err = run(*_long(ab_ckpts, out))
     assert code == 130
     # (click ends the terminal's "^C" line first, hence a blank line before the message.)
@@ -431,7 +419,7 @@ def test_an_interrupted_report_resumes(ab_ckpts, tmp_path, run, monkeypatch):
     assert not (out / "results.json").exists()
     assert not report.is_complete(out)
 
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     code, _, err = run(*_long(ab_ckpts, out))
     assert code == 0, err
@@ -448,7 +436,7 @@ def test_an_interrupted_report_resumes(ab_ckpts, tmp_path, run, monkeypatch):
 
 def test_a_rerun_of_a_complete_report_computes_nothing(report_copy, ab_ckpts, run, monkeypatch):
     before = _snapshot(report_copy)
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     code, _, err = run(*_report(ab_ckpts, report_copy))
     assert code == 0, err
@@ -459,10 +447,10 @@ def test_a_rerun_of_a_complete_report_computes_nothing(report_copy, ab_ckpts, ru
 def test_a_refused_rerun_keeps_the_saved_work(ab_ckpts, tmp_path, run, monkeypatch):
     out = tmp_path / "rep"
     with monkeypatch.context() as patch:
-        patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=3))
+        patch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=3))
         assert run(*_long(ab_ckpts, out))[0] == 130
     assert_one_error_line(*run(*_long(ab_ckpts, out, "--alpha", "2")))
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     assert run(*_long(ab_ckpts, out))[0] == 0
     assert calls.calls == 1  # two chunks were saved before the interruption

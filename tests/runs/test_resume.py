@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REAL_CERTIFY, CertifyCalls, untrained_checkpoint
 
 import rcert
 import rcert.results.text
@@ -22,18 +23,13 @@ from rcert.engine.certificates import COLUMNS
 N = 11  # inputs: with CHUNK = 3, four chunks (the last one short)
 CHUNK = 3
 N_CHUNKS = 4
-REAL_CERTIFY = rcert.runs.resume.certify
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """An untrained 8x8 MLP checkpoint, loaded back as it would be for a report."""
-    folder = tmp_path_factory.mktemp("resume-ckpt")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
-    rcert.save(net, folder / "mlp.rcert", data="digits:train", recommended_r=0.8)
-    return rcert.load(folder / "mlp.rcert")
+    return untrained_checkpoint(tmp_path_factory.mktemp("resume-ckpt"), latent_dim=4,
+                                hidden=(32,))
 
 
 @pytest.fixture(scope="module")
@@ -56,22 +52,6 @@ def _run(model, inputs, path: Path, *, r: float = 0.8, seed: int = 0,
     return rcert.runs.resume.certify_resumable(
         model, x, index, path=path, config=_config(r, seed, n_samples), identity=IDENTITY,
         chunk=CHUNK)
-
-
-class _Calls:
-    """A stand-in for ``rcert.runs.resume.certify`` that counts its calls and can fail on one."""
-
-    def __init__(self, fail_on: int | None = None) -> None:
-        self.fail_on = fail_on
-        self.calls = 0
-        self.sizes: list[int] = []
-
-    def __call__(self, model, x, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.fail_on:
-            raise KeyboardInterrupt
-        self.sizes.append(len(x))
-        return REAL_CERTIFY(model, x, *args, **kwargs)
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -100,7 +80,7 @@ def test_uninterrupted_run_matches_certify_chunk_by_chunk(model, inputs, fresh):
 
 def test_uninterrupted_run_calls_certify_once_per_grid_chunk(model, inputs, tmp_path,
                                                             monkeypatch):
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     _run(model, inputs, tmp_path / "run.jsonl")
     assert calls.calls == N_CHUNKS
@@ -116,13 +96,13 @@ def test_killed_then_resumed_equals_uninterrupted(model, inputs, fresh, tmp_path
                                                   monkeypatch, killed_on):
     path = tmp_path / "run.jsonl"
     with monkeypatch.context() as patch:
-        patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=killed_on))
+        patch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=killed_on))
         with pytest.raises(KeyboardInterrupt):
             _run(model, inputs, path)
     saved = len(_lines(path)) - 2  # header and the empty string after the last newline
     assert saved == killed_on - 1
 
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     resumed = _run(model, inputs, path)
     assert calls.calls == N_CHUNKS - saved  # only the missing chunks
@@ -130,7 +110,7 @@ def test_killed_then_resumed_equals_uninterrupted(model, inputs, fresh, tmp_path
     assert _csv(resumed) == _csv(fresh)
 
     # A third run finds every chunk on disk and computes nothing.
-    again = _Calls()
+    again = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", again)
     pd.testing.assert_frame_equal(_run(model, inputs, path), fresh, check_exact=True)
     assert again.calls == 0
@@ -148,7 +128,7 @@ def test_torn_last_line_is_dropped_and_recomputed(model, inputs, fresh, tmp_path
     keep = cut if cut > 0 else len(last_line) - 1
     path.write_bytes(raw[:last_start + keep])
 
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     resumed = _run(model, inputs, path)
     assert calls.calls == 1
@@ -165,7 +145,7 @@ def test_torn_middle_line_recomputes_it_and_what_follows(model, inputs, fresh, t
     lines = _lines(path)
     lines[2] = lines[2][: len(lines[2]) // 2]  # the chunk at 3 is garbage now
     path.write_bytes(b"\n".join(lines))
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     resumed = _run(model, inputs, path)
     assert calls.calls == 3
@@ -179,7 +159,7 @@ def test_changed_settings_replace_the_file(model, inputs, fresh, tmp_path, monke
     _run(model, inputs, path)
     old_header = _lines(path)[0]
 
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     changed = _run(model, inputs, path, **change)
     assert calls.calls == N_CHUNKS  # nothing of the old file was reused
@@ -198,7 +178,7 @@ def test_a_different_chunk_size_starts_afresh(model, inputs, fresh, tmp_path, mo
     x, index = inputs
     path = tmp_path / "run.jsonl"
     _run(model, inputs, path)
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     df = rcert.runs.resume.certify_resumable(model, x, index, path=path, config=_config(),
                                              identity=IDENTITY, chunk=4)
@@ -223,7 +203,7 @@ def test_rows_are_never_duplicated_or_lost(model, inputs, fresh, tmp_path, monke
     path = tmp_path / "run.jsonl"
     for fail_on in (2, 3):
         with monkeypatch.context() as patch:
-            patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=fail_on))
+            patch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=fail_on))
             with pytest.raises(KeyboardInterrupt):
                 _run(model, inputs, path)
     raw = path.read_bytes()
@@ -258,7 +238,7 @@ def test_a_chunk_mixing_inf_and_finite_values_reads_back_as_float(model, inputs,
     monkeypatch.setattr(rcert.runs.resume, "certify", some_inf)
     written = _run(model, inputs, path)
     assert b'"inf"' in path.read_bytes() and b'"-inf"' in path.read_bytes()
-    monkeypatch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=1))  # must not be called
+    monkeypatch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=1))  # must not be called
     read = _run(model, inputs, path)
     for df in (written, read):
         assert df["r_min_upper"].dtype == np.float64
@@ -323,15 +303,15 @@ def test_a_resumed_run_reports_the_warnings_of_an_uninterrupted_one(model, input
     assert [w["code"] for w in whole] == ["decoder-range"]
     path = tmp_path / "cut.jsonl"
     with monkeypatch.context() as patch:
-        patch.setattr(rcert.runs.resume, "certify", _Calls(fail_on=3))
+        patch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=3))
         with pytest.raises(KeyboardInterrupt):
             _run(odd, inputs, path)
     # Every chunk left is computed now, and the finished ones' warnings come from the file.
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     assert _warned(lambda: _run(odd, inputs, path)) == whole
     assert calls.calls == N_CHUNKS - 2
-    calls = _Calls()
+    calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     assert _warned(lambda: _run(odd, inputs, path)) == whole  # nothing left to compute
     assert calls.calls == 0
