@@ -279,3 +279,23 @@ def untrained_checkpoint(folder: Path, *, latent_dim: int, hidden: tuple[int, ..
                                 hidden=hidden)
     rcert.save(net, folder / "net.rcert", data="digits:train", recommended_r=0.8)
     return rcert.load(folder / "net.rcert")
+
+
+def add_attack_columns(df, found, *, unbroken_lo: float, p_check: float,
+                       p_check_upper: float):
+    """Hand-made empirical-margin columns for rows with certificates: ``found`` is each
+    input's margin_empirical (inf: unbroken); violations and tightness follow the rules of
+    docs/statistics.md from ``bound_certified`` and the check's upper bound."""
+    found = np.asarray(found, dtype=np.float64)
+    certified = df["bound_certified"].to_numpy(dtype=np.float64)
+    hit = np.isfinite(found)
+    df["margin_empirical"] = found
+    df["margin_bracket_lo"] = np.where(hit, 0.98 * found, unbroken_lo)
+    df["margin_bracket_hi"] = found
+    df["p_check"] = np.where(hit, p_check, np.nan)
+    df["p_check_upper"] = np.where(hit, p_check_upper, np.nan)
+    df["violation"] = (found < certified) & (df["p_check_upper"].to_numpy() <= 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["tightness"] = np.where(~hit, np.nan,
+                                   np.where(certified == 0, 0.0, certified / found))
+    return df

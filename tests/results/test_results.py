@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TinyMLPVAE
+from conftest import TinyMLPVAE, add_attack_columns
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -407,17 +407,8 @@ def _attacked_frame() -> pd.DataFrame:
     found = np.array([2.6, 1.5, 0.0, 1.7, 0.6, INF, 0.3])
     rows = [{"bound": b, "bound_certified": c, "abstain": b == 0.0}
             for b, c in zip(bound, certified, strict=True)]
-    df = _frame(rows)
-    df["margin_empirical"] = found
-    df["margin_bracket_lo"] = np.where(np.isfinite(found), 0.98 * found, 5.0)
-    df["margin_bracket_hi"] = found
-    df["p_check"] = np.where(np.isfinite(found), 0.1, np.nan)
-    df["p_check_upper"] = np.where(np.isfinite(found), 0.3, np.nan)
-    df["violation"] = (found < certified) & (df["p_check_upper"].to_numpy() <= 0.5)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df["tightness"] = np.where(np.isinf(found), np.nan,
-                                   np.where(certified == 0, 0.0, certified / found))
-    return df
+    return add_attack_columns(_frame(rows), found, unbroken_lo=5.0, p_check=0.1,
+                              p_check_upper=0.3)
 
 
 def _number(pattern: str, line: str) -> float:

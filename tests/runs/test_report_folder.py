@@ -15,7 +15,14 @@ from xml.etree import ElementTree
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REAL_CERTIFY, CertifyCalls, assert_one_error_line, cli_output, strict_json
+from conftest import (
+    REAL_CERTIFY,
+    CertifyCalls,
+    add_attack_columns,
+    assert_one_error_line,
+    cli_output,
+    strict_json,
+)
 
 import rcert
 import rcert.plots
@@ -507,15 +514,7 @@ def _hand_made(p_lower, bound, certified, found, tightness_of=None) -> pd.DataFr
         "abstain": p_lower <= 0.5,
     })
     assert list(df.columns) == list(COLUMNS)
-    df["margin_empirical"] = found
-    df["margin_bracket_lo"] = np.where(np.isfinite(found), 0.98 * found, 3.0)
-    df["margin_bracket_hi"] = found
-    df["p_check"] = np.where(np.isfinite(found), 0.2, np.nan)
-    df["p_check_upper"] = np.where(np.isfinite(found), 0.4, np.nan)
-    df["violation"] = (found < certified) & (df["p_check_upper"].to_numpy() <= 0.5)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df["tightness"] = np.where(np.isinf(found), np.nan,
-                                   np.where(certified == 0, 0.0, certified / found))
+    add_attack_columns(df, found, unbroken_lo=3.0, p_check=0.2, p_check_upper=0.4)
     df.attrs["config"] = {"r": 0.6, "m": 0.5, "n_samples": 100, "alpha": 0.001, "seed": 0}
     return df
 
