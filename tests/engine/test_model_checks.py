@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -220,3 +221,16 @@ def test_warn_refuses_unknown_codes_and_carries_its_code():
         [w] = record
         assert w.message.code == code and w.message.message == "why"
         assert code in str(w.message)
+
+
+def test_the_decoder_range_warning_prints_the_reconstructions_span():
+    # The check probes the first 4 inputs: their g(mu(x)), computed here directly.
+    model, x = LogitDecoder(), _x(6, 10)
+    with torch.no_grad():
+        g = model.decode(model.encode(x[:4])[0])
+    with pytest.warns(ReliabilityWarning, match="decoder-range"):
+        df = rcert.certify(model, x, r=1.0, n_samples=20)
+    (entry,) = df.attrs["warnings"]
+    span = re.search(r"span \[(\S+), (\S+)\]", entry["message"])
+    assert (float(span.group(1)), float(span.group(2))) == pytest.approx(
+        (float(g.min()), float(g.max())), rel=1e-2)
