@@ -18,6 +18,19 @@ Codes:
   returns logits instead of probabilities, say);
 * ``undetectable-violation``: ``n_check`` is too small for any violation to be detected at
   the chosen level, so ``violation`` cannot be True.
+
+The model checks (:data:`MODEL_CHECKS`, run by :mod:`rcert.engine.model_checks` before any
+certificate) are stricter: a failed one stops the run with an :class:`~rcert.errors.RcertError`
+unless the user allows its code (``RunConfig.allow``, ``--allow CODE``); an allowed failure
+becomes a reliability warning of that code, recorded with the result. Besides
+``nondeterministic``, ``batch-coupling`` and ``decoder-range`` they are:
+
+* ``sigma``: the encoder's sigma is not positive, not finite, or implausible for the stated
+  convention (a log-variance read as a standard deviation, interleaved parameters split
+  the wrong way);
+* ``no-data-range``: the model states no data range, so attacks would run unboxed;
+* ``zero-input-gradient``: the encoder mean's gradient with respect to the input is zero
+  (a detached input, or an encoder that ignores it).
 """
 
 from __future__ import annotations
@@ -26,8 +39,10 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-CODES = ("zero-gradient", "nondeterministic", "batch-coupling", "decoder-range",
-         "undetectable-violation")
+#: The checks a model must pass before it is certified; ``--allow`` takes these codes.
+MODEL_CHECKS = ("nondeterministic", "batch-coupling", "decoder-range", "sigma", "no-data-range",
+                "zero-input-gradient")
+CODES = ("zero-gradient", *MODEL_CHECKS, "undetectable-violation")
 
 
 class ReliabilityWarning(UserWarning):

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rcert.checks import MODEL_CHECKS
 from rcert.errors import RcertError
 
 #: Seeds are integers in ``[0, 2**63)``: every random stream in rcert (the counter-based
@@ -236,9 +237,18 @@ class RunConfig:
     memory_mb: float = field(default=256.0, metadata=_help(
         "Memory budget in MB of one chunk of work, on every path."))
     progress: bool = field(default=False, metadata=_help("Show progress on stderr."))
+    allow: tuple[str, ...] = field(default=(), metadata=_help(
+        "Certify although this model check fails (repeatable; recorded in the result).",
+        choices=MODEL_CHECKS))
 
     def __post_init__(self) -> None:
         _set(self, "memory_mb", positive_float(self.memory_mb, "memory_mb"))
+        allow = (self.allow,) if isinstance(self.allow, str) else self.allow
+        if not isinstance(allow, Sequence):
+            raise RcertError(f"allow must be a list of check codes, got {self.allow!r}")
+        for code in allow:
+            choice(code, "model check", MODEL_CHECKS)
+        _set(self, "allow", tuple(sorted(set(allow))))
         if self.device is not None:
             device = str(self.device)
             if not re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", device):

@@ -1,0 +1,129 @@
+"""Weights from ``torch.save`` files, read without running code from them.
+
+Every ``torch.save`` file goes through :func:`read_torch_file`: ``torch.load`` with
+``weights_only=True``, whose unpickler builds tensors and plain containers only and
+refuses any other global. The one extra global allowed is ``argparse.Namespace`` (the
+``args`` of beta-TCVAE checkpoints), and only within the call that reads the file.
+:func:`find_state_dict` digs the state dict out of the usual wrappers and
+:func:`load_weights` copies it into a module, naming missing and unexpected keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rcert.errors import RcertError
+
+#: Keys under which training loops nest the model's state dict, tried in order.
+NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "vae")
+#: Prefixes wrappers add to every key: Lightning's ``self.model``, DataParallel's ``module``.
+PREFIXES = ("model.", "module.")
+#: Globals a weights-only read may build besides tensors and plain containers.
+SAFE_GLOBALS = (argparse.Namespace,)
+
+
+def _refusal(path: Path, exc: Exception) -> RcertError:
+    # torch names the refused global: "Unsupported global: GLOBAL x.y ..." or "unsupported
+    # GLOBAL x.y whose module x is blocked".
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    what = (f"a pickled {found.group(1)}" if found
+            else "something other than tensors and plain containers")
+    return RcertError(
+        f"{path} holds {what}; rcert reads torch.save files with weights_only=True and never "
+        "unpickles code. Save the weights alone (torch.save(model.state_dict(), path)) or, for "
+        "a whole pickled module, load it yourself in Python if you trust it and use rcert.wrap")
+
+
+def read_torch_file(path: str | os.PathLike[str]) -> Any:
+    """The object in a ``torch.save`` file, read with ``weights_only=True`` on the CPU.
+
+    Raises
+    ------
+    RcertError
+        The file is missing, unreadable, not a torch.save file, or holds anything a
+        weights-only read refuses (a pickled module, a ``__reduce__`` payload).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RcertError(f"{path} is not a readable file; check the path")
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
+            AttributeError, KeyError, IndexError, OverflowError, MemoryError):
+        raise RcertError(f"{path} is not a readable torch.save file (truncated, corrupt or "
+                         "another format); check that it is a complete torch.save "
+                         "checkpoint") from None
+    except OSError as exc:
+        raise RcertError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (isinstance(obj, Mapping) and len(obj) > 0
+            and all(isinstance(k, str) for k in obj)
+            and all(isinstance(v, torch.Tensor) for v in obj.values()))
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def find_state_dict(obj: Any, path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The model's state dict inside what a ``torch.save`` file held.
+
+    Recognised: a bare state dict; one nested under :data:`NESTED_KEYS` (``state_dict``,
+    ``model_state_dict``, ...), at any depth; keys all prefixed by ``model.`` (Lightning)
+    or ``module.`` (DataParallel), which are stripped.
+    """
+    seen = 0
+    while not _is_state_dict(obj) and isinstance(obj, Mapping) and seen < 4:
+        key = next((k for k in NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if key is None:
+            break
+        obj, seen = obj[key], seen + 1
+    if not _is_state_dict(obj):
+        keys = sorted(map(str, obj))[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise RcertError(
+            f"{path} holds no state dict (found {keys}); rcert looks for tensors by name, "
+            f"possibly under one of {', '.join(NESTED_KEYS)}")
+    return _strip_prefixes(dict(obj))
+
+
+def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor],
+                 path: str | os.PathLike[str]) -> None:
+    """Copy ``state`` into ``module`` exactly: the same names and shapes, else an error that
+    names the missing and unexpected keys (at most five of each) and shape mismatches."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise RcertError(
+            f"{path} does not fit the architecture: missing keys {_few(missing)}, unexpected "
+            f"keys {_few(unexpected)}; check the architecture's settings (latent size, widths) "
+            "or the library")
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+             for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise RcertError(f"{path} does not fit the architecture: shapes differ for "
+                         f"{_few(wrong)}; check the architecture's settings")
+    module.load_state_dict(dict(state))
+
+
+def _few(items: list[str]) -> str:
+    shown = ", ".join(items[:5]) or "none"
+    return shown + (f" (and {len(items) - 5} more)" if len(items) > 5 else "")
