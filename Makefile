@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rcert margin --model models/vae-digits.rcert
+	$(BIN)/rcert margin --model models/vae-digits.safetensors
 
 lint: $(STAMP)
 	$(BIN)/ruff check rcert tests benchmarks

@@ -40,7 +40,7 @@ Margin targets: per input, rcert's margin at most the baseline's breaking radius
 0.05 step (the two grids differ), with no positive mean difference; and, both verified, no
 positive mean difference.
 
-Models: ``models/vae-digits.rcert`` and ``models/floor0.5-digits.rcert``, r = their
+Models: ``models/vae-digits.safetensors`` and ``models/floor0.5-digits.safetensors``, r = their
 ``recommended_r`` and 1.5; inputs: the first 20 of ``digits:test`` (``--quick``: 4 inputs,
 recommended r only, fewer settings).
 

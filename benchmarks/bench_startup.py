@@ -27,7 +27,7 @@ from pathlib import Path
 from common import finish, parser
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "models" / "vae-digits.rcert"
+MODEL = ROOT / "models" / "vae-digits.safetensors"
 
 
 def commands(rcert: str) -> dict[str, list[str]]:

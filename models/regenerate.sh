@@ -8,13 +8,13 @@ common=(--epochs 1000 --patience 40 --seed 0 --quiet)
 digits=(--data digits:train --arch mlp --latent-dim 8 --hidden 128,128)
 
 # Standard VAE (ELBO, beta = 1), learned encoder sigma.
-$RCERT train "${digits[@]}" "${common[@]}" --out vae-digits.rcert >/dev/null
+$RCERT train "${digits[@]}" "${common[@]}" --out vae-digits.safetensors >/dev/null
 # beta-VAEs on both sides of 1, as in Camuto et al. (2021) Fig 8-9.
-$RCERT train "${digits[@]}" "${common[@]}" --beta 0.1 --out beta0.1-digits.rcert >/dev/null
-$RCERT train "${digits[@]}" "${common[@]}" --beta 10 --out beta10-digits.rcert >/dev/null
+$RCERT train "${digits[@]}" "${common[@]}" --beta 0.1 --out beta0.1-digits.safetensors >/dev/null
+$RCERT train "${digits[@]}" "${common[@]}" --beta 10 --out beta10-digits.safetensors >/dev/null
 # Encoder sigma with a floor tau (sigma = tau + learned part), the Fig 7 ablation.
-$RCERT train "${digits[@]}" "${common[@]}" --sigma floor --tau 0.5 --out floor0.5-digits.rcert >/dev/null
+$RCERT train "${digits[@]}" "${common[@]}" --sigma floor --tau 0.5 --out floor0.5-digits.safetensors >/dev/null
 # Convolutional VAE on procedurally rendered dSprites, downsampled to 32x32.
 $RCERT train --data dsprites:train:res=32:n=6000 --arch conv --channels 32,64 --latent-dim 6 \
-  --epochs 60 --patience 8 --seed 0 --quiet --out conv-dsprites.rcert >/dev/null
+  --epochs 60 --patience 8 --seed 0 --quiet --out conv-dsprites.safetensors >/dev/null
 echo "models regenerated in $(pwd)" >&2

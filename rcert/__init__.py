@@ -2,7 +2,9 @@
 
 The public API (see docs/api.md)::
 
-    model = rcert.load("models/vae-digits.rcert")
+    model = rcert.load("models/vae-digits.safetensors")
+    model = rcert.load_model(rcert.ModelSource("vae.pt", factory="mypkg.models:build_vae",
+                                               sigma="logvar", data_range=(0, 1)))
     df = rcert.certify(model, x, r=4.0, m=0.5, n_samples=1000, alpha=0.001, seed=0)
     df = rcert.certify(model, x, rcert.CertifyConfig(r=4.0),
                        attack=rcert.AttackConfig(preset="standard"))   # and attack it
@@ -34,6 +36,8 @@ _API = {
     "fit": "rcert.models.training",
     "load": "rcert.models.checkpoint",
     "load_data": "rcert.data",
+    "load_model": "rcert.models.foreign",
+    "inspect_model": "rcert.runs.inspection",
     "recommend_r": "rcert.runs.training",
     "save": "rcert.models.checkpoint",
     "summarize": "rcert.statistics.summary",
@@ -45,6 +49,7 @@ _API = {
     "ThreatModel": "rcert.settings",
     "TrainConfig": "rcert.settings",
     "ModelTraits": "rcert.models.contract",
+    "ModelSource": "rcert.source",
 }
 
 __all__ = ["__version__", *sorted(_API)]

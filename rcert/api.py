@@ -12,11 +12,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rcert import checks
+from rcert import checks, validate
 from rcert.engine import certify as engine
 from rcert.settings import EMPIRICAL_ATTACK, AttackConfig, CertifyConfig, RunConfig, merge
 
 
+@validate.borrows_model
 def certify(
     model: nn.Module,
     x: torch.Tensor | np.ndarray,

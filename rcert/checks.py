@@ -1,6 +1,6 @@
 """Reliability warnings: things about a model or a run that make its numbers less trustworthy.
 
-In the spirit of AutoAttack's ``checks.py``. A check never stops a run; it issues a
+In the spirit of AutoAttack's ``checks.py``. A warning never stops a run; it is a
 :class:`ReliabilityWarning` with a short ``code`` and a one-line message that says what is
 wrong and what to do. :func:`collect` records the warnings issued inside it, once per code,
 so that runners print each once to stderr and store them in the result
@@ -17,20 +17,28 @@ Codes:
 * ``decoder-range``: reconstructions fall outside the model's data range (a decoder that
   returns logits instead of probabilities, say);
 * ``undetectable-violation``: ``n_check`` is too small for any violation to be detected at
-  the chosen level, so ``violation`` cannot be True.
+  the chosen level, so ``violation`` cannot be True;
+* ``weak-attack``: the attack-strength audit (``AttackConfig.audit``) re-attacked some inputs
+  with the next stronger preset, and it lowered at least one empirical margin by more than
+  the search resolution, so the run's empirical margins may overstate the true ones.
 
-The model checks (:data:`MODEL_CHECKS`, run by :mod:`rcert.engine.model_checks` before any
-certificate) are stricter: a failed one stops the run with an :class:`~rcert.errors.RcertError`
-unless the user allows its code (``RunConfig.allow``, ``--allow CODE``); an allowed failure
-becomes a reliability warning of that code, recorded with the result. Besides
+The model checks (:data:`MODEL_CHECKS`, run by :mod:`rcert.engine.model_checks` on a few
+inputs before any certificate, attack or curve) are stricter: a failed one stops the run
+with an :class:`~rcert.errors.RcertError` unless the user allows its code
+(``RunConfig.allow``, ``--allow CODE``); an allowed failure becomes a reliability warning
+of that code, recorded with the result. Besides
 ``nondeterministic``, ``batch-coupling`` and ``decoder-range`` they are:
 
-* ``sigma``: the encoder's sigma is not positive, not finite, or implausible for the stated
-  convention (a log-variance read as a standard deviation, interleaved parameters split
-  the wrong way);
+* ``sigma``: the encoder's sigma is not positive, not finite, or implausibly wide for the
+  stated convention (more than 5% of entries above 3, or a median above 1.5: a mean read
+  as a log-sigma, e.g. interleaved parameters split the wrong way); a log-variance read as
+  a standard deviation shows as a negative sigma;
 * ``no-data-range``: the model states no data range, so attacks would run unboxed;
 * ``zero-input-gradient``: the encoder mean's gradient with respect to the input is zero
-  (a detached input, or an encoder that ignores it).
+  or missing (a detached input, a numpy step, or an encoder that ignores it).
+
+Deterministic encoders pass ``sigma`` (their sigma plays no part); without a data range,
+``decoder-range`` has nothing to compare with and passes, ``no-data-range`` fails.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from contextlib import contextmanager
 #: The checks a model must pass before it is certified; ``--allow`` takes these codes.
 MODEL_CHECKS = ("nondeterministic", "batch-coupling", "decoder-range", "sigma", "no-data-range",
                 "zero-input-gradient")
-CODES = ("zero-gradient", *MODEL_CHECKS, "undetectable-violation")
+CODES = ("zero-gradient", *MODEL_CHECKS, "undetectable-violation", "weak-attack")
 
 
 class ReliabilityWarning(UserWarning):

@@ -205,6 +205,9 @@ class AttackConfig:
     correction: str = field(default="holm", metadata=_help(
         "Control of violations over a run's inputs: holm (family-wise at level alpha, "
         "Holm's step-down) or none (each input at level alpha).", choices=CORRECTIONS))
+    audit: int = field(default=8, metadata=_help(
+        "Inputs re-attacked with the next stronger preset to check the attack's strength "
+        "(0: none)."))
 
     def __post_init__(self) -> None:
         _set(self, "threat", ThreatModel.of(self.threat))
@@ -218,6 +221,10 @@ class AttackConfig:
             _set(self, name, positive_int(getattr(self, name), name))
         if self.resolution is not None:
             _set(self, "resolution", positive_float(self.resolution, "resolution"))
+        if isinstance(self.audit, bool) or not isinstance(self.audit, numbers.Integral) \
+                or self.audit < 0:
+            raise RcertError(f"audit must be an integer >= 0, got {self.audit!r}")
+        _set(self, "audit", int(self.audit))
 
 
 #: The attack the empirical margin runs by default: the fast preset on the certificates'
@@ -225,6 +232,26 @@ class AttackConfig:
 EMPIRICAL_ATTACK = AttackConfig()
 #: The maximum-damage attack's default [C Eq 5]: the standard preset on the full threat model.
 DAMAGE_ATTACK = AttackConfig(preset="standard", threat="both")
+
+
+def stronger_name(preset: str) -> str:
+    """The name of the attack that audits one of ``preset`` (see :func:`stronger`)."""
+    names = list(ATTACK_PRESETS)
+    following = names[names.index(preset) + 1:]
+    return following[0] if following else f"{preset} x2 restarts"
+
+
+def stronger(attack: AttackConfig) -> AttackConfig:
+    """The attack that audits ``attack`` (``AttackConfig.audit``): the next preset of
+    :data:`ATTACK_PRESETS`, each of restarts, steps and n_noise at least ``attack``'s; after
+    the last preset, ``attack`` with twice the restarts. It audits nothing itself."""
+    names = list(ATTACK_PRESETS)
+    following = names[names.index(attack.preset) + 1:]
+    if not following:
+        return dataclasses.replace(attack, restarts=2 * attack.restarts, audit=0)
+    # An explicitly raised knob stays raised: the audit must never be the weaker attack.
+    values = {k: max(v, getattr(attack, k)) for k, v in ATTACK_PRESETS[following[0]].items()}
+    return dataclasses.replace(attack, preset=following[0], audit=0, **values)
 
 
 @dataclass(frozen=True)
@@ -256,6 +283,12 @@ class RunConfig:
             _set(self, "device", device)
         if not isinstance(self.progress, bool):
             raise RcertError(f"progress must be True or False, got {self.progress!r}")
+
+
+def run_record(run: RunConfig) -> dict[str, Any]:
+    """What a result's ``config`` block records of the run settings: the model checks the
+    user allowed to fail, when there are any (the rest changes no number)."""
+    return {"allow": list(run.allow)} if run.allow else {}
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
-"""Checks on user input that turn bad values into one-line :class:`RcertError` messages."""
+"""Checks on user input that turn bad values into one-line :class:`RcertError` messages, and
+:func:`borrow`, which hands a user's model back as it came."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -11,6 +15,9 @@ from torch import nn
 
 from rcert.errors import RcertError
 from rcert.settings import check_seed, positive_int
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 # Values this far outside the model's data range still count as inside (float rounding).
 _RANGE_TOLERANCE = 1e-6
@@ -63,7 +70,8 @@ def check_sigma(sigma: torch.Tensor, index: torch.Tensor) -> None:
         raise RcertError(
             f"the encoder returned sigma <= 0 or non-finite (min {value:g}) for input "
             f"{int(index[first])}; sigma must be a standard deviation: wrap a model whose "
-            f"encoder returns log-variance with rcert.wrap(model, sigma='logvar')")
+            f"encoder returns a log-variance with rcert.wrap(model, sigma='logvar') (or "
+            f"'var', 'logsigma'; --sigma on the command line)")
 
 
 def int_tuple(value: Any, name: str, *, allow_empty: bool) -> tuple[int, ...]:
@@ -101,3 +109,54 @@ def prepare(model: nn.Module, x: torch.Tensor | np.ndarray, *, index: np.ndarray
         raise RcertError(f"index must hold one non-negative id per input ({n_inputs}), got "
                          f"shape {tuple(index_t.shape)}")
     return model, x, index_t.to(dev)
+
+
+@contextmanager
+def borrow(model: nn.Module) -> Iterator[nn.Module]:
+    """Lend ``model`` to a block of work and hand it back as it came.
+
+    Records every submodule's ``training`` flag, every parameter's ``requires_grad`` and the
+    device the parameters and buffers share; restores all three when the block ends, also
+    on an exception. The block may put the model in ``eval()`` mode and move it
+    (:func:`prepare`): a user's model in training stays in training. A model spread over
+    several devices is not moved back (rcert runs a model on one device).
+
+    Parameters
+    ----------
+    model
+        The user's model.
+
+    Yields
+    ------
+    torch.nn.Module
+        ``model`` itself.
+    """
+    if not isinstance(model, nn.Module):
+        raise RcertError(f"the model must be a torch.nn.Module with encode() and decode(), got "
+                         f"{type(model).__name__}; wrap a foreign VAE with rcert.wrap")
+    modes = [(module, module.training) for module in model.modules()]
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers())}
+    try:
+        yield model
+    finally:
+        # Flag by flag: train(mode) would recurse and overwrite children set before.
+        for module, mode in modes:
+            module.training = mode
+        for param, flag in flags:
+            param.requires_grad_(flag)
+        if len(devices) == 1:
+            model.to(devices.pop())
+
+
+def borrows_model(fn: Callable[Concatenate[nn.Module, _P], _R]
+                  ) -> Callable[Concatenate[nn.Module, _P], _R]:
+    """Decorate a public entry point whose first argument is the model: the call runs inside
+    :func:`borrow`, so the user's model comes back in its own modes and on its own device."""
+
+    @functools.wraps(fn)
+    def lent(model: nn.Module, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with borrow(model):
+            return fn(model, *args, **kwargs)
+
+    return lent

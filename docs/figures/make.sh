@@ -36,7 +36,7 @@ for model in "${fig4[@]}"; do
       --limit 25 --quiet --format json --output "$tmp/$model-threat-$threat.json"
   done
 done
-rcert attack --model models/beta0.1-digits.rcert --L 0.5,1,2 --threat both --preset fast \
+rcert attack --model models/beta0.1-digits.safetensors --L 0.5,1,2 --threat both --preset fast \
   --limit 25 --quiet --format json --output "$tmp/beta0.1-digits-threat-both.json"
 python docs/figures/threats.py "$tmp" $out/threats.png "${fig4[@]}" > "$tmp/threats.txt"
 

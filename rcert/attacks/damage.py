@@ -25,6 +25,7 @@ from rcert.attacks.objectives import Encoded, at_threat, expected_damage
 from rcert.attacks.optimizers import maximise, random_directions, warn_unmoved
 from rcert.attacks.projection import data_box, project
 from rcert.engine import montecarlo
+from rcert.engine.model_checks import prepare_checked
 from rcert.engine.noise import STREAM_DISTORTION, STREAM_START
 from rcert.errors import RcertError
 from rcert.progress import Progress
@@ -128,6 +129,7 @@ def _budgets(L: float | list[float] | None) -> list[float]:
     return [settings.positive_float(value, "L") for value in budgets]
 
 
+@validate.borrows_model
 def attack(model: nn.Module, x: torch.Tensor | np.ndarray, config: AttackConfig | None = None,
            *, L: float | list[float], threat: str | ThreatModel | None = None,
            preset: str | None = None, optimizer: str | None = None,
@@ -171,7 +173,7 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, config: AttackConfig 
                             restarts=restarts, steps=steps, n_noise=n_noise)
     run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
     seed = settings.check_seed(settings.default(CertifyConfig, "seed") if seed is None else seed)
-    model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=run.device)
+    model, x, index_t = prepare_checked(model, x, index=index, seed=seed, run=run)
     size = x[0].numel()
     max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
     per = chunking.inputs_per_chunk(run.memory_mb, size, x.device,

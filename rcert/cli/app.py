@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 #: The commands in the order of a user's work, as help lists them.
-ORDER = ("margin", "attack", "curve", "report", "check", "plot", "train")
+ORDER = ("margin", "attack", "curve", "report", "check", "inspect", "plot", "train", "convert")
 
 
 class _Ordered(click.Group):
@@ -21,6 +21,6 @@ class _Ordered(click.Group):
 def cli() -> None:
     """Certify how robust a VAE's reconstructions are to input perturbations.
 
-    Typical use: rcert margin --model ckpt.rcert --r 0.75 (certificates); add --empirical
+    Typical use: rcert margin --model ckpt.safetensors --r 0.75 (certificates); add --empirical
     to attack them; rcert report and rcert check for reports and CI gates.
     """

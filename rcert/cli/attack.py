@@ -8,7 +8,7 @@ import click
 
 from rcert.cli.app import cli
 from rcert.cli.common import finish, floats, load_run, run_config, run_options
-from rcert.cli.options import attack_config, attack_options, certify_options
+from rcert.cli.options import attack_config, attack_options, certify_options, model_source
 from rcert.settings import DAMAGE_ATTACK
 
 _FIELDS = ("threat", "preset", "optimizer", "restarts", "steps", "n_noise", "n_check")
@@ -31,11 +31,12 @@ def attack_command(model_path: str, data_spec: str | None, limit: int | None, fm
     from rcert import checks
     from rcert.attacks.damage import attack
 
-    run = run_config(device, memory_mb, quiet)
+    run = run_config(device, memory_mb, quiet, values["allow"])
+    source = model_source(model_path, values)
     config = attack_config(DAMAGE_ATTACK, values)
     budget_list = [v for b in budgets for v in floats(b, "--L")]
-    model, dataset = load_run(model_path, data_spec, limit, run, output, seed)
+    model, dataset = load_run(source, data_spec, limit, run, output, seed)
     with checks.collect(reissue=False) as warned:
         df = attack(model, dataset.x, config, L=budget_list, seed=seed, index=dataset.index,
                     run=run)
-    finish(df, "attack", model, model_path, dataset, run, fmt, output, warned)
+    finish(df, "attack", model, source, dataset, run, fmt, output, warned)

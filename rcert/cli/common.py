@@ -12,9 +12,14 @@ from typing import Any
 
 import click
 
-from rcert.cli.options import apply, build, run_config_options
+from rcert.cli.options import apply, build, run_config_options, source_options
 from rcert.errors import RcertError
-from rcert.settings import CertifyConfig, RunConfig, check_seed
+from rcert.settings import CertifyConfig, RunConfig, check_seed, run_record
+from rcert.source import ModelSource
+
+#: What ``--model`` takes, for every command that loads models.
+MODEL_HELP = ("Model to certify: an rcert checkpoint (.safetensors, .rcert), a torch.save file "
+              "or Lightning .ckpt (with --arch, --factory or --library), or a pythae folder.")
 
 FORMATS = ("table", "csv", "json")
 
@@ -22,8 +27,7 @@ FORMATS = ("table", "csv", "json")
 def run_options(f: Callable) -> Callable:
     """Options every command that runs on a model and data takes."""
     options = [
-        click.option("--model", "model_path", required=True,
-                     help="rcert checkpoint (.rcert) to certify."),
+        click.option("--model", "model_path", required=True, help=MODEL_HELP),
         click.option("--data", "data_spec", default=None,
                      help="Data spec, e.g. digits:test, path/x.npz, mnist:DIR:test "
                           "[default: test split of the model's training data]."),
@@ -35,10 +39,11 @@ def run_options(f: Callable) -> Callable:
                      help="Write here (atomically) instead of stdout."),
         click.option("--quiet", is_flag=True, help="No progress on stderr."),
     ]
-    return apply(options, run_config_options()(f))
+    return apply(options, source_options()(run_config_options()(f)))
 
 
-def run_config(device: str | None, memory_mb: float | None, quiet: bool) -> RunConfig:
+def run_config(device: str | None, memory_mb: float | None, quiet: bool,
+               allow: tuple[str, ...] = ()) -> RunConfig:
     """The run settings from the options; a checkpoint's device defaults to the CPU."""
     name = device or "cpu"
     if name == "cuda":
@@ -47,7 +52,8 @@ def run_config(device: str | None, memory_mb: float | None, quiet: bool) -> RunC
         if not torch.cuda.is_available():
             raise RcertError("--device cuda was asked for but CUDA is not available here; "
                              "use --device cpu")
-    return build(RunConfig, device=name, memory_mb=memory_mb, progress=not quiet)
+    return build(RunConfig, device=name, memory_mb=memory_mb, progress=not quiet,
+                 allow=tuple(allow))
 
 
 def floats(value: str, option: str) -> list[float]:
@@ -70,9 +76,9 @@ def int_list(value: str | None, option: str) -> tuple[int, ...] | None:
                          f"got {value!r}") from None
 
 
-def load_run(model_path: str, data_spec: str | None, limit: int | None, run: RunConfig,
+def load_run(source: ModelSource, data_spec: str | None, limit: int | None, run: RunConfig,
              output: str | None, seed: int | None = None) -> tuple[Any, Any]:
-    """The checkpoint and its data, after the checks that need no computation."""
+    """The model and its data, after the checks that need no computation."""
     from rcert.files import check_writable
     from rcert.runs import loading
 
@@ -80,15 +86,18 @@ def load_run(model_path: str, data_spec: str | None, limit: int | None, run: Run
         check_seed(seed, "--seed")
     if output is not None:
         check_writable(output)
-    return loading.load_with_data(model_path, data_spec=data_spec, limit=limit,
+    return loading.load_with_data(source, data_spec=data_spec, limit=limit,
                                   device=run.device)
 
 
 def certify_config(model: Any, model_path: str, values: dict[str, Any]) -> CertifyConfig:
     """The certificate's settings from the options, ``r`` falling back on the checkpoint's."""
+    import dataclasses
+
     from rcert.runs import loading
 
-    given = {k: v for k, v in values.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(CertifyConfig)}
+    given = {k: v for k, v in values.items() if v is not None and k in names}
     given["r"] = loading.radius(model, given.get("r"), model_path)
     return build(CertifyConfig, **given)
 
@@ -100,15 +109,20 @@ def print_warnings(warned: list[dict[str, str]], model: str | None = None) -> No
         click.echo(f"rcert: warning: {where}{entry['code']}: {entry['message']}", err=True)
 
 
-def finish(df: Any, kind: str, model: Any, model_path: str, dataset: Any, run: RunConfig,
+def finish(df: Any, kind: str, model: Any, source: ModelSource, dataset: Any, run: RunConfig,
            fmt: str, output: str | None, warned: list[dict[str, str]]) -> None:
-    """Render the result, print its reliability warnings once to stderr, write it out."""
+    """Render the result, print its reliability warnings once to stderr, write it out.
+
+    The result's ``config`` records the model checks the user allowed to fail (``allow``,
+    present only when some were).
+    """
     from rcert.files import atomic_write
-    from rcert.models import checkpoint
+    from rcert.models import foreign
     from rcert.results import schema, text
 
-    res = schema.result(df, kind=kind, model=checkpoint.describe(model, model_path),
-                        config={"data": str(dataset.spec), "device": run.device},
+    res = schema.result(df, kind=kind, model=foreign.describe(model, source),
+                        config={"data": str(dataset.spec), "device": run.device,
+                                **run_record(run)},
                         warnings=warned)
     print_warnings(warned)
     rendered = {"table": text.to_table, "csv": text.to_csv, "json": text.to_json}[fmt](res)

@@ -8,7 +8,7 @@ import click
 
 from rcert.cli.app import cli
 from rcert.cli.common import certify_config, finish, floats, load_run, run_config, run_options
-from rcert.cli.options import attack_options, certify_options
+from rcert.cli.options import attack_options, certify_options, model_source
 from rcert.settings import EMPIRICAL_ATTACK
 
 
@@ -30,12 +30,13 @@ def curve_command(model_path: str, data_spec: str | None, limit: int | None, fmt
     from rcert import checks
     from rcert.evaluation.curves import curve
 
-    run = run_config(device, memory_mb, quiet)
+    run = run_config(device, memory_mb, quiet, values["allow"])
+    source = model_source(model_path, values)
     radius_list = floats(radii, "--radii")
-    model, dataset = load_run(model_path, data_spec, limit, run, output, values.get("seed"))
+    model, dataset = load_run(source, data_spec, limit, run, output, values.get("seed"))
     config = certify_config(model, model_path, values)
     with checks.collect(reissue=False) as warned:
         df = curve(model, dataset.x, config, radii=radius_list, direction=direction,
                    threat=threat,
                    index=dataset.index, run=run)
-    finish(df, "curve", model, model_path, dataset, run, fmt, output, warned)
+    finish(df, "curve", model, source, dataset, run, fmt, output, warned)

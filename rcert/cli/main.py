@@ -16,7 +16,17 @@ from collections.abc import Sequence
 import click
 
 # Importing the command modules registers them on the group.
-from rcert.cli import attack, check, curve, margin, plot, report, train  # noqa: F401
+from rcert.cli import (  # noqa: F401
+    attack,
+    check,
+    convert,
+    curve,
+    inspect,
+    margin,
+    plot,
+    report,
+    train,
+)
 from rcert.cli.app import ORDER, cli
 from rcert.errors import RcertError
 

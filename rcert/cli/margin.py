@@ -8,7 +8,7 @@ import click
 
 from rcert.cli.app import cli
 from rcert.cli.common import certify_config, finish, load_run, run_config, run_options
-from rcert.cli.options import attack_config, attack_options, certify_options
+from rcert.cli.options import attack_config, attack_options, certify_options, model_source
 from rcert.settings import EMPIRICAL_ATTACK
 
 
@@ -27,13 +27,14 @@ def margin(model_path: str, data_spec: str | None, limit: int | None, fmt: str,
     from rcert import checks
     from rcert.api import certify
 
-    run = run_config(device, memory_mb, quiet)
+    run = run_config(device, memory_mb, quiet, values["allow"])
+    source = model_source(model_path, values)
     attack = attack_config(EMPIRICAL_ATTACK, values) if empirical else None
-    model, dataset = load_run(model_path, data_spec, limit, run, output, values.get("seed"))
+    model, dataset = load_run(source, data_spec, limit, run, output, values.get("seed"))
     config = certify_config(model, model_path, _certify_values(values))
     with checks.collect(reissue=False) as warned:
         df = certify(model, dataset.x, config, index=dataset.index, attack=attack, run=run)
-    finish(df, "margin", model, model_path, dataset, run, fmt, output, warned)
+    finish(df, "margin", model, source, dataset, run, fmt, output, warned)
 
 
 def _certify_values(values: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from rcert.checks import MODEL_CHECKS
 from rcert.errors import RcertError
 from rcert.settings import (
     ATTACK_PRESETS,
@@ -27,10 +28,11 @@ from rcert.settings import (
     field_type,
     merge,
 )
+from rcert.source import ModelSource
 
 #: The attack fields a command offers, in help order.
 ATTACK_FIELDS = ("threat", "preset", "optimizer", "restarts", "steps", "n_noise", "n_check",
-                 "resolution", "correction")
+                 "resolution", "correction", "audit")
 
 def _field(cls: type, name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(cls) if f.name == name)
@@ -83,10 +85,41 @@ def certify_options(*, with_r: bool = True, names: Sequence[str] | None = None) 
 
 
 def run_config_options() -> Callable:
-    """``--device --memory-mb`` from :class:`RunConfig` (progress is ``--quiet``)."""
+    """``--device --memory-mb --allow`` from :class:`RunConfig` (progress is ``--quiet``)."""
+    allow = _field(RunConfig, "allow")
     opts = [option_for(RunConfig, "device", note="cpu"),
-            option_for(RunConfig, "memory_mb", default=RunConfig().memory_mb)]
+            option_for(RunConfig, "memory_mb", default=RunConfig().memory_mb),
+            click.option("--allow", "allow", multiple=True, type=click.Choice(MODEL_CHECKS),
+                         help=allow.metadata["help"])]
     return lambda f: apply(opts, f)
+
+
+#: The :class:`ModelSource` fields a command offers besides the path (``--model``).
+SOURCE_FIELDS = ("library", "arch", "factory", "factory_args", "sigma", "data_range",
+                 "input_shape", "trust_pickles")
+
+
+def source_options() -> Callable:
+    """How to read the model file, from :class:`ModelSource`: ``--library --arch --factory
+    --factory-arg --sigma --data-range --input-shape --trust-pickles``."""
+    opts = []
+    for name in SOURCE_FIELDS:
+        text = _field(ModelSource, name).metadata["help"]
+        if name == "factory_args":
+            opts.append(click.option("--factory-arg", name, multiple=True, help=text))
+        elif name == "trust_pickles":
+            opts.append(click.option("--trust-pickles", name, is_flag=True, default=None,
+                                     help=text))
+        else:
+            opts.append(option_for(ModelSource, name))
+    return lambda f: apply(opts, f)
+
+
+def model_source(path: str, values: dict[str, Any]) -> ModelSource:
+    """The :class:`ModelSource` of ``--model PATH`` and the source options in ``values``."""
+    given = {name: values.get(name) for name in SOURCE_FIELDS}
+    given["factory_args"] = list(given["factory_args"] or ()) or None
+    return build(ModelSource, path=path, **given)
 
 
 def attack_options(config: AttackConfig, names: Sequence[str] = ATTACK_FIELDS) -> Callable:
@@ -113,7 +146,7 @@ def build(cls: type, base: Any = None, **values: Any) -> Any:
     except RcertError as exc:
         message = str(exc)
         for f in dataclasses.fields(cls):
-            option = "--" + f.name.replace("_", "-")
+            option = "--" + f.name.replace("_", "-").replace("factory-args", "factory-arg")
             message = re.sub(rf"^{f.name}\b", option, message)
         raise RcertError(message) from None
 

@@ -8,13 +8,15 @@ from typing import Any
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import print_warnings, run_config
+from rcert.cli.common import MODEL_HELP, print_warnings, run_config
 from rcert.cli.options import (
     apply,
     attack_config,
     attack_options,
     certify_options,
+    model_source,
     run_config_options,
+    source_options,
 )
 from rcert.settings import EMPIRICAL_ATTACK
 
@@ -24,7 +26,8 @@ _CERTIFY = ("r", "m", "n_samples", "alpha", "seed")
 def _options(f: Any) -> Any:
     return apply([
         click.option("--model", "models", required=True, multiple=True,
-                     help="rcert checkpoint; repeat to compare models side by side."),
+                     help=MODEL_HELP + " Repeat to compare models side by side; the options "
+                          "on how to read a model apply to each."),
         click.option("--out", required=True, type=click.Path(file_okay=False),
                      help="Folder for the report (created; resumed if interrupted)."),
         click.option("--data", "data_spec", default=None,
@@ -37,6 +40,7 @@ def _options(f: Any) -> Any:
 
 @cli.command(name="report", short_help="A report folder: CSV, JSON, Markdown, HTML, plots.")
 @_options
+@source_options()
 @run_config_options()
 @certify_options()
 @click.option("--empirical", is_flag=True,
@@ -50,11 +54,12 @@ def report_command(models: tuple[str, ...], out: str, data_spec: str | None,
     stopped; --r defaults to each checkpoint's recommended r."""
     from rcert.runs import report
 
-    run = run_config(device, memory_mb, quiet)
+    run = run_config(device, memory_mb, quiet, values["allow"])
     attack = attack_config(EMPIRICAL_ATTACK, values)
     given = {k: values[k] for k in _CERTIFY if values[k] is not None}
-    entries = [report.ModelEntry(path=path, data=data_spec, limit=limit, certify=given,
-                                 empirical=empirical) for path in models]
+    entries = [report.ModelEntry(source=model_source(path, values), data=data_spec,
+                                 limit=limit, certify=given, empirical=empirical)
+               for path in models]
     if limit is not None and limit < 1:
         raise click.BadParameter("must be at least 1", param_hint="--limit")
     computed = report.compute(entries, Path(out), attack=attack, run=run)

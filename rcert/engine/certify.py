@@ -20,7 +20,7 @@ from rcert import validate
 from rcert.engine import montecarlo
 from rcert.engine.certificates import columns_for
 from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
-from rcert.engine.model_checks import check_model
+from rcert.engine.model_checks import PROBE, check_model
 from rcert.errors import RcertError
 from rcert.models.contract import traits
 from rcert.progress import Progress
@@ -55,6 +55,7 @@ def _decoder_rows(memory_mb: float, output_size: int, device: torch.device) -> i
     return montecarlo.rows_for_budget(memory_mb / 2, output_size, device)
 
 
+@validate.borrows_model
 def certify(
     model: nn.Module,
     x: torch.Tensor | np.ndarray,
@@ -77,9 +78,10 @@ def certify(
     ----------
     model
         A module with ``encode(x) -> (mu, sigma)`` (``sigma`` a standard deviation) and
-        ``decode(z) -> g(z)`` (the model contract, :mod:`rcert.models.contract`). It is put
-        in ``eval()`` mode. Optional attributes ``input_shape`` and ``data_range`` are
-        checked against ``x``.
+        ``decode(z) -> g(z)`` (the model contract, :mod:`rcert.models.contract`). It runs in
+        ``eval()`` mode and comes back in its own modes, on its own device. Optional
+        attributes ``input_shape`` and ``data_range`` are checked against ``x``; the model
+        checks (:mod:`rcert.engine.model_checks`) must pass, or be allowed by ``run.allow``.
     x
         ``(N, ...)`` inputs.
     config
@@ -118,8 +120,8 @@ def certify(
     model, x, index_t = validate.prepare(model, x, index=index, seed=config.seed,
                                          device=run.device)
     model_traits = traits(model)
-    d_z = _latent_dim(model, x[:1])
-    check_model(model, x, model_traits)
+    d_z = _latent_dim(model, x[:PROBE])
+    check_model(model, x, model_traits, allow=run.allow)
     chunk = _inputs_per_chunk(run.memory_mb, d_z, x[0].numel(), config.n_samples)
     n = config.n_samples
     ranks = (binomial.quantile_rank(n, config.m),
@@ -141,15 +143,17 @@ def certify(
     return df
 
 
-def _latent_dim(model: nn.Module, x1: torch.Tensor) -> int:
-    """Latent size from one encoder call, turning a model/data mismatch into an RcertError."""
+def _latent_dim(model: nn.Module, probe: torch.Tensor) -> int:
+    """Latent size from one encoder call on the checks' probe (a batch of one would trip
+    BatchNorm before the batch-coupling check can name it), turning a model/data mismatch
+    into an RcertError."""
     try:
         with torch.no_grad():
-            mu, sigma = model.encode(x1)
+            mu, sigma = model.encode(probe)
     except (RuntimeError, ValueError, TypeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RcertError(f"the model cannot encode data of input shape "
-                                  f"{tuple(x1.shape[1:])}: {first_line}") from exc
+                                  f"{tuple(probe.shape[1:])}: {first_line}") from exc
     if mu.ndim != 2 or mu.shape != sigma.shape:
         raise RcertError(f"encode(x) must return (mu, sigma) of shape (batch, d_z); got "
                                   f"{tuple(mu.shape)} and {tuple(sigma.shape)}")

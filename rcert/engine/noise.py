@@ -112,6 +112,10 @@ STREAM_CHECK = 16
 STREAM_DISTORTION = 4
 
 
+# Which inputs a run audits (rcert.evaluation.audit): one key per input id, no draws.
+STREAM_AUDIT = 5
+
+
 # Re-checks of the empirical margin's final perturbation: far above the check streams
 # that count up from STREAM_CHECK, so no search, however long, ever reaches it.
 STREAM_VERIFY = 2**20

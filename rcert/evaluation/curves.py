@@ -11,6 +11,7 @@ from rcert import settings, validate
 from rcert.attacks import chunking, objectives, optimizers, projection
 from rcert.attacks.objectives import Encoded
 from rcert.engine import montecarlo, noise
+from rcert.engine.model_checks import prepare_checked
 from rcert.errors import RcertError
 from rcert.evaluation.empirical import within_counts
 from rcert.progress import Progress
@@ -40,6 +41,7 @@ def _counts(model: nn.Module, x: torch.Tensor, index: torch.Tensor, radii: np.nd
     return k, norms, moved
 
 
+@validate.borrows_model
 def curve(
     model: nn.Module, x: torch.Tensor | np.ndarray, certify: CertifyConfig | None = None, *,
     radii: list[float] | np.ndarray, direction: str | torch.Tensor | np.ndarray = "random",
@@ -91,7 +93,7 @@ def curve(
     radii = _radii(radii)
     if isinstance(direction, str):
         settings.choice(direction, "direction", DIRECTIONS)
-    model, x, index = validate.prepare(model, x, index=index, seed=cert.seed, device=run.device)
+    model, x, index = prepare_checked(model, x, index=index, seed=cert.seed, run=run)
     size = x[0].numel()
     max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
     damage = settings.DAMAGE_ATTACK  # what a max-damage direction's attack holds per input

@@ -24,6 +24,7 @@ from rcert import settings, validate
 from rcert.attacks import chunking, objectives, optimizers, projection
 from rcert.attacks.objectives import Encoded
 from rcert.engine import montecarlo, noise
+from rcert.engine.model_checks import prepare_checked
 from rcert.errors import RcertError
 from rcert.progress import Progress
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
@@ -179,6 +180,7 @@ def _concat(parts: list[tuple[_Search, np.ndarray]]) -> tuple[_Search, np.ndarra
     return _Search(found=found, **merged), np.concatenate([p[1] for p in parts])
 
 
+@validate.borrows_model
 def empirical_margin(
     model: nn.Module, x: torch.Tensor | np.ndarray, certify: CertifyConfig | None = None,
     attack: AttackConfig | None = None, *, r: float | None = None, m: float | None = None,
@@ -240,6 +242,7 @@ def empirical_margin(
                          run=run)[0]
 
 
+@validate.borrows_model
 def perturbations(model: nn.Module, x: torch.Tensor | np.ndarray, cert: CertifyConfig,
                   atk: AttackConfig, *, start: np.ndarray | float | None = None,
                   max_radius: float | None = None, index: np.ndarray | None = None,
@@ -252,7 +255,7 @@ def perturbations(model: nn.Module, x: torch.Tensor | np.ndarray, cert: CertifyC
     them in a report.
     """
     run = run or RunConfig()
-    model, x, index = validate.prepare(model, x, index=index, seed=cert.seed, device=run.device)
+    model, x, index = prepare_checked(model, x, index=index, seed=cert.seed, run=run)
     box = projection.data_box(model)
     n_inputs, size = x.shape[0], x[0].numel()
     if max_radius is None:

@@ -25,8 +25,10 @@ import torch
 from torch import nn
 
 from rcert import checks
+from rcert.evaluation.audit import audit_margins, audit_subset, check_strength
 from rcert.evaluation.empirical import empirical_margin
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig
+from rcert.statistics.summary import AUDIT_COLUMN
 
 #: Columns that :func:`attack_certificates` adds to a certify DataFrame.
 EMPIRICAL_COLUMNS = ("margin_empirical", "margin_bracket_lo", "margin_bracket_hi", "p_check",
@@ -106,21 +108,33 @@ def start_radii(df: pd.DataFrame) -> np.ndarray:
 
 def attack_certificates(df: pd.DataFrame, model: nn.Module, x: torch.Tensor,
                         certify: CertifyConfig, attack: AttackConfig, *,
-                        index: np.ndarray, run: RunConfig,
-                        family: int | None = None) -> pd.DataFrame:
+                        index: np.ndarray, run: RunConfig, family: int | None = None,
+                        audited: np.ndarray | None = None) -> pd.DataFrame:
     """Attack every certificate of ``df`` (the rows of ``x``) and judge it (SPEC section 6).
 
-    Adds :data:`EMPIRICAL_COLUMNS`; ``df.attrs["config"]["empirical"]`` records the attack.
-    ``family`` is the number of inputs of the whole run when ``df`` is one chunk of it (the
-    caller then judges the whole run again with :func:`judge`).
+    Adds :data:`EMPIRICAL_COLUMNS`, and ``margin_empirical_audit`` when ``attack.audit`` is
+    positive (:mod:`rcert.evaluation.audit`); ``df.attrs["config"]["empirical"]`` records
+    the attack. When ``df`` is one chunk of a run, ``family`` is the number of inputs of the
+    whole run and ``audited`` its audited ids (:func:`~rcert.evaluation.audit.audit_subset`
+    over all of them); the caller then judges the whole run again with :func:`judge` and
+    :func:`~rcert.evaluation.audit.check_strength`. Otherwise the audited ids are chosen from
+    ``index`` and checked here.
     """
+    whole = family is None
     family = family or len(df)
+    index = np.asarray(index)
     check_detectable(attack.n_check, certify.m, certify.alpha, family, attack.correction)
-    emp = empirical_margin(model, x, certify, attack, index=np.asarray(index),
-                           start=start_radii(df), run=run)
+    start = start_radii(df)
+    emp = empirical_margin(model, x, certify, attack, index=index, start=start, run=run)
     out = df.copy()
     for col in EMPIRICAL_COLUMNS[:-2]:
         out[col] = emp[col].to_numpy()
+    if attack.audit:
+        chosen = audit_subset(index, certify.seed, attack.audit) if audited is None else audited
+        out[AUDIT_COLUMN] = audit_margins(model, x, certify, attack, index=index, start=start,
+                                          run=run, audited=chosen)
     out = judge(out, alpha=certify.alpha, correction=attack.correction, family=family)
     out.attrs["config"] = {**df.attrs.get("config", {}), "empirical": emp.attrs["config"]}
+    if whole:
+        check_strength(out, attack)
     return out

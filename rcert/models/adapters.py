@@ -6,11 +6,13 @@ a log-variance (pythae ``log_covariance``, PyTorch-VAE ``log_var``, disentanglem
 ``sigma`` [C Sec 3], so a wrong conversion silently biases every certificate; :func:`wrap`
 makes the convention explicit and converts to the standard deviation.
 
-Recipes::
+Without ``encode``/``decode`` methods, the ``encoder``/``decoder`` submodules are called;
+their outputs may be pairs or carry named fields (pythae ``embedding``/``log_covariance``,
+``mu``/``log_var``). Recipes::
 
     wrap(pytorch_vae_model, sigma="logvar")                      # encode -> [mu, log_var]
-    wrap(pythae_model, sigma="logvar",                           # ModelOutput results
-         encode=lambda m, x: m.encoder(x), decode=lambda m, z: m.decoder(z))
+    wrap(pythae_model, sigma="logvar")                           # encoder -> ModelOutput
+    wrap(model, sigma="var", encode=lambda m, x: m.q(x)[:2])     # anything else
 """
 
 from __future__ import annotations
@@ -45,6 +47,31 @@ def _field(out: Any, name: str) -> Any:
     return None
 
 
+#: Named encoder outputs whose second field is a log-variance: pythae's ModelOutput,
+#: PyTorch-VAE-style dicts and disentanglement_lib-style objects.
+LOGVAR_FIELDS = (("embedding", "log_covariance"), ("mu", "log_var"), ("mu", "logvar"))
+
+
+def _named_pair(out: Any, sigma_kind: str) -> Any:
+    """``(mu, logvar)`` from an output with named fields; ``out`` itself when it has none."""
+    for mean, second in LOGVAR_FIELDS:
+        mu, logvar = _field(out, mean), _field(out, second)
+        if mu is not None and logvar is not None:
+            if sigma_kind != "logvar":
+                raise RcertError(
+                    f"the encoder returns {mean} and {second} (a log-variance) but wrap was "
+                    f"given sigma={sigma_kind!r}; pass sigma='logvar'"
+                )
+            return mu, logvar
+    return out
+
+
+def _default_call(module: nn.Module, role: str, arg: Tensor) -> Any:
+    """``module.encode(x)``, or ``module.encoder(x)`` for modules with only a submodule."""
+    method = getattr(module, role, None)
+    return method(arg) if callable(method) else getattr(module, f"{role}r")(arg)
+
+
 class Wrapped(nn.Module):
     """A foreign VAE seen through the engine's interface; made by :func:`wrap`.
 
@@ -70,15 +97,11 @@ class Wrapped(nn.Module):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(mu, sigma)``, with ``sigma`` the standard deviation converted per ``sigma_kind``."""
-        out = self._encode_fn(self.module, x) if self._encode_fn else self.module.encode(x)
-        log_covariance = _field(out, "log_covariance")
-        if _field(out, "embedding") is not None and log_covariance is not None:
-            if self.sigma_kind != "logvar":
-                raise RcertError(
-                    "the encoder returns pythae-style log_covariance (a log-variance) but "
-                    f"wrap was given sigma={self.sigma_kind!r}; pass sigma='logvar'"
-                )
-            out = (_field(out, "embedding"), log_covariance)
+        if self._encode_fn:
+            out = self._encode_fn(self.module, x)
+        else:
+            out = _default_call(self.module, "encode", x)
+        out = _named_pair(out, self.sigma_kind)
         if isinstance(out, (str, bytes)) or not isinstance(out, Sequence) or len(out) != 2:
             raise RcertError(
                 f"the encoder returned {type(out).__name__}, not a (mu, {self.sigma_kind}) pair; "
@@ -98,7 +121,10 @@ class Wrapped(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """The decoder mean ``g(z)`` (a pythae ``reconstruction`` field is unpacked)."""
-        out = self._decode_fn(self.module, z) if self._decode_fn else self.module.decode(z)
+        if self._decode_fn:
+            out = self._decode_fn(self.module, z)
+        else:
+            out = _default_call(self.module, "decode", z)
         reconstruction = _field(out, "reconstruction")
         if not isinstance(out, Tensor) and reconstruction is not None:
             out = reconstruction
@@ -114,9 +140,12 @@ def _check_callable(fn: Any, role: str, module: nn.Module) -> None:
     arg = "x" if role == "encode" else "z"
     example = f"{role}=lambda m, {arg}: m.{role}r({arg})"
     if fn is None:
-        if not callable(getattr(module, role, None)):
+        if not callable(getattr(module, role, None)) and not callable(
+            getattr(module, f"{role}r", None)
+        ):
             raise RcertError(
-                f"{type(module).__name__} has no {role}() method; pass e.g. {example} to wrap"
+                f"{type(module).__name__} has no {role}() method and no {role}r submodule; "
+                f"pass e.g. {example} to wrap"
             )
         return
     if not callable(fn):
@@ -164,12 +193,14 @@ def wrap(
         (``sigma = sqrt(var)``), ``"logvar"`` (``sigma = exp(logvar / 2)``) or ``"logsigma"``
         (``sigma = exp(logsigma)``); the engine always receives the standard deviation.
     encode
-        Called as ``encode(module, x)``; must return ``(mu, second)`` or an object with
-        ``embedding`` and ``log_covariance`` (pythae). Default: ``module.encode(x)``.
+        Called as ``encode(module, x)``; must return ``(mu, second)`` or an object or mapping
+        with ``embedding`` and ``log_covariance`` (pythae), or ``mu`` and ``log_var`` or
+        ``logvar`` (these name a log-variance: they need ``sigma="logvar"``). Default:
+        ``module.encode(x)``, else ``module.encoder(x)``.
     decode
         Called as ``decode(module, z)``; must return the decoder mean ``g(z)`` (probabilities,
         not logits, for a Bernoulli decoder) or an object with ``reconstruction``.
-        Default: ``module.decode(z)``.
+        Default: ``module.decode(z)``, else ``module.decoder(z)``.
     input_shape, data_range
         Attached as attributes when given; the engine validates inputs against them.
 

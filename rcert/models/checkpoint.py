@@ -1,18 +1,17 @@
-"""Safe, self-describing checkpoints for rcert architectures.
+"""Safe, self-describing checkpoints for rcert architectures: safetensors files.
 
-Loading never unpickles or executes anything: the file is a fixed binary frame around a JSON
-header and raw little-endian tensor bytes (the idea of safetensors)::
+A checkpoint is a standard safetensors file (any safetensors tool opens it) whose metadata
+holds one key, ``rcert``: a JSON header with the architecture (``model.config()``), the
+training metadata and ``sha256``, a digest of the tensors that does not depend on the file's
+layout. The SHA-256 is fed, for each tensor in order of name (sorted by code point), the
+name in UTF-8, a NUL byte, the dtype name (``float32``, ...), a NUL byte, the shape as
+decimal integers joined by ``,`` (empty for a scalar), a NUL byte, then the tensor's bytes
+in C order, little-endian.
 
-    b"RCERTCKP"                      8 bytes, magic
-    format version                   uint32, little-endian (currently 1)
-    header length n                  uint64, little-endian
-    header                           n bytes of UTF-8 JSON
-    payload                          the tensors' raw bytes, back to back
-
-The header holds the architecture (``model.config()``), training metadata and, per tensor,
-``dtype``, ``shape``, ``offset`` and ``nbytes`` into the payload, plus the payload's SHA-256.
-Nothing time- or machine-dependent is written, so the same model and metadata always give
-the same bytes. See ``docs/checkpoints.md``.
+Loading never unpickles or executes anything. Legacy checkpoints (the ``RCERTCKP`` frame
+of format version 1, :mod:`rcert.models.legacy`) still load; :func:`convert` rewrites one
+as safetensors. Nothing time- or machine-dependent is written, so the same model and
+metadata always give the same bytes. See ``docs/checkpoints.md``.
 """
 
 from __future__ import annotations
@@ -20,50 +19,34 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import math
 import os
-import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors.torch
 import torch
+from safetensors import SafetensorError, safe_open
 
 from rcert.errors import RcertError
 from rcert.files import atomic_write
+from rcert.models import legacy
+from rcert.models.legacy import DTYPES, FORMAT_NAME
 from rcert.models.nets import VAE, build_model
 from rcert.settings import positive_float
 
-MAGIC = b"RCERTCKP"
-FORMAT_VERSION = 1
-FORMAT_NAME = "rcert-checkpoint"
-_FRAME = struct.Struct("<8sIQ")  # magic, format version, header length
-
-# torch dtype <-> header name <-> explicit little-endian numpy dtype.
-DTYPES: dict[str, tuple[torch.dtype, np.dtype]] = {
-    "float16": (torch.float16, np.dtype("<f2")),
-    "float32": (torch.float32, np.dtype("<f4")),
-    "float64": (torch.float64, np.dtype("<f8")),
-    "int32": (torch.int32, np.dtype("<i4")),
-    "int64": (torch.int64, np.dtype("<i8")),
-    "uint8": (torch.uint8, np.dtype("u1")),
-    "bool": (torch.bool, np.dtype("?")),
-}
+FORMAT_VERSION = 2
+#: The one safetensors metadata key rcert writes: one key keeps the bytes deterministic.
+METADATA_KEY = "rcert"
+#: safetensors' own cap on its JSON header; a longer one is refused before it is read.
+MAX_HEADER_BYTES = 100_000_000
 _DTYPE_NAMES = {torch_dtype: name for name, (torch_dtype, _) in DTYPES.items()}
-
-_HEADER_TYPES: dict[str, tuple[type, ...]] = {
-    "format": (str,),
-    "format_version": (int,),
-    "rcert_version": (str,),
-    "model": (dict,),
-    "data": (str, type(None)),
-    "metrics": (dict,),
-    "recommended_r": (int, float, type(None)),
-    "extra": (dict,),
-    "tensors": (dict,),
-    "sha256": (str,),
-}
+#: safetensors' codes of the dtypes rcert stores.
+_SAFETENSORS_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64", "I32": "int32",
+                       "I64": "int64", "U8": "uint8", "BOOL": "bool"}
+#: What a reader knows before reading tensors: header, name -> (dtype, shape), tensor reader.
+_Parts = tuple[dict[str, Any], dict[str, tuple[str, list[int]]], Callable[[], dict[str, Any]]]
 
 
 def _rcert_version() -> str:
@@ -81,48 +64,50 @@ def _json_value(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
-def _encode_header(header: dict[str, Any]) -> bytes:
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """The hex SHA-256 of ``tensors`` as the module docstring defines it (dtypes in DTYPES)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        dtype = _DTYPE_NAMES[tensor.dtype]
+        shape = ",".join(str(n) for n in tensor.shape)
+        digest.update(f"{name}\0{dtype}\0{shape}\0".encode())
+        digest.update(tensor.numpy().astype(DTYPES[dtype][1], copy=False).tobytes())
+    return digest.hexdigest()
+
+
+def _write(model: VAE, path: str | os.PathLike[str], fields: dict[str, Any]) -> None:
+    """Write ``model``'s tensors and a header of ``fields`` to ``path`` as safetensors."""
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        if tensor.dtype not in _DTYPE_NAMES:
+            raise RcertError(
+                f"tensor {name!r} has dtype {tensor.dtype}, which checkpoints do not store; "
+                f"convert the model first, e.g. model.float() (supported: {', '.join(DTYPES)})")
+        tensors[name] = tensor.detach().cpu().contiguous()
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": model.config(),
+              **fields, "sha256": tensor_digest(tensors)}
     try:
-        text = json.dumps(
-            header, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_value
-        )
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                          default=_json_value)
     except (TypeError, ValueError) as exc:
         raise RcertError(
             f"checkpoint metadata is not plain JSON ({exc}); pass metrics/extra as dicts of "
-            "finite numbers, strings, lists and dicts"
-        ) from None
-    return text.encode("utf-8")
+            "finite numbers, strings, lists and dicts") from None
+    atomic_write(path, safetensors.torch.save(tensors, {METADATA_KEY: text}))
 
 
-def _tensor_bytes(name: str, tensor: torch.Tensor) -> tuple[dict[str, Any], bytes]:
-    dtype_name = _DTYPE_NAMES.get(tensor.dtype)
-    if dtype_name is None:
-        raise RcertError(
-            f"tensor {name!r} has dtype {tensor.dtype}, which checkpoints do not store; "
-            f"convert the model first, e.g. model.float() (supported: {', '.join(DTYPES)})"
-        )
-    array = tensor.detach().cpu().contiguous().numpy().astype(DTYPES[dtype_name][1], copy=False)
-    data = array.tobytes()
-    return {"dtype": dtype_name, "shape": list(tensor.shape), "nbytes": len(data)}, data
-
-
-def save(
-    model: VAE,
-    path: str | os.PathLike[str],
-    *,
-    data: str | None = None,
-    metrics: dict[str, Any] | None = None,
-    recommended_r: float | None = None,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Write ``model`` and its metadata to ``path`` as one self-describing checkpoint.
+def save(model: VAE, path: str | os.PathLike[str], *, data: str | None = None,
+         metrics: dict[str, Any] | None = None, recommended_r: float | None = None,
+         extra: dict[str, Any] | None = None) -> None:
+    """Write ``model`` and its metadata to ``path`` as one self-describing safetensors file.
 
     Parameters
     ----------
     model
         An rcert architecture (built by :func:`rcert.models.nets.build_model`).
     path
-        Destination; replaced atomically, never left half-written.
+        Destination, by convention ``*.safetensors``; replaced atomically.
     data
         Description of the training data (e.g. ``"mnist:train"``), stored verbatim.
     metrics
@@ -135,14 +120,13 @@ def save(
     Raises
     ------
     RcertError
-        ``model`` is not an rcert architecture, the metadata is not JSON, or the file
-        cannot be written.
+        ``model`` is not an rcert architecture, a dtype is not stored, the metadata is not
+        JSON, or the file cannot be written.
     """
     if not isinstance(model, VAE):
         raise RcertError(
             f"only rcert architectures can be saved, got {type(model).__name__}; build the "
-            "model with rcert.build_model, or pass a wrapped foreign model to the engine directly"
-        )
+            "model with rcert.build_model, or pass a wrapped foreign model to the engine directly")
     if data is not None and not isinstance(data, str):
         raise RcertError(f"data must be a string describing the training data, got {data!r}")
     for name, value in (("metrics", metrics), ("extra", extra)):
@@ -150,182 +134,204 @@ def save(
             raise RcertError(f"{name} must be a dict, got {type(value).__name__}")
     if recommended_r is not None:
         recommended_r = positive_float(recommended_r, "recommended_r")
-
-    entries: dict[str, Any] = {}
-    payload: list[bytes] = []
-    offset = 0
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        entry, raw = _tensor_bytes(name, tensor)
-        entries[name] = {**entry, "offset": offset}
-        payload.append(raw)
-        digest.update(raw)
-        offset += len(raw)
-    header = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "rcert_version": _rcert_version(),
-        "model": model.config(),
-        "data": data,
-        "metrics": dict(metrics or {}),
-        "recommended_r": recommended_r,
-        "extra": dict(extra or {}),
-        "tensors": entries,
-        "sha256": digest.hexdigest(),
-    }
-    header_bytes = _encode_header(header)
-    frame = _FRAME.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
-    atomic_write(path, b"".join([frame, header_bytes, *payload]))
+    _write(model, path, {"rcert_version": _rcert_version(), "data": data,
+                         "metrics": dict(metrics or {}), "recommended_r": recommended_r,
+                         "extra": dict(extra or {})})
 
 
-def _foreign_file_error(path: Path, head: bytes) -> RcertError:
+def _classify(head: bytes, size: int) -> str:
+    """What a file of ``size`` bytes whose first (up to 16) bytes are ``head`` looks like."""
+    magic = legacy.MAGIC
+    if size == 0:
+        return "empty"
+    if head.startswith(magic) or (size < len(magic) and magic.startswith(head)):
+        return "legacy"
+    header_len = int.from_bytes(head[:8], "little")
+    # A safetensors header is a JSON object right after its length.
+    brace = head[8:9] == b"{"
+    if brace and header_len <= min(size - 8, MAX_HEADER_BYTES):
+        return "safetensors"
     # Pickle protocol >= 2 starts with PROTO (0x80) and the protocol number; torch.save since
     # 1.6 writes a zip archive whose members are pickles.
-    if (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or head.startswith(b"PK\x03\x04"):
-        return RcertError(
-            f"{path} is a pickle/torch.save file; rcert never unpickles checkpoints because that "
-            "can execute code. If you trust it, load it yourself in Python and pass the model "
-            "through rcert.wrap, or copy its weights into rcert.build_model(...) and save that "
-            "with rcert.save"
-        )
-    if not head:
-        return RcertError(f"{path} is empty; re-save the checkpoint with rcert.save")
-    if MAGIC.startswith(head):
-        return RcertError(f"{path} is truncated (it ends inside the frame); re-save it")
-    return RcertError(
-        f"{path} is not an rcert checkpoint (unknown file type); save models with rcert.save"
-    )
+    if head[:2] in (b"\x80\2", b"\x80\3", b"\x80\4", b"\x80\5") or head[:4] == b"PK\3\4":
+        return "pickle"
+    if size <= 8:
+        return "short"
+    if not brace:
+        return "foreign"
+    return "huge" if header_len > MAX_HEADER_BYTES else "cut"
 
 
-def _check_header(header: Any, path: Path, version: int) -> dict[str, Any]:
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise RcertError(f"{path} has a header that is not an rcert checkpoint header; re-save it")
-    for key, types in _HEADER_TYPES.items():
-        value = header.get(key)
-        if key not in header or not isinstance(value, types) or isinstance(value, bool):
-            raise RcertError(f"{path} has a corrupt header (bad or missing {key!r}); re-save it")
-    if header["format_version"] != version:
-        raise RcertError(f"{path} has a corrupt header (format_version disagrees); re-save it")
-    return header
-
-
-def _read(path: str | os.PathLike[str], *, payload: bool) -> tuple[dict[str, Any], bytes]:
-    """Parse the frame and header of ``path``; also read the payload when asked."""
-    path = Path(path)
+def _sniff(path: Path) -> str:
+    """``"legacy"`` or ``"safetensors"``; RcertError naming the file for anything else."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_FRAME.size)
-            if not head.startswith(MAGIC):
-                raise _foreign_file_error(path, head)
-            if len(head) < _FRAME.size:
-                raise RcertError(f"{path} is truncated (it ends inside the frame); re-save it")
-            _, version, header_len = _FRAME.unpack(head)
-            if version != FORMAT_VERSION:
-                raise RcertError(
-                    f"{path} uses checkpoint format version {version}, but this rcert reads "
-                    f"only version {FORMAT_VERSION}; upgrade rcert"
-                )
-            raw_header = f.read(min(header_len, os.fstat(f.fileno()).st_size))
-            if len(raw_header) != header_len:
-                raise RcertError(f"{path} is truncated (it ends inside the header); re-save it")
-            body = f.read() if payload else b""
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
     except OSError as exc:
-        raise RcertError(
-            f"cannot read checkpoint {path}: {exc.strerror or exc}; check the path"
-        ) from None
+        raise _unreadable(path, exc) from None
+    kind = _classify(head, size)
+    messages = {
+        "empty": f"{path} is empty; re-save the checkpoint with rcert.save",
+        "pickle": f"{path} is a torch.save file (a pickle), not an rcert checkpoint, and rcert "
+                  "never unpickles code; rcert margin --model FILE loads torch.save files with "
+                  "--arch, --factory or --library (see docs/models.md)",
+        "short": f"{path} is truncated (only {size} bytes); re-save it",
+        "huge": f"{path} is not an rcert checkpoint: its safetensors header length "
+                f"{int.from_bytes(head[:8], 'little')} is over the 100 MB limit; re-save it",
+        "cut": f"{path} is truncated (it ends inside the safetensors header); re-save it",
+        "foreign": f"{path} is not an rcert checkpoint (unknown file type); save models with "
+                   "rcert.save",
+    }
+    if kind in messages:
+        raise RcertError(messages[kind])
+    return kind
+
+
+def _unreadable(path: Path, exc: OSError) -> RcertError:
+    return RcertError(f"cannot read checkpoint {path}: {exc.strerror or exc}; check the path")
+
+
+def _invalid(path: Path, exc: Exception) -> RcertError:
+    # safetensors checks that the header's offsets cover the file exactly, so a file cut
+    # inside its tensor data, or with bytes appended, ends here too.
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return RcertError(f"{path} is truncated or corrupt (safetensors: {reason}); re-save it")
+
+
+def _safetensors_parts(path: Path) -> _Parts:
     try:
-        header = json.loads(raw_header.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata()
+            slices = {name: f.get_slice(name) for name in f.keys()}
+            specs = {name: (s.get_dtype(), s.get_shape()) for name, s in slices.items()}
+    except SafetensorError as exc:
+        raise _invalid(path, exc) from None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    if not metadata or METADATA_KEY not in metadata:
+        raise RcertError(
+            f"{path} is a safetensors file without rcert metadata: weights without an "
+            "architecture; load it as you would a torch.save state dict, with --arch or "
+            "--factory (see docs/models.md)")
+    try:
+        header = json.loads(metadata[METADATA_KEY])
+    except (ValueError, RecursionError):
         raise RcertError(f"{path} has a corrupt JSON header; re-save the checkpoint") from None
-    return _check_header(header, path, version), body
+    header = legacy.check_header(header, path, FORMAT_VERSION)
+    for name, (dtype, _) in specs.items():
+        if dtype not in _SAFETENSORS_DTYPES:
+            raise RcertError(
+                f"{path} stores tensor {name!r} as unsupported dtype {dtype!r} "
+                f"(supported: {', '.join(_SAFETENSORS_DTYPES)}); re-save it with this rcert")
+
+    def read_tensors() -> dict[str, Any]:
+        try:
+            state = safetensors.torch.load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as exc:
+            raise _invalid(path, exc) from None
+        if tensor_digest(state) != header["sha256"]:
+            raise RcertError(f"{path} is corrupt (tensors fail their SHA-256 check); re-save it")
+        return state
+
+    return header, specs, read_tensors
+
+
+def _parts(path: Path, *, tensors: bool) -> _Parts:
+    if _sniff(path) == "safetensors":
+        return _safetensors_parts(path)
+    try:
+        with open(path, "rb") as f:
+            header, table, body = legacy.read(f, path, payload=tensors)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    specs = {name: (dtype, shape) for name, (dtype, shape, _, _) in table.items()}
+    return header, specs, lambda: legacy.tensors(table, body)
 
 
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON header of a checkpoint, without reading or verifying the tensor payload.
+    """The JSON header of a checkpoint of either format, without reading the tensors.
+
+    Its keys are those of ``model.meta`` after :func:`load`.
 
     Raises
     ------
     RcertError
         Missing, foreign, pickled, truncated or malformed file.
     """
-    return _read(path, payload=False)[0]
+    header = _parts(Path(path), tensors=False)[0]
+    return {k: v for k, v in header.items() if k != "tensors"}
 
 
-def _tensor_table(header: dict[str, Any], path: Path, payload_size: int) -> dict[str, Any]:
-    """Check every tensor entry against the payload: name -> (dtype, shape, offset, nbytes)."""
-    table = {}
-    end = 0
-    for name, entry in header["tensors"].items():
-        bad = RcertError(f"{path} has a corrupt entry for tensor {name!r}; re-save it")
-        if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
-            raise bad
-        dtype, shape = entry["dtype"], entry.get("shape")
-        offset, nbytes = entry.get("offset"), entry.get("nbytes")
-        if dtype not in DTYPES:
-            raise RcertError(
-                f"{path} stores tensor {name!r} as unsupported dtype {dtype!r} "
-                f"(supported: {', '.join(DTYPES)}); re-save it with this rcert"
-            )
-        ints = [offset, nbytes, *shape] if isinstance(shape, list) else None
-        if ints is None or any(type(v) is not int or v < 0 for v in ints):
-            raise bad
-        if nbytes != math.prod(shape) * DTYPES[dtype][1].itemsize:
-            raise bad
-        table[name] = (dtype, shape, offset, nbytes)
-        end = max(end, offset + nbytes)
-    if payload_size < end:
-        raise RcertError(f"{path} is truncated (it ends inside the tensor data); re-save it")
-    if payload_size > end:
-        raise RcertError(f"{path} has unexpected bytes after the tensor data; re-save it")
-    return table
+def is_native(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an rcert checkpoint, judged from its first bytes and header only.
 
-
-def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> VAE:
-    """Rebuild the model saved at ``path``, in eval() mode, on ``device``.
-
-    The architecture is rebuilt from the header with :func:`rcert.models.nets.build_model` and the
-    weights are read as raw bytes after checking the payload's SHA-256; nothing is unpickled.
-    The header minus its tensor table is attached as ``model.meta``.
-
-    Raises
-    ------
-    RcertError
-        Missing, unreadable, pickled, foreign, truncated or corrupt file, unknown format
-        version, unsupported dtype, tensors that do not fit the architecture, bad device.
+    True for a legacy ``RCERTCKP`` file and for a safetensors file whose metadata has the
+    ``rcert`` key; False for anything else (other safetensors files, ``torch.save`` files,
+    folders, unreadable paths). Never raises: :func:`load` says what is wrong with a file.
     """
-    header, body = _read(path, payload=True)
-    path = Path(path)
-    table = _tensor_table(header, path, len(body))
-    if hashlib.sha256(body).hexdigest() != header["sha256"]:
-        raise RcertError(f"{path} is corrupt (tensor data fails its SHA-256 check); re-save it")
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
+            if head.startswith(legacy.MAGIC):
+                return True
+            if _classify(head, size) != "safetensors":
+                return False
+            f.seek(8)
+            table = json.loads(f.read(int.from_bytes(head[:8], "little")).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    metadata = table.get("__metadata__") if isinstance(table, dict) else None
+    return isinstance(metadata, dict) and METADATA_KEY in metadata
+
+
+def _skeleton(header: dict[str, Any], specs: dict[str, tuple[str, list[int]]],
+              path: Path) -> VAE:
+    """The header's architecture on the meta device, checked against the stored tensors."""
     try:
         # The meta device allocates nothing, so a hostile header cannot exhaust memory before
-        # its shapes have been checked against the (size-bounded) payload.
+        # its shapes have been checked against the (size-bounded) tensors.
         with torch.device("meta"):
             model = build_model(**header["model"])
     except RcertError as exc:
         raise RcertError(f"{path} describes an invalid model: {exc}") from None
     except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError):
         raise RcertError(f"{path} has a corrupt model description; re-save it") from None
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    missing = sorted(set(expected) - set(table))
-    unexpected = sorted(set(table) - set(expected))
+    expected = {name: list(t.shape) for name, t in model.state_dict().items()}
+    missing = sorted(set(expected) - set(specs))
+    unexpected = sorted(set(specs) - set(expected))
     if missing or unexpected:
         raise RcertError(
             f"{path} does not match its architecture (missing tensors {missing}, unexpected "
-            f"{unexpected}); re-save it from the model"
-        )
-    for name, (_, shape, _, _) in table.items():
-        if tuple(shape) != expected[name]:
+            f"{unexpected}); re-save it from the model")
+    for name, (_, shape) in specs.items():
+        if list(shape) != expected[name]:
             raise RcertError(
-                f"{path} does not match its architecture: tensor {name!r} has shape {shape}, "
-                f"expected {list(expected[name])}; re-save it from the model"
-            )
-    state = {}
-    for name, (dtype, shape, offset, nbytes) in table.items():
-        np_dtype = DTYPES[dtype][1]
-        array = np.frombuffer(body, np_dtype, count=nbytes // np_dtype.itemsize, offset=offset)
-        state[name] = torch.from_numpy(array.reshape(shape).copy())
+                f"{path} does not match its architecture: tensor {name!r} has shape "
+                f"{list(shape)}, expected {expected[name]}; re-save it from the model")
+    return model
+
+
+def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> VAE:
+    """Rebuild the model saved at ``path`` (either format), in eval() mode, on ``device``.
+
+    The architecture is rebuilt from the header with :func:`rcert.models.nets.build_model`
+    and checked against the stored tensors' names and shapes before they are read; their
+    SHA-256 is checked too. Nothing is unpickled. The header (minus a legacy file's tensor
+    table) is attached as ``model.meta``.
+
+    Raises
+    ------
+    RcertError
+        Missing, unreadable, pickled, foreign, truncated or corrupt file, safetensors without
+        rcert metadata, unsupported dtype, tensors that do not fit the architecture, SHA-256
+        mismatch, bad device.
+    """
+    path = Path(path)
+    header, specs, read_tensors = _parts(path, tensors=True)
+    model = _skeleton(header, specs, path)
+    state = read_tensors()
     float_dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(float_dtypes) == 1:
         model = model.to(float_dtypes.pop())
@@ -334,30 +340,45 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     # Unavailable backends fail with AssertionError (CUDA) or NotImplementedError (others).
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise RcertError(
-            f"cannot load {path} onto device {device!r}: {reason}; pick an available device"
-        ) from None
+        raise RcertError(f"cannot load {path} onto device {device!r}: {reason}; pick an "
+                         "available device") from None
     model.load_state_dict(state)
     model.eval()
     model.meta = {k: v for k, v in header.items() if k != "tensors"}
     return model
 
 
+def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Rewrite the checkpoint ``src`` (legacy or safetensors) atomically as safetensors ``dst``.
+
+    The tensors and the metadata, ``rcert_version`` included, are kept; ``format_version``
+    and the definition of ``sha256`` are the current ones.
+
+    Raises
+    ------
+    RcertError
+        ``src`` does not load (see :func:`load`), ``dst`` is ``src``, or ``dst`` cannot be
+        written.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and src.exists() and os.path.samefile(src, dst):
+        raise RcertError(f"cannot convert {src} onto itself; give a new file as DST, e.g. "
+                         f"{src.with_suffix('.safetensors')}")
+    model = load(src)
+    keep = ("rcert_version", "data", "metrics", "recommended_r", "extra")
+    _write(model, dst, {key: model.meta[key] for key in keep})
+
+
 def describe(model: VAE, path: str | os.PathLike[str]) -> dict[str, Any]:
     """What a report says about a loaded checkpoint: its path and the header's metadata."""
     meta = getattr(model, "meta", {})
-    return {
-        "path": str(path),
-        "architecture": meta.get("model"),
-        "data": meta.get("data"),
-        "recommended_r": meta.get("recommended_r"),
-        "metrics": meta.get("metrics", {}),
-        "rcert_version": meta.get("rcert_version"),
-    }
+    return {"path": str(path), "architecture": meta.get("model"), "data": meta.get("data"),
+            "recommended_r": meta.get("recommended_r"), "metrics": meta.get("metrics", {}),
+            "rcert_version": meta.get("rcert_version")}
 
 
 def model_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
-    """A JSON-able model card for the checkpoint at ``path``, with its SHA-256.
+    """A JSON-able model card for the checkpoint at ``path``, with the whole file's SHA-256.
 
     The card repeats the header's metadata (see :func:`describe`) and adds ``fields``,
     e.g. the command that regenerates the checkpoint.
@@ -365,15 +386,8 @@ def model_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
     header = read_header(path)
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return {
-        "name": Path(path).stem,
-        "checkpoint": Path(path).name,
-        "sha256": digest,
-        "architecture": header["model"],
-        "data": header["data"],
-        "recommended_r": header["recommended_r"],
-        "metrics": header["metrics"],
-        "training": header["extra"].get("training", {}),
-        "rcert_version": header["rcert_version"],
-        **fields,
-    }
+    return {"name": Path(path).stem, "checkpoint": Path(path).name, "sha256": digest,
+            "architecture": header["model"], "data": header["data"],
+            "recommended_r": header["recommended_r"], "metrics": header["metrics"],
+            "training": header["extra"].get("training", {}),
+            "rcert_version": header["rcert_version"], **fields}

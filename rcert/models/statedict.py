@@ -14,6 +14,7 @@ import argparse
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,20 +29,46 @@ from rcert.errors import RcertError
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "vae")
 #: Prefixes wrappers add to every key: Lightning's ``self.model``, DataParallel's ``module``.
 PREFIXES = ("model.", "module.")
-#: Globals a weights-only read may build besides tensors and plain containers.
-SAFE_GLOBALS = (argparse.Namespace,)
+#: Globals a weights-only read may build besides tensors and plain containers: beta-TCVAE's
+#: ``args``, and Lightning's ``AttributeDict`` hyper-parameters read as plain dicts (the
+#: weights-only unpickler sets items on exact dicts only, so nothing else can ride on them).
+SAFE_GLOBALS = (
+    argparse.Namespace,
+    (dict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+    (dict, "lightning_fabric.utilities.data.AttributeDict"),
+    (dict, "lightning.fabric.utilities.data.AttributeDict"),
+)
 
 
 def _refusal(path: Path, exc: Exception) -> RcertError:
     # torch names the refused global: "Unsupported global: GLOBAL x.y ..." or "unsupported
     # GLOBAL x.y whose module x is blocked".
     found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    # Without a named global the unpickler met an opcode it refuses: pickled objects, or
+    # bytes that are no pickle at all.
     what = (f"a pickled {found.group(1)}" if found
-            else "something other than tensors and plain containers")
+            else "something other than tensors and plain containers (or is corrupt)")
     return RcertError(
         f"{path} holds {what}; rcert reads torch.save files with weights_only=True and never "
         "unpickles code. Save the weights alone (torch.save(model.state_dict(), path)) or, for "
         "a whole pickled module, load it yourself in Python if you trust it and use rcert.wrap")
+
+
+def _check_file_type(path: Path) -> None:
+    """Refuse, before torch sees it, a file that is no torch.save zip, pickle or safetensors
+    file (torch's own errors for those do not say what the file is)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise RcertError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise RcertError(f"{path} is empty; pass a complete model file")
+    zipped, pickled = head.startswith(b"PK\x03\x04"), head[:1] == b"\x80"
+    if not (zipped or pickled or head[8:9] == b"{"):
+        raise RcertError(
+            f"{path} is not a model file rcert can read (not an rcert checkpoint, torch.save, "
+            "Lightning .ckpt or safetensors file); pass one of those or a pythae folder")
 
 
 def read_torch_file(path: str | os.PathLike[str]) -> Any:
@@ -56,8 +83,11 @@ def read_torch_file(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     if not path.is_file():
         raise RcertError(f"{path} is not a readable file; check the path")
+    _check_file_type(path)
     try:
-        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        # torch warns about pickle protocols it reads anyway; the refusal below is the news.
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, exc) from None
@@ -104,11 +134,24 @@ def find_state_dict(obj: Any, path: str | os.PathLike[str]) -> dict[str, torch.T
     return _strip_prefixes(dict(obj))
 
 
+def _restore_prefix(state: Mapping[str, torch.Tensor],
+                    expected: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    # find_state_dict strips a wrapper's prefix, which a module whose parameters all live in
+    # a submodule named model or module (an rcert Wrapped, say) needs back.
+    for prefix in PREFIXES:
+        if set(expected) != set(state) and {prefix + k for k in state} == set(expected):
+            return {prefix + k: v for k, v in state.items()}
+    return state
+
+
 def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor],
                  path: str | os.PathLike[str]) -> None:
     """Copy ``state`` into ``module`` exactly: the same names and shapes, else an error that
-    names the missing and unexpected keys (at most five of each) and shape mismatches."""
+    names the missing and unexpected keys (at most five of each) and shape mismatches.
+
+    Names match up to a ``model.``/``module.`` prefix that the module has on every key."""
     expected = module.state_dict()
+    state = _restore_prefix(state, expected)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:

@@ -183,7 +183,7 @@ def frame(result: dict[str, Any]) -> pd.DataFrame:
 
 def label(result: dict[str, Any]) -> str:
     """A short model name: the ``"name"`` a report gave the result (see :func:`load_results`),
-    else the checkpoint's file stem (``models/vae-digits.rcert`` gives ``vae-digits``), else
+    else the checkpoint's file stem (``models/vae-digits.safetensors`` gives ``vae-digits``), else
     ``"model"``."""
     name = result.get("name") if isinstance(result, dict) else None
     if isinstance(name, str) and name:

@@ -6,6 +6,8 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from rcert.results.text import strength_line
+
 
 class Row(NamedTuple):
     """One headline figure: its key (the row label of :func:`headline_table` and of the
@@ -53,6 +55,10 @@ ROWS: tuple[Row, ...] = (
     Row("median tightness", "Median tightness",
         "median of certified margin / empirical margin over inputs an attack broke: "
         "1 means the certificate is as large as the attacks allow"),
+    Row("attack strength", "Attack strength audit",
+        "a seeded random subset of inputs attacked again with the next stronger preset: how "
+        "many empirical margins it lowered by more than the search resolution, and the "
+        "largest relative drop (docs/attacks.md)"),
 )
 
 #: The rows of :data:`ROWS` by key.
@@ -80,6 +86,8 @@ def _headline(res: dict[str, Any]) -> dict[str, Any]:
                     "mean margin_empirical": e["margin_empirical"]["mean"],
                     "empirical vs bound: correlation": e["fit"]["bound"]["correlation"],
                     "median tightness": e["tightness"]["median"]})
+        if "audit" in e:
+            row["attack strength"] = strength_line(e["audit"])
     return row
 
 

@@ -1,31 +1,49 @@
-"""A checkpoint with the data to certify it on, and the radius r to use by default."""
+"""A model from its source, with the data to certify it on and the radius r to use by default.
+
+Every command and report loads models here: rcert's own checkpoints and foreign files alike
+(:func:`rcert.models.foreign.load_model`), so ``rcert margin``, ``rcert report`` and the
+``rcert check`` gate cover the same formats.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
+from torch import nn
 
 from rcert.data import default_eval_spec, load_data
 from rcert.errors import RcertError
-from rcert.models.checkpoint import load
-from rcert.models.nets import VAE
+from rcert.models import foreign
+from rcert.source import ModelSource
 
 
-def load_with_data(path: str | os.PathLike[str], *, data_spec: str | None = None,
-                   limit: int | None = None, device: str | torch.device = "cpu"):
-    """A checkpoint and the data to certify it on: ``data_spec``, by default the test split
-    of the data the model was trained on; the first ``limit`` inputs when given."""
-    model = load(path, device=device)
+def as_source(source: ModelSource | str | os.PathLike[str]) -> ModelSource:
+    """``source`` itself, or a path read with the defaults (the file describes itself)."""
+    return source if isinstance(source, ModelSource) else ModelSource(path=os.fspath(source))
+
+
+def load_with_data(source: ModelSource | str | os.PathLike[str], *,
+                   data_spec: str | None = None, limit: int | None = None,
+                   device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
+    """A model and the data to certify it on: ``data_spec``, by default the test split of
+    the data the model was trained on (only rcert checkpoints record it); the first
+    ``limit`` inputs when given."""
+    source = as_source(source)
+    model = foreign.load_model(source, device=str(device))
     if data_spec is None:
-        data_spec = default_eval_spec(model.meta.get("data"), str(path))
+        if model.meta.get("foreign"):
+            raise RcertError(f"{source.path} does not record its training data: pass --data "
+                             "(e.g. digits:test, x.npz or mnist:DIR:test)")
+        data_spec = default_eval_spec(model.meta.get("data"), source.path)
     dataset = load_data(data_spec)
     if limit is not None:
         dataset = dataset.subset(limit)
     return model, dataset
 
 
-def radius(model: VAE, r: float | None, path: str | os.PathLike[str]) -> float:
+def radius(model: nn.Module, r: float | None, path: str | os.PathLike[str]) -> float:
     """``r`` if given, else the recommended r the checkpoint records."""
     if r is not None:
         return r
@@ -33,3 +51,12 @@ def radius(model: VAE, r: float | None, path: str | os.PathLike[str]) -> float:
     if recommended is None:
         raise RcertError(f"{path} records no recommended r; pass one (--r, or r in the config)")
     return recommended
+
+
+def identity(model: nn.Module, source: ModelSource) -> dict[str, Any]:
+    """What a resumable run's key needs to know about the model: its weights' digest and
+    how it was read (the same file read with another convention is another model)."""
+    described = foreign.describe(model, source)
+    # Not the path: a moved model file is the same model.
+    return {"weights_sha256": model.meta.get("sha256"),
+            **{k: v for k, v in described.items() if k != "path"}}

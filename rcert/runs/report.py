@@ -29,7 +29,7 @@ import pandas as pd
 
 from rcert import checks, plots
 from rcert.files import atomic_write
-from rcert.models import checkpoint
+from rcert.models import foreign
 from rcert.plots import output
 from rcert.results import schema, text
 from rcert.results.html import report_html
@@ -37,7 +37,14 @@ from rcert.results.junit import junit_xml
 from rcert.results.markdown import summary_markdown
 from rcert.runs import loading, resume
 from rcert.runs.gallery import attacked_deltas, weakest_inputs
-from rcert.settings import EMPIRICAL_ATTACK, AttackConfig, CertifyConfig, RunConfig
+from rcert.settings import (
+    EMPIRICAL_ATTACK,
+    AttackConfig,
+    CertifyConfig,
+    RunConfig,
+    run_record,
+)
+from rcert.source import ModelSource
 
 #: Figures drawn for every report, and the one that needs ``--empirical``.
 FIGURES = ("certified-fraction", "margins", "encoder")
@@ -46,17 +53,23 @@ EMPIRICAL_FIGURE = "bound-vs-empirical"
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of a report: its checkpoint, its data, and its certificate settings.
+    """One model of a report: its source, its data, and its certificate settings.
 
-    ``certify`` holds the :class:`~rcert.settings.CertifyConfig` fields given for this
-    model; ``r`` falls back on the checkpoint's recommended r, the rest on the defaults.
+    ``source`` says where the model is and how to read it (a path alone for files that
+    describe themselves). ``certify`` holds the :class:`~rcert.settings.CertifyConfig`
+    fields given for this model; ``r`` falls back on the checkpoint's recommended r, the
+    rest on the defaults.
     """
 
-    path: str
+    source: ModelSource
     data: str | None = None
     limit: int | None = None
     certify: dict[str, Any] = field(default_factory=dict)
     empirical: bool = False
+
+    def __post_init__(self) -> None:
+        # A bare path is a file that describes itself.
+        object.__setattr__(self, "source", loading.as_source(self.source))
 
 
 @dataclass(frozen=True)
@@ -83,22 +96,24 @@ def compute(entries: list[ModelEntry], out: Path, *, attack: AttackConfig = EMPI
     results: dict[str, dict[str, Any]] = {}
     gallery: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
-        model, dataset = loading.load_with_data(entry.path, data_spec=entry.data,
+        path = entry.source.path
+        model, dataset = loading.load_with_data(entry.source, data_spec=entry.data,
                                                 limit=entry.limit, device=run.device or "cpu")
         config = CertifyConfig(**{**entry.certify, "r": loading.radius(
-            model, entry.certify.get("r"), entry.path)})
-        name = Path(entry.path).stem
+            model, entry.certify.get("r"), path)})
+        name = Path(path).stem
         while name in results:
             name += "+"
         with checks.collect(reissue=False) as warned:
             df = resume.certify_resumable(
                 model, dataset.x, dataset.index, path=out / ".partial" / f"{name}.jsonl",
                 config=config, attack=attack if entry.empirical else None, run=run,
-                identity={"weights_sha256": model.meta["sha256"],
-                          "architecture": model.meta["model"], "data": str(dataset.spec),
-                          "n": len(dataset)})
-        described = {**checkpoint.describe(model, entry.path), "sha256": model.meta["sha256"]}
-        results[name] = schema.result(df, model=described, config={"data": str(dataset.spec)},
+                identity={**loading.identity(model, entry.source),
+                          "data": str(dataset.spec), "n": len(dataset)})
+        described = {**foreign.describe(model, entry.source), "sha256": model.meta["sha256"]}
+        results[name] = schema.result(df, model=described,
+                                      config={"data": str(dataset.spec),
+                                              **run_record(run)},
                                       warnings=warned)
         deltas = (attacked_deltas(model, dataset.x, df, config, attack, k=GALLERY_SIZE,
                                   run=run) if entry.empirical else None)

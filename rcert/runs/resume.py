@@ -26,6 +26,7 @@ from torch import nn
 from rcert import checks
 from rcert.engine.certify import certify
 from rcert.errors import RcertError
+from rcert.evaluation.audit import audit_subset, check_strength
 from rcert.evaluation.verdicts import attack_certificates, judge
 from rcert.progress import Progress
 from rcert.results import schema
@@ -101,7 +102,9 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
 
     The verdicts of an attacked run (``violation``) are judged again over all inputs once
     every chunk is done, so the family-wise correction covers the whole run, however it
-    was chunked or resumed.
+    was chunked or resumed. Likewise the attack-strength audit's inputs are chosen from all
+    of ``index`` (:func:`rcert.evaluation.audit.audit_subset`) and its warning is judged on
+    the whole run.
     """
     run = run or RunConfig()
     key = run_key({**(identity or {}), "certify": as_dict(config),
@@ -115,6 +118,9 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
     if not starts:
         raise RcertError("no inputs to certify")
     quiet = dataclasses.replace(run, progress=False)
+    # Chosen from the whole run's ids, so that every chunk audits its share of one subset.
+    audited = (audit_subset(index, config.seed, attack.audit)
+               if attack is not None and attack.audit else None)
     frames = []
     bar = Progress(len(starts), "chunks", enabled=run.progress)
     for start in starts:
@@ -124,7 +130,8 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
                 df = certify(model, x[rows], config, index=index[rows], run=quiet)
                 if attack is not None:
                     df = attack_certificates(df, model, x[rows], config, attack,
-                                             index=index[rows], run=quiet, family=len(x))
+                                             index=index[rows], run=quiet, family=len(x),
+                                             audited=audited)
             done[start] = {"rows": schema.plain(df.to_dict(orient="records")),
                            "warnings": warned}
             _append(path, json.dumps({"start": start, **done[start]}))
@@ -140,6 +147,7 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
     config_block = as_dict(config)
     if attack is not None:
         out = judge(out, alpha=config.alpha, correction=attack.correction)
+        check_strength(out, attack)
         config_block["empirical"] = {**as_dict(attack), "r": config.r, "m": config.m,
                                      "alpha": config.alpha, "seed": config.seed}
     out.attrs["config"] = config_block

@@ -2,7 +2,7 @@
 
 ```toml
 [[model]]
-path = "models/vae-digits.rcert"   # required; the rest is optional
+path = "models/vae-digits.safetensors"   # required; the rest is optional
 r = 0.75
 data = "digits:test"
 limit = 200
@@ -11,6 +11,10 @@ alpha = 0.001
 m = 0.5
 seed = 0
 empirical = true
+# A foreign model says how to read it with the fields of rcert.source.ModelSource:
+# library = "pythae" | "pytorch-vae" | "beta-tcvae", arch = "arch.toml",
+# factory = "mypkg.models:build_vae", factory_args = {latent_dim = 10},
+# sigma = "logvar", data_range = [0, 1], input_shape = [1, 28, 28], trust_pickles = false
 
 [attack]                           # optional: how hard the attacks try (empirical = true)
 preset = "standard"                # fast (default), standard or thorough
@@ -21,6 +25,7 @@ correction = "holm"                # n_noise, optimizer, resolution
 [run]                              # optional
 device = "cpu"
 memory_mb = 256
+allow = ["decoder-range"]          # model checks allowed to fail (recorded in the results)
 
 [thresholds]
 min_mean_margin = 0.04          # mean bound_certified over the inputs
@@ -56,6 +61,7 @@ from rcert.settings import (
     field_type,
     merge,
 )
+from rcert.source import ModelSource
 from rcert.statistics import summary
 
 #: Keys of a ``[[model]]`` table besides the certificate's (CertifyConfig) fields.
@@ -77,9 +83,21 @@ class CheckConfig:
     thresholds: dict[str, Any]
 
 
+def _toml_type(f: dataclasses.Field) -> type:
+    """What a TOML key of settings field ``f`` holds: an array for tuples, a table for dicts."""
+    kind = str(f.type)
+    return list if kind.startswith("tuple") else dict if kind.startswith("dict") else \
+        field_type(f)
+
+
 def _field_types(cls: type) -> dict[str, type]:
-    # progress is the CLI's --quiet, not a setting of the report.
-    return {f.name: field_type(f) for f in dataclasses.fields(cls) if f.name != "progress"}
+    # progress is the CLI's --quiet, not a setting of the report; path is a model key.
+    return {f.name: _toml_type(f) for f in dataclasses.fields(cls)
+            if f.name not in ("progress", "path")}
+
+
+_KIND_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               list: "an array", dict: "a table"}
 
 
 def _typed(table: Any, keys: dict[str, type], where: str) -> dict[str, Any]:
@@ -96,7 +114,7 @@ def _typed(table: Any, keys: dict[str, type], where: str) -> dict[str, Any]:
               isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
               else isinstance(value, kind) and not isinstance(value, bool))
         if not ok:
-            raise RcertError(f"{where}: {key} must be a {kind.__name__}, got {value!r}")
+            raise RcertError(f"{where}: {key} must be {_KIND_WORDS[kind]}, got {value!r}")
         out[key] = float(value) if kind is float else value
     return out
 
@@ -118,22 +136,32 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _models(path: Path, tables: Any) -> list[ModelEntry]:
     if not isinstance(tables, list) or not tables:
         raise RcertError(f"{path}: no [[model]] table; add one with at least a path")
-    keys = {**MODEL_KEYS, **_field_types(CertifyConfig)}
+    keys = {**MODEL_KEYS, **_field_types(CertifyConfig), **_field_types(ModelSource)}
     entries = []
     for i, table in enumerate(tables):
         where = f"{path} [[model]] #{i + 1}"
         entry = _typed(table, keys, where)
         if "path" not in entry:
             raise RcertError(f"{where}: path is required")
+        reading = {k: entry.pop(k) for k in list(entry) if k in _field_types(ModelSource)}
         given = {k: entry.pop(k) for k in list(entry) if k not in MODEL_KEYS}
-        try:  # check the certificate's settings now, with any r, before long work
+        try:  # check the settings now, with any r, before long work
             CertifyConfig(**{"r": 1.0, **given})
+            source = _source(path, entry["path"], reading)
         except RcertError as exc:
             raise RcertError(f"{where}: {exc}") from None
-        entries.append(ModelEntry(path=str(path.parent / entry["path"]), data=entry.get("data"),
+        entries.append(ModelEntry(source=source, data=entry.get("data"),
                                   limit=entry.get("limit"), certify=given,
                                   empirical=entry.get("empirical", False)))
     return entries
+
+
+def _source(config: Path, model: str, reading: dict[str, Any]) -> ModelSource:
+    """The model's source; its files (the model, an architecture description) are relative
+    to the config's folder."""
+    if isinstance(reading.get("arch"), str):
+        reading["arch"] = str(config.parent / reading["arch"])
+    return ModelSource(path=str(config.parent / model), **reading)
 
 
 def _settings(path: Path, config: dict[str, Any], name: str) -> Any:

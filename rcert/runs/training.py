@@ -70,8 +70,8 @@ def train_checkpoint(
     out = check_writable(out)
     card_path = out.with_suffix(".json")
     if out.suffix == ".json":
-        raise RcertError(f"{out}: give the checkpoint a suffix other than .json (e.g. .rcert); "
-                         f"the model card takes .json")
+        raise RcertError(f"{out}: give the checkpoint a suffix other than .json (e.g. "
+                         f".safetensors); the model card takes .json")
     dataset = load_data(spec)
     n_val = max(1, math.ceil(config.val_fraction * len(dataset)))
     if len(dataset) - n_val < 1:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rcert.settings import stronger_name
+
 #: Margins in input space, where a certified fraction at radius ``e`` makes sense.
 INPUT_MARGINS = ("bound", "bound_certified", "bound_spectral", "bound_whitened")
 #: Every margin column, input space then latent space.
@@ -139,10 +141,12 @@ def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
     """The attack's side of the report (SPEC section 7): violations, fit, tightness.
 
     ``fit`` regresses ``margin_empirical`` on the published ``bound`` (the paper's
-    Fig 6) and on ``bound_certified``.
+    Fig 6) and on ``bound_certified``. With a ``margin_empirical_audit`` column, ``audit``
+    is :func:`audit_summary`, its resolution and attack read from
+    ``df.attrs["config"]["empirical"]`` (default: 2% of each margin, attack unnamed).
     """
     found = df["margin_empirical"].to_numpy(dtype=np.float64)
-    return {
+    out = {
         "n_violations": int(df["violation"].sum()),
         "violations": df.loc[df["violation"], "index"].astype(int).tolist(),
         "n_unbroken": int(np.isinf(found).sum()),
@@ -151,6 +155,59 @@ def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
         "fit": {col: fit_line(df[col].to_numpy(dtype=np.float64), found)
                 for col in ("bound", "bound_certified")},
     }
+    if AUDIT_COLUMN in df.columns:
+        attack = (df.attrs.get("config") or {}).get("empirical") or {}
+        preset = attack.get("preset")
+        out["audit"] = audit_summary(df, resolution=attack.get("resolution"),
+                                     attack=None if preset is None else stronger_name(preset))
+    return out
+
+
+#: The stronger attack's empirical margin on the audited inputs (NaN on the others).
+AUDIT_COLUMN = "margin_empirical_audit"
+
+
+def lowered(weak: np.ndarray, strong: np.ndarray, resolution: float | None = None) -> np.ndarray:
+    """Whether the stronger attack's margin lies below the weaker's by more than the search
+    resolution: ``resolution``, or 2% of the weaker margin (the bisection's default width).
+
+    An unbroken weaker margin (``inf``) is lowered by any finite one.
+    """
+    weak = np.asarray(weak, dtype=np.float64)
+    strong = np.asarray(strong, dtype=np.float64)
+    width = 0.02 * weak if resolution is None else resolution
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(weak), np.isfinite(strong), strong < weak - width)
+
+
+def relative_drop(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """``1 - strong / weak``: the share of the weaker margin that the stronger attack took
+    off (1 when it broke an unbroken input, 0 where both are 0 or both ``inf``, negative
+    where the stronger attack found the larger margin)."""
+    weak = np.asarray(weak, dtype=np.float64)
+    strong = np.asarray(strong, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drop = 1.0 - strong / weak
+    return np.where((weak == strong) | (weak == 0), 0.0, np.where(np.isinf(weak), 1.0, drop))
+
+
+def audit_summary(df: pd.DataFrame, *, resolution: float | None = None,
+                  attack: str | None = None) -> dict[str, Any]:
+    """How often the stronger attack lowered the audited inputs' empirical margins.
+
+    ``n_audited`` rows have a ``margin_empirical_audit``; ``n_lowered`` of them (ids in
+    ``lowered``) lie below ``margin_empirical`` by more than the resolution
+    (:func:`lowered`); ``max_drop`` is the largest :func:`relative_drop`, at least 0 (NaN
+    when none was audited); ``attack`` names the stronger attack.
+    """
+    rows = df[df[AUDIT_COLUMN].notna()]
+    weak = rows["margin_empirical"].to_numpy(dtype=np.float64)
+    strong = rows[AUDIT_COLUMN].to_numpy(dtype=np.float64)
+    low = lowered(weak, strong, resolution)
+    drops = relative_drop(weak, strong)
+    return {"attack": attack, "n_audited": len(rows), "n_lowered": int(low.sum()),
+            "lowered": rows.loc[low, "index"].astype(int).tolist(),
+            "max_drop": max(float(drops.max()), 0.0) if len(rows) else math.nan}
 
 
 def summarize_attack(df: pd.DataFrame) -> dict[str, Any]:

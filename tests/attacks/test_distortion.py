@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import LinearVAE
+from conftest import UNBOXED, LinearVAE
 from scipy import special, stats
 
 from rcert.attacks.damage import attack
@@ -53,7 +53,7 @@ def _within_mc(found, expected, spread, n=N_CHECK, z=5.0):
 
 def test_clean_and_mean_threat_distortion_match_the_noncentral_chi(linear_vae):
     config = AttackConfig(threat="mean", **LIGHT)
-    df = attack(linear_vae, _x(), config, L=[0.3, 1.0])
+    df = attack(linear_vae, _x(), config, L=[0.3, 1.0], run=UNBOXED)
     ws, k = linear_vae.w * linear_vae.s, linear_vae.latent_dim
     clean_mean, clean_sd = _ncchi_moments(k, 0.0)
     assert clean_mean == pytest.approx(math.sqrt(8 / math.pi))  # E chi_3, by hand
@@ -73,11 +73,11 @@ def test_clean_and_mean_threat_distortion_match_the_noncentral_chi(linear_vae):
 
 def test_sigma_threat_on_constant_sigma_is_the_clean_distortion_draw_for_draw(linear_vae):
     with pytest.warns(ReliabilityWarning, match="zero-gradient"):
-        df = attack(linear_vae, _x(3), AttackConfig(threat="sigma", **LIGHT), L=1.0)
+        df = attack(linear_vae, _x(3), AttackConfig(threat="sigma", **LIGHT), L=1.0, run=UNBOXED)
     np.testing.assert_array_equal(df.distortion, df.clean_distortion)
     np.testing.assert_array_equal(df.noise_distortion, df.clean_distortion)
-    both = attack(linear_vae, _x(3), AttackConfig(threat="both", **LIGHT), L=1.0)
-    mean = attack(linear_vae, _x(3), AttackConfig(threat="mean", **LIGHT), L=1.0)
+    both = attack(linear_vae, _x(3), AttackConfig(threat="both", **LIGHT), L=1.0, run=UNBOXED)
+    mean = attack(linear_vae, _x(3), AttackConfig(threat="mean", **LIGHT), L=1.0, run=UNBOXED)
     # Sigma is constant, so moving it too changes nothing.
     np.testing.assert_allclose(both.distortion, mean.distortion, rtol=1e-6)
 
@@ -99,7 +99,8 @@ class _ScaledSigmaVAE(LinearVAE):
 def test_attacks_on_sigma_are_seen_by_the_distortion_and_match_the_closed_form():
     model = _ScaledSigmaVAE()
     x, budget = _x(4), 0.6
-    df = attack(model, x, AttackConfig(threat="sigma", optimizer="lbfgs", **LIGHT), L=budget)
+    df = attack(model, x, AttackConfig(threat="sigma", optimizer="lbfgs", **LIGHT), L=budget,
+                run=UNBOXED)
     # The damage sees only the mean: 0 under threat sigma, whatever the attack did ...
     assert (df.damage == 0).all()
     # ... the distortion sees sigma: w sigma(x + d) E chi_3 at the best d.

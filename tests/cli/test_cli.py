@@ -342,10 +342,10 @@ def test_margin_bad_input(run, ckpts, files, args, needle):
 
 
 MODEL_ERRORS = [
-    ("missing", "missing", "cannot read checkpoint"),
-    ("folder", "folder", "cannot read checkpoint"),
-    ("garbage", "garbage", "not an rcert checkpoint"),
-    ("pickle", "pickle", "pickle"),
+    ("missing", "missing", "does not exist"),
+    ("folder", "folder", "not a pythae model folder"),
+    ("garbage", "garbage", "not a model file rcert can read"),
+    ("pickle", "pickle", "say how to build the model"),
 ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import LinearVAE
+from conftest import UNBOXED, LinearVAE
 from torch import nn
 
 import rcert
@@ -149,7 +149,7 @@ class LinearAutoencoder(nn.Module):
 def test_deterministic_autoencoder_gets_exact_jacobian_norms(seed, sigma_value):
     model = LinearAutoencoder(seed=seed, sigma_value=sigma_value)
     x = torch.rand(5, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    df = rcert.certify(model, x, r=0.5, n_samples=20)
+    df = rcert.certify(model, x, r=0.5, n_samples=20, run=UNBOXED)
     assert list(df.columns) == list(JACOBIAN_ONLY)
     assert not any("sigma" in c for c in df.columns)
     a = model.A.detach().numpy()
@@ -163,7 +163,7 @@ def test_deterministic_autoencoder_gets_exact_jacobian_norms(seed, sigma_value):
 def test_deterministic_autoencoder_keeps_given_ids():
     model = LinearAutoencoder()
     x = torch.rand(3, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    df = rcert.certify(model, x, r=0.5, index=np.array([9, 2, 40]))
+    df = rcert.certify(model, x, r=0.5, index=np.array([9, 2, 40]), run=UNBOXED)
     assert df["index"].tolist() == [9, 2, 40]
 
 
@@ -176,11 +176,11 @@ class _UpperFedLinearVAE(LinearVAE):
 def test_upper_fed_model_gets_no_theorem1_columns_from_certify():
     model = _UpperFedLinearVAE()
     x = torch.rand(3, 12, generator=torch.Generator().manual_seed(0))
-    df = rcert.certify(model, x, r=2.0, n_samples=50)
+    df = rcert.certify(model, x, r=2.0, n_samples=50, run=UNBOXED)
     assert list(df.columns) == list(columns_for(UPPER_FED))
     assert not set(df.columns) & set(THEOREM1)
     assert set(MONTE_CARLO) <= set(df.columns)
     # The columns it keeps are the ones a one-layer model would get, unchanged.
-    plain = rcert.certify(LinearVAE(), x, r=2.0, n_samples=50)
+    plain = rcert.certify(LinearVAE(), x, r=2.0, n_samples=50, run=UNBOXED)
     for col in df.columns:
         np.testing.assert_array_equal(df[col].to_numpy(), plain[col].to_numpy(), err_msg=col)

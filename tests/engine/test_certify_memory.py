@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from conftest import LinearVAE, TinyMLPVAE
+from conftest import UNBOXED, LinearVAE, TinyMLPVAE
 
 from rcert.engine import montecarlo
 from rcert.statistics import binomial
@@ -61,7 +61,7 @@ def test_order_statistics_match_a_full_sort_whatever_the_chunking(model_cls, n_s
     # Budgets from "one input per chunk" up to "every input in one chunk".
     for memory_mb in (1e-3, 0.02, 0.05, 64.0):
         df = certify_mod.certify(model, x, r=r, m=m, n_samples=n_samples, alpha=alpha,
-                                 seed=5, memory_mb=memory_mb)
+                                 seed=5, memory_mb=memory_mb, run=UNBOXED)
         np.testing.assert_array_equal(df["k"], k)
         # Decoder batch shapes differ from the brute force, so allow float rounding; a
         # wrong rank moves the value by a whole gap between draws, far above rtol.

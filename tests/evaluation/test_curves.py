@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TinyMLPVAE
+from conftest import UNBOXED, TinyMLPVAE
 from scipy import stats
 
 from rcert.checks import ReliabilityWarning
@@ -30,7 +30,7 @@ def test_p_hat_matches_the_noncentral_chi_square_along_a_given_direction(linear_
     x, n = _data(4, 12), 4000
     u = torch.randn(4, 12, generator=torch.Generator().manual_seed(9))
     r = 2.0
-    df = curve(linear_vae, x, r=r, radii=RADII, direction=u.numpy(), n_samples=n)
+    df = curve(linear_vae, x, r=r, radii=RADII, direction=u.numpy(), n_samples=n, run=UNBOXED)
     a = linear_vae.A.detach().double().numpy()
     unit = u.double().numpy() / np.linalg.norm(u.double().numpy(), axis=1, keepdims=True)
     c = (r / (linear_vae.w * linear_vae.s)) ** 2
@@ -43,7 +43,8 @@ def test_p_hat_matches_the_noncentral_chi_square_along_a_given_direction(linear_
 
 
 def test_certified_and_broken_say_what_they_mean(linear_vae):
-    df = curve(linear_vae, _data(6, 12), r=2.0, m=0.5, alpha=0.01, radii=RADII, n_samples=300)
+    df = curve(linear_vae, _data(6, 12), r=2.0, m=0.5, alpha=0.01, radii=RADII, n_samples=300,
+               run=UNBOXED)
     assert "robust" not in df.columns
     lower = np.array([stats.beta.ppf(0.01, k, 300 - k + 1) if k > 0 else 0.0 for k in df.k])
     upper = np.array([stats.beta.ppf(0.99, k + 1, 300 - k) if k < 300 else 1.0 for k in df.k])
@@ -70,17 +71,17 @@ def test_rows_do_not_depend_on_batch_or_memory():
 
 def test_settings_object_and_default_samples(linear_vae):
     x = _data(2, 12)
-    a = curve(linear_vae, x, CertifyConfig(r=2.0, n_samples=100, seed=3), radii=RADII)
-    b = curve(linear_vae, x, r=2.0, n_samples=100, seed=3, radii=RADII)
+    a = curve(linear_vae, x, CertifyConfig(r=2.0, n_samples=100, seed=3), radii=RADII, run=UNBOXED)
+    b = curve(linear_vae, x, r=2.0, n_samples=100, seed=3, radii=RADII, run=UNBOXED)
     pd.testing.assert_frame_equal(a, b)
-    default = curve(linear_vae, x, r=2.0, radii=[0.0])
+    default = curve(linear_vae, x, r=2.0, radii=[0.0], run=UNBOXED)
     assert (default.n == CertifyConfig(r=1.0).n_samples).all()
 
 
 def test_max_damage_on_a_constant_sigma_warns(linear_vae):
     with pytest.warns(ReliabilityWarning, match="zero-gradient"):
         curve(linear_vae, _data(2, 12), r=2.0, radii=[0.5], n_samples=50,
-              direction="max-damage", threat="sigma")
+              direction="max-damage", threat="sigma", run=UNBOXED)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -90,7 +91,7 @@ def test_max_damage_on_a_constant_sigma_warns(linear_vae):
 ])
 def test_bad_arguments_raise(kwargs, linear_vae):
     with pytest.raises(RcertError):
-        curve(linear_vae, _data(2, 12), **{"radii": [0.5], **kwargs})
+        curve(linear_vae, _data(2, 12), **{"radii": [0.5], "run": UNBOXED, **kwargs})
 
 
 def test_summarize_curve_counts_uncrossed_inputs_by_hand():

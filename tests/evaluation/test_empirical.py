@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import LinearVAE, TinyMLPVAE
+from conftest import UNBOXED, LinearVAE, TinyMLPVAE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize, stats
@@ -88,7 +88,7 @@ def test_empirical_margin_matches_the_closed_form(r, m, linear_vae):
     resolution = 0.01 * big_r
     x = _data(6, 12)
     df = empirical_margin(linear_vae, x, r=r, m=m, n_check=n_check, resolution=resolution,
-                          **LIGHT)
+                          run=UNBOXED, **LIGHT)
     assert list(df.columns) == COLUMNS
     hi = df.margin_empirical.to_numpy()
     se = math.sqrt(m * (1 - m) / n_check)
@@ -105,7 +105,7 @@ def test_empirical_margin_matches_the_closed_form(r, m, linear_vae):
     assert (df.p_verify.to_numpy() >= p_worst - 5 * se).all(), (df.p_verify, p_worst)
     assert (df.p_verify.to_numpy() <= m + 6 * se).all()
 
-    cert = rcert.certify(linear_vae, x, r=r, m=m, n_samples=2000)
+    cert = rcert.certify(linear_vae, x, r=r, m=m, n_samples=2000, run=UNBOXED)
     # The certificate holds: the certified bound is below the empirical margin (here by far
     # more than the Monte Carlo band above).
     assert (cert.bound_certified.to_numpy() <= lower).all()
@@ -123,7 +123,8 @@ def test_larger_r_gives_a_larger_margin(linear_vae):
     rs = [1.8, 2.4, 3.0]
     truths = [_true_margin(linear_vae, r, 0.5) for r in rs]
     assert np.all(np.diff(truths) > 0.1)
-    found = [empirical_margin(linear_vae, x, r=r, n_check=2000, resolution=0.01, **LIGHT)
+    found = [empirical_margin(linear_vae, x, r=r, n_check=2000, resolution=0.01, run=UNBOXED,
+                              **LIGHT)
              .margin_empirical.to_numpy() for r in rs]
     se = math.sqrt(0.25 / 2000)
     for (lo_r, lo), (hi_r, hi) in itertools.pairwise(zip(rs, found, strict=True)):
@@ -138,7 +139,7 @@ def test_larger_r_gives_a_larger_margin(linear_vae):
 
 def test_threat_both_equals_mean_when_sigma_is_constant(linear_vae):
     x = _data(3, 12)
-    opts = {"r": 2.5, "n_check": 500, "resolution": 0.02, **LIGHT}
+    opts = {"r": 2.5, "n_check": 500, "resolution": 0.02, "run": UNBOXED, **LIGHT}
     pd.testing.assert_frame_equal(
         empirical_margin(linear_vae, x, threat="mean", **opts),
         empirical_margin(linear_vae, x, threat="both", **opts))
@@ -209,7 +210,7 @@ def test_bracket_invariants(case):
     n_check, alpha = 300, 0.01
     df = empirical_margin(model, x, r=case["r"], m=case["m"], threat=case["threat"],
                           resolution=case["resolution"], n_check=n_check, alpha=alpha,
-                          optimizer=optimizer, **LIGHT)
+                          optimizer=optimizer, run=UNBOXED, **LIGHT)
     assert list(df.columns) == COLUMNS
     np.testing.assert_array_equal(df["index"], np.arange(x.shape[0]))
     _check_bracket(df, m=case["m"], n_check=n_check, alpha=alpha,
@@ -223,8 +224,10 @@ def test_bracket_invariants(case):
 
 def test_more_rounds_decode_more_rows(linear_vae):
     x = _data(2, 12)
-    coarse = empirical_margin(linear_vae, x, r=2.0, n_check=300, resolution=0.1, **LIGHT)
-    fine = empirical_margin(linear_vae, x, r=2.0, n_check=300, resolution=0.002, **LIGHT)
+    coarse = empirical_margin(linear_vae, x, r=2.0, n_check=300, resolution=0.1, run=UNBOXED,
+                              **LIGHT)
+    fine = empirical_margin(linear_vae, x, r=2.0, n_check=300, resolution=0.002, run=UNBOXED,
+                            **LIGHT)
     assert (fine.rounds > coarse.rounds).all()
     assert (fine.decoder_rows > coarse.decoder_rows).all()
     assert ((fine.margin_bracket_hi - fine.margin_bracket_lo) <= 0.002 + 1e-12).all()
@@ -233,7 +236,7 @@ def test_more_rounds_decode_more_rows(linear_vae):
 def test_not_robust_unperturbed_has_margin_zero(linear_vae):
     # p0 = chi2.cdf(0.01, 3) ~ 1e-4: broken before any attack.
     n_check = 400
-    df = empirical_margin(linear_vae, _data(3, 12), r=0.1, n_check=n_check, **LIGHT)
+    df = empirical_margin(linear_vae, _data(3, 12), r=0.1, n_check=n_check, run=UNBOXED, **LIGHT)
     assert (df.margin_empirical == 0).all()
     assert (df.margin_bracket_lo == 0).all() and (df.margin_bracket_hi == 0).all()
     assert (df.rounds == 0).all()
@@ -248,7 +251,7 @@ def test_recheck_at_radius_zero_is_binomial_with_the_closed_form_p0(linear_vae):
     r = linear_vae.w * linear_vae.s * math.sqrt(stats.chi2.ppf(0.3, linear_vae.latent_dim))
     p0, n_check = linear_vae.p0(r), 2000
     assert p0 == pytest.approx(0.3)
-    df = empirical_margin(linear_vae, _data(8, 12), r=r, n_check=n_check, **LIGHT)
+    df = empirical_margin(linear_vae, _data(8, 12), r=r, n_check=n_check, run=UNBOXED, **LIGHT)
     assert (df.margin_empirical == 0).all()
     se = math.sqrt(p0 * (1 - p0) / n_check)
     assert (np.abs(df.p_verify - p0) <= 5 * se).all(), df.p_verify
@@ -261,7 +264,7 @@ def test_recheck_at_radius_zero_is_binomial_with_the_closed_form_p0(linear_vae):
 def test_no_success_below_max_radius_gives_inf(linear_vae):
     # The true margin at r = 2 is about 0.34: nothing breaks within 0.05.
     df = empirical_margin(linear_vae, _data(3, 12), r=2.0, n_check=300, max_radius=0.05,
-                          **LIGHT)
+                          run=UNBOXED, **LIGHT)
     assert np.isinf(df.margin_empirical).all() and np.isinf(df.margin_bracket_hi).all()
     assert (df.margin_bracket_lo == 0.05).all()
     assert (df.k_check == -1).all() and df.p_check.isna().all()
@@ -269,7 +272,7 @@ def test_no_success_below_max_radius_gives_inf(linear_vae):
     assert (df.rounds == 7).all()
     # A start beyond max_radius is clipped to it: one attack.
     clipped = empirical_margin(linear_vae, _data(3, 12), r=2.0, n_check=300, max_radius=0.05,
-                               start=1.0, **LIGHT)
+                               start=1.0, run=UNBOXED, **LIGHT)
     assert (clipped.rounds == 1).all() and (clipped.margin_bracket_lo == 0.05).all()
 
 
@@ -283,7 +286,7 @@ def test_unreachable_r_gives_inf_at_the_box_diagonal(tiny_vae):
 
 def test_start_per_input_and_margin_does_not_depend_on_start(linear_vae):
     x = _data(3, 12)
-    opts = {"r": 2.0, "n_check": 2000, "resolution": 0.005, **LIGHT}
+    opts = {"r": 2.0, "n_check": 2000, "resolution": 0.005, "run": UNBOXED, **LIGHT}
     a = empirical_margin(linear_vae, x, start=np.array([0.05, 0.4, 3.0]), **opts)
     b = empirical_margin(linear_vae, x, start=0.3, **opts)
     # Different starts visit different radii (different fresh draws): margins agree up to
@@ -294,7 +297,8 @@ def test_start_per_input_and_margin_does_not_depend_on_start(linear_vae):
 @pytest.mark.parametrize("optimizer", ["pgd", "lbfgs"])
 def test_rows_depend_only_on_their_index_not_on_batch_or_memory(optimizer, linear_vae):
     x = _data(5, 12)
-    opts = {"r": 2.0, "n_check": 300, "resolution": 0.02, "optimizer": optimizer, **LIGHT}
+    opts = {"r": 2.0, "n_check": 300, "resolution": 0.02, "optimizer": optimizer,
+            "run": UNBOXED, **LIGHT}
     full = empirical_margin(linear_vae, x, **opts)
     part = empirical_margin(linear_vae, x[[3, 1]], index=np.array([3, 1]), **opts)
     chunked = empirical_margin(linear_vae, x, memory_mb=1e-3, **opts)
@@ -308,8 +312,9 @@ def test_rows_depend_only_on_their_index_not_on_batch_or_memory(optimizer, linea
 def test_settings_objects_and_shortcuts_agree(linear_vae):
     x = _data(2, 12)
     a = empirical_margin(linear_vae, x, CertifyConfig(r=2.0, seed=4),
-                         AttackConfig(n_check=200, resolution=0.05, **LIGHT))
-    b = empirical_margin(linear_vae, x, r=2.0, seed=4, n_check=200, resolution=0.05, **LIGHT)
+                         AttackConfig(n_check=200, resolution=0.05, **LIGHT), run=UNBOXED)
+    b = empirical_margin(linear_vae, x, r=2.0, seed=4, n_check=200, resolution=0.05,
+                         run=UNBOXED, **LIGHT)
     pd.testing.assert_frame_equal(a, b)
     cfg = a.attrs["config"]
     assert (cfg["r"], cfg["m"], cfg["seed"], cfg["threat"], cfg["n_check"]) == \
@@ -344,18 +349,19 @@ def test_same_seed_same_frame_different_seed_different():
 ])
 def test_bad_arguments_raise(kwargs, linear_vae):
     with pytest.raises(RcertError):
-        empirical_margin(linear_vae, _data(3, 12), **{**LIGHT, "n_check": 50, **kwargs})
+        empirical_margin(linear_vae, _data(3, 12), **{**LIGHT, "n_check": 50, "run": UNBOXED,
+                                                      **kwargs})
 
 
 def test_start_of_the_wrong_length_raises(linear_vae):
     with pytest.raises(RcertError):
         empirical_margin(linear_vae, _data(3, 12), r=2.0, n_check=50,
-                         start=np.array([0.1, 0.2]), **LIGHT)
+                         start=np.array([0.1, 0.2]), run=UNBOXED, **LIGHT)
 
 
 def test_numpy_float32_r_is_accepted(linear_vae):
     x = _data(2, 12)
-    opts = {"n_check": 200, "resolution": 0.05, **LIGHT}
+    opts = {"n_check": 200, "resolution": 0.05, "run": UNBOXED, **LIGHT}
     a = empirical_margin(linear_vae, x, r=np.float32(2.0), **opts)
     b = empirical_margin(linear_vae, x, r=2.0, **opts)
     pd.testing.assert_frame_equal(a, b)

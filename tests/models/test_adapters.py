@@ -192,3 +192,67 @@ def test_wrapped_encoder_supports_vmap_jacobians():
     x = _rand(3, 4)
     jac = torch.func.vmap(torch.func.jacrev(lambda xi: model.encode(xi[None])[0][0]))(x)
     torch.testing.assert_close(jac, module.lin.weight.expand(3, 2, 4))
+
+
+class Submodules(nn.Module):
+    """No encode/decode methods: an ``encoder`` whose output is chosen by ``style``."""
+
+    def __init__(self, style: str) -> None:
+        super().__init__()
+        self.style = style
+        self.inner = Foreign("logvar")
+        self.decoder = self.inner.out
+
+    def encoder(self, x):
+        mu, logvar = self.inner.encode(x)
+        if style := {"tuple": tuple, "list": list}.get(self.style):
+            return style((mu, logvar))
+        if self.style == "pythae":
+            return ModelOutput(embedding=mu, log_covariance=logvar)
+        return {"mu": mu, self.style: logvar}
+
+
+@pytest.mark.parametrize("style", ["tuple", "list", "pythae", "log_var", "logvar"])
+def test_encoder_and_decoder_submodules_need_no_glue(style):
+    module = Submodules(style)
+    model = wrap(module, sigma="logvar")
+    x = _rand(3, 4)
+    mu, sigma = model.encode(x)
+    torch.testing.assert_close(mu, module.inner.lin(x))
+    torch.testing.assert_close(sigma, torch.full((3, 2), SIGMA))
+    torch.testing.assert_close(model.decode(mu), module.inner.out(mu))
+
+
+@pytest.mark.parametrize("style", ["pythae", "log_var", "logvar"])
+def test_named_log_variances_need_sigma_logvar(style):
+    model = wrap(Submodules(style), sigma="var")
+    with pytest.raises(RcertError, match="sigma='logvar'") as err:
+        model.encode(_rand(2, 4))
+    assert "\n" not in str(err.value)
+
+
+def test_pythae_style_modules_need_no_callables():
+    module = PythaeStyle()
+    model = wrap(module, sigma="logvar")
+    x = _rand(2, 4)
+    mu, sigma = model.encode(x)
+    torch.testing.assert_close(sigma, torch.full((2, 2), SIGMA))
+    torch.testing.assert_close(model.decode(mu), module.inner.decode(mu))
+
+
+def test_encode_method_wins_over_encoder_submodule():
+    class Both(Foreign):
+        def __init__(self) -> None:
+            super().__init__("sigma")
+            self.encoder = nn.Linear(4, 2)  # a different map, which must not be called
+
+    module = Both()
+    x = _rand(2, 4)
+    torch.testing.assert_close(wrap(module).encode(x)[0], module.lin(x))
+
+
+def test_a_non_callable_encoder_attribute_is_refused():
+    module = nn.Linear(2, 2)
+    module.encoder = "not callable"
+    with pytest.raises(RcertError, match=r"no encode.*no encoder submodule"):
+        wrap(module)

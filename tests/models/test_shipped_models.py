@@ -21,7 +21,7 @@ NAMES = ("vae-digits", "beta0.1-digits", "beta10-digits", "floor0.5-digits", "co
 
 @pytest.mark.parametrize("name", NAMES)
 def test_card_describes_its_checkpoint(name):
-    path = MODELS / f"{name}.rcert"
+    path = MODELS / f"{name}.safetensors"
     card = json.loads((MODELS / f"{name}.json").read_text())
     header = read_header(path)
     assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -29,14 +29,14 @@ def test_card_describes_its_checkpoint(name):
     assert card["data"] == header["data"]
     assert card["architecture"] == header["model"]
     assert card["command"].startswith("rcert train ")
-    assert f"--out {name}.rcert" in card["command"]
+    assert f"--out {name}.safetensors" in card["command"]
     assert card["metrics"]["best_val_elbo"] < 0 and card["metrics"]["test_elbo"] < 0
     assert name in (MODELS / "regenerate.sh").read_text()
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_certifies_its_default_data(name):
-    model = rcert.load(MODELS / f"{name}.rcert")
+    model = rcert.load(MODELS / f"{name}.safetensors")
     data = rcert.load_data(rcert.data.specs.default_eval_spec(model.meta["data"])).subset(8)
     df = rcert.certify(model, data.x, r=model.meta["recommended_r"], n_samples=200)
     assert len(df) == 8
@@ -48,7 +48,7 @@ def test_beta_orders_sigma_and_jacobian_as_in_the_paper():
     x = rcert.load_data("digits:test").subset(60).x
     stats = {}
     for name in ("beta0.1-digits", "vae-digits", "beta10-digits"):
-        df = rcert.certify(rcert.load(MODELS / f"{name}.rcert"), x, r=1.5, n_samples=200)
+        df = rcert.certify(rcert.load(MODELS / f"{name}.safetensors"), x, r=1.5, n_samples=200)
         stats[name] = (df.sigma_min.mean(), df.jacobian_fro.mean(), df.bound_certified.mean())
     low, mid, high = (stats[n] for n in ("beta0.1-digits", "vae-digits", "beta10-digits"))
     assert low[0] < mid[0] < high[0]
@@ -57,7 +57,7 @@ def test_beta_orders_sigma_and_jacobian_as_in_the_paper():
 
 
 def test_sigma_floor_holds():
-    model = rcert.load(MODELS / "floor0.5-digits.rcert")
+    model = rcert.load(MODELS / "floor0.5-digits.safetensors")
     with torch.no_grad():
         _, sigma = model.encode(rcert.load_data("digits:test").x)
     assert float(sigma.min()) >= 0.5
@@ -70,7 +70,7 @@ def test_latent_attack_never_beats_the_latent_margin(name):
     The certificate is exact (no linearisation), so an attack on the latent mean at 90% of
     the certified radius must fail on fresh draws, up to Monte Carlo error.
     """
-    model = rcert.load(MODELS / f"{name}.rcert")
+    model = rcert.load(MODELS / f"{name}.safetensors")
     data = rcert.load_data("digits:test").subset(24)
     r = model.meta["recommended_r"]
     df = rcert.certify(model, data.x, r=r, n_samples=1000, alpha=0.001)

@@ -19,7 +19,7 @@ from rcert.results.schema import result
 from rcert.results.text import to_json
 from rcert.statistics.summary import certified_fraction, fit_line
 
-MODELS = ("models/vae-digits.rcert", "models/beta10-digits.rcert")
+MODELS = ("models/vae-digits.safetensors", "models/beta10-digits.safetensors")
 RADII = [0.0, 0.2, 0.4, 0.8]
 BUDGETS = [0.5, 1.0]
 

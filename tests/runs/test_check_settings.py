@@ -60,7 +60,7 @@ def test_model_certificate_fields_are_read(tmp_path):
     [entry] = parsed.models
     assert entry.certify == {"r": 0.5, "m": 0.6, "n_samples": 40, "alpha": 0.01, "seed": 9}
     assert entry.empirical is True
-    assert Path(entry.path) == tmp_path / "m.rcert"
+    assert Path(entry.source.path) == tmp_path / "m.rcert"
 
 
 UNKNOWN = [

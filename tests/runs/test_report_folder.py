@@ -533,7 +533,7 @@ def hand_made_results():
                           certified=[math.inf, 0.2, 0.0, 1.0, 0.6, 0.5],
                           found=[0.9, math.inf, 0.0, 0.7, 1.7, 0.45]),
     }
-    results = {name: rcert.results.schema.result(df, model={"path": f"{name}.rcert"},
+    results = {name: rcert.results.schema.result(df, model={"path": f"{name}.safetensors"},
                                                  config={"data": f"{name}.npz"})
                for name, df in frames.items()}
     return frames, results

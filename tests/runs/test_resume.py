@@ -47,11 +47,11 @@ def _config(r: float = 0.8, seed: int = 0, n_samples: int = 50) -> rcert.Certify
 
 
 def _run(model, inputs, path: Path, *, r: float = 0.8, seed: int = 0,
-         n_samples: int = 50) -> pd.DataFrame:
+         n_samples: int = 50, run: rcert.RunConfig | None = None) -> pd.DataFrame:
     x, index = inputs
     return rcert.runs.resume.certify_resumable(
         model, x, index, path=path, config=_config(r, seed, n_samples), identity=IDENTITY,
-        chunk=CHUNK)
+        chunk=CHUNK, run=run)
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -290,6 +290,10 @@ class _Logits(torch.nn.Module):
         return 40 * (self.inner.decode(z) - 0.5)  # far outside [0, 1]
 
 
+# The decoder-range check would stop the run; allowed, its failure is a recorded warning.
+LOGITS_ALLOWED = rcert.RunConfig(allow=("decoder-range",))
+
+
 def _warned(run) -> list[dict]:
     with rcert.checks.collect(reissue=False) as found:
         run()
@@ -299,19 +303,19 @@ def _warned(run) -> list[dict]:
 def test_a_resumed_run_reports_the_warnings_of_an_uninterrupted_one(model, inputs, tmp_path,
                                                                     monkeypatch):
     odd = _Logits(model)
-    whole = _warned(lambda: _run(odd, inputs, tmp_path / "whole.jsonl"))
+    whole = _warned(lambda: _run(odd, inputs, tmp_path / "whole.jsonl", run=LOGITS_ALLOWED))
     assert [w["code"] for w in whole] == ["decoder-range"]
     path = tmp_path / "cut.jsonl"
     with monkeypatch.context() as patch:
         patch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=3))
         with pytest.raises(KeyboardInterrupt):
-            _run(odd, inputs, path)
+            _run(odd, inputs, path, run=LOGITS_ALLOWED)
     # Every chunk left is computed now, and the finished ones' warnings come from the file.
     calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
-    assert _warned(lambda: _run(odd, inputs, path)) == whole
+    assert _warned(lambda: _run(odd, inputs, path, run=LOGITS_ALLOWED)) == whole
     assert calls.calls == N_CHUNKS - 2
     calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
-    assert _warned(lambda: _run(odd, inputs, path)) == whole  # nothing left to compute
+    assert _warned(lambda: _run(odd, inputs, path, run=LOGITS_ALLOWED)) == whole  # nothing left
     assert calls.calls == 0

@@ -1,0 +1,197 @@
+"""Benchmark: how often a stronger attack lowers the empirical margin (issue 8, item 7).
+
+The empirical margin is an upper bound on the true margin only if its attack finds the
+breaking perturbation. This script asks how often a stronger attack finds a smaller margin
+than a weaker one, to choose the default (``rcert.settings.EMPIRICAL_ATTACK``) as one that a
+stronger run rarely beats.
+
+Models (``MODELS`` below; edit the paths when the checkpoints move):
+
+* shipped checkpoints, loaded with ``rcert.load``, at their ``recommended_r``;
+* a foreign model: a pythae ``VAE(VAEConfig(input_dim=(1, 8, 8), latent_dim=2,
+  reconstruction_loss="bce"))`` trained here (``PYTHAE``: seeded, Adam, a few hundred steps
+  on ``digits:train`` in [0, 1], the last 10% held out) and wrapped with ``rcert.wrap``; its
+  r is ``rcert.recommend_r`` on the held-out digits, as ``rcert train`` records it. (With
+  pythae's default MSE loss, a few hundred steps give a collapsed encoder whose margins
+  are mostly ``inf``: nothing to compare.)
+
+Per model, the first ``--limit`` inputs of ``digits:test`` are certified
+(``rcert.certify``, 1000 draws) and attacked with every attack of ``ATTACKS``, weakest first,
+by ``rcert.empirical_margin(model, x, r=r, attack=..., start=2 * bound_whitened, seed=0)``,
+the start that ``certify(empirical=True)`` uses, at the default resolution (2% of the
+margin). An attack *lowers* a weaker one's margin when its margin lies below the weaker's by
+more than that resolution (``rcert.statistics.summary.lowered``, the criterion of the
+attack-strength audit); the *drop* is ``1 - strong / weak``
+(``rcert.statistics.summary.relative_drop``).
+
+Printed per model and attack: restarts, steps and draws; the median margin; the inputs no
+attack broke; seconds (one torch thread unless ``--threads``); and, for each weaker attack, how many of
+its margins this one lowered and the largest drop. Then the same pooled over the models.
+
+Run ``python benchmarks/bench_attack_strength.py`` (~10 min on 2 cores;
+``--limit 8 --attacks fast,standard`` ~1 min). Writes
+``benchmarks/results/bench_attack_strength.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+import numpy as np
+import torch
+
+import rcert
+from rcert.evaluation.verdicts import start_radii
+from rcert.statistics.summary import lowered, relative_drop
+
+NAME = "bench_attack_strength"
+ROOT = Path(__file__).resolve().parent.parent
+#: Shipped checkpoints, relative to the repository; "pythae" is the foreign model below.
+MODELS = ["models/vae-digits.safetensors", "models/floor0.5-digits.safetensors", "pythae"]
+#: The foreign model's configuration and training.
+PYTHAE = {"latent_dim": 2, "reconstruction_loss": "bce", "steps": 500, "batch_size": 64,
+          "lr": 1e-3, "seed": 0}
+#: Attacks from weakest to strongest, as ``rcert.AttackConfig`` keyword arguments.
+ATTACKS: dict[str, dict[str, Any]] = {
+    "fast": {"preset": "fast"},
+    "fast-seed1": {"preset": "fast", "seed": 1},
+    "r1-s30-n32": {"restarts": 1, "steps": 30, "n_noise": 32},
+    "r3-s30-n32": {"restarts": 3, "steps": 30, "n_noise": 32},
+    "standard": {"preset": "standard"},
+    "r5-s50-n32": {"restarts": 5, "steps": 50, "n_noise": 32},
+    "thorough": {"preset": "thorough"},
+}
+DATA = "digits:test"
+
+
+def pythae_vae(latent_dim: int, reconstruction_loss: str, steps: int, batch_size: int,
+               lr: float, seed: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The foreign model, wrapped for rcert, and its held-out training digits."""
+    from pythae.models import VAE, VAEConfig
+
+    torch.manual_seed(seed)
+    vae = VAE(VAEConfig(input_dim=(1, 8, 8), latent_dim=latent_dim,
+                        reconstruction_loss=reconstruction_loss))
+    x = torch.as_tensor(rcert.load_data("digits:train").x, dtype=torch.float32)
+    held_out = len(x) // 10
+    train, val = x[:-held_out], x[-held_out:]
+    optimiser = torch.optim.Adam(vae.parameters(), lr=lr)
+    batches = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        batch = train[torch.randint(0, len(train), (batch_size,), generator=batches)]
+        loss = vae({"data": batch}).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    vae.eval()
+    model = rcert.wrap(vae, sigma="logvar", encode=lambda m, x: m.encoder(x),
+                       decode=lambda m, z: m.decoder(z)["reconstruction"],
+                       input_shape=(1, 8, 8), data_range=(0, 1))
+    return model, val
+
+
+def load_model(name: str) -> tuple[torch.nn.Module, float]:
+    """A model of ``MODELS`` and the r it is certified at."""
+    if name == "pythae":
+        model, val = pythae_vae(**PYTHAE)
+        return model, rcert.recommend_r(model, val, seed=0)
+    model = rcert.load(ROOT / name)
+    return model, float(model.meta["recommended_r"])
+
+
+def bench_model(name: str, attacks: list[str], limit: int, log) -> dict[str, Any]:
+    """Every attack's margins and seconds on one model."""
+    model, r = load_model(name)
+    data = rcert.load_data(DATA).subset(limit)
+    x = torch.as_tensor(data.x, dtype=torch.float32)
+    index = np.asarray(data.index)
+    cert = rcert.certify(model, x, r=r, index=index, seed=0)
+    start = start_radii(cert)
+    runs = {}
+    for attack in attacks:
+        settings = dict(ATTACKS[attack])
+        seed = settings.pop("seed", 0)
+        config = rcert.AttackConfig(**settings)
+        t0 = time.perf_counter()
+        df = rcert.empirical_margin(model, x, r=r, attack=config, start=start, index=index,
+                                    seed=seed)
+        runs[attack] = {"margin": df["margin_empirical"].tolist(),
+                        "seconds": time.perf_counter() - t0,
+                        "restarts": config.restarts, "steps": config.steps,
+                        "n_noise": config.n_noise}
+        log(f"    {name} {attack}: {runs[attack]['seconds']:.1f} s")
+    return {"model": name, "r": r, "n_inputs": limit,
+            "bound_certified": cert["bound_certified"].tolist(), "runs": runs}
+
+
+def pair(weak: list[float], strong: list[float]) -> tuple[int, float]:
+    """How many of ``weak``'s margins ``strong`` lowered, and the largest drop (>= 0)."""
+    low = lowered(np.asarray(weak), np.asarray(strong))
+    return int(low.sum()), max(float(relative_drop(weak, strong).max()), 0.0)
+
+
+def print_table(title: str, runs: dict[str, dict[str, Any]], n_inputs: int) -> None:
+    """Per attack: its knobs, median margin, unbroken inputs, seconds, and what it lowered."""
+    names = list(runs)
+    print(f"\n{title}")
+    print(f"  {'attack':12} {'R':>3} {'S':>4} {'N':>3} {'median':>7} {'unbroken':>8} "
+          f"{'seconds':>8}  lowered (of {n_inputs}) / max drop, against each weaker attack")
+    for j, strong in enumerate(names):
+        run = runs[strong]
+        margins = np.asarray(run["margin"], dtype=float)
+        against = []
+        for weak in names[:j]:
+            n, drop = pair(runs[weak]["margin"], run["margin"])
+            against.append(f"{weak} {n}/{drop:.0%}")
+        print(f"  {strong:12} {run['restarts']:>3} {run['steps']:>4} {run['n_noise']:>3} "
+              f"{np.median(margins):7.3f} {int(np.isinf(margins).sum()):>8} "
+              f"{run['seconds']:8.1f}  {', '.join(against)}")
+
+
+def pooled(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The models' runs of each attack laid end to end."""
+    out = {}
+    for attack in results[0]["runs"]:
+        runs = [res["runs"][attack] for res in results]
+        out[attack] = {**runs[0], "margin": [m for run in runs for m in run["margin"]],
+                       "seconds": sum(run["seconds"] for run in runs)}
+    return out
+
+
+def main() -> None:
+    parser = common.parser(__doc__, NAME)
+    parser.add_argument("--limit", type=int, default=20, help="inputs per model")
+    parser.add_argument("--attacks", default=",".join(ATTACKS),
+                        help="comma-separated attacks of ATTACKS, weakest first")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated entries of MODELS")
+    args = parser.parse_args()
+    # One thread by default: on a shared machine, 2 OpenMP threads wait for each other.
+    torch.set_num_threads(common.thread_counts(args.threads)[0] if args.threads else 1)
+    limit = 8 if args.quick else args.limit
+    attacks = args.attacks.split(",")
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    results = []
+    for name in args.models.split(","):
+        results.append(bench_model(name, attacks, limit, lambda msg: print(msg, flush=True)))
+        res = results[-1]
+        print_table(f"{res['model']}  r={res['r']:g}  {limit} inputs of {DATA}",
+                    res["runs"], limit)
+    print_table(f"Pooled over {len(results)} models, {limit * len(results)} inputs",
+                pooled(results), limit * len(results))
+    print("\n  R, S, N: restarts, steps, common draws; lowered: margins of the weaker attack that "
+          "this one lowered by more than the resolution (2% of the margin); max drop: the "
+          "largest 1 - strong/weak")
+    wall = time.perf_counter() - t0
+    print(f"\ntotal {wall:.0f} s with {torch.get_num_threads()} torch threads")
+    common.finish(NAME, args.out, load_before, limit=limit, attacks=ATTACKS, pythae=PYTHAE,
+                  results=results, wall_s=wall)
+
+
+if __name__ == "__main__":
+    main()
