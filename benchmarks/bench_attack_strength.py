@@ -16,7 +16,7 @@ Models (``MODELS`` below; edit the paths when the checkpoints move):
   are mostly ``inf``: nothing to compare.)
 
 Per model, the first ``--limit`` inputs of ``digits:test`` are certified
-(``rcert.certify``, 1000 draws) and attacked with every attack of ``ATTACKS``, weakest first,
+(``rcert.certify``, 1000 draws) and attacked with every attack of ``ATTACKS``,
 by ``rcert.empirical_margin(model, x, r=r, attack=..., start=2 * bound_whitened, seed=0)``,
 the start that ``certify(empirical=True)`` uses, at the default resolution (2% of the
 margin). An attack *lowers* a weaker one's margin when its margin lies below the weaker's by
@@ -25,8 +25,9 @@ attack-strength audit); the *drop* is ``1 - strong / weak``
 (``rcert.statistics.summary.relative_drop``).
 
 Printed per model and attack: restarts, steps and draws; the median margin; the inputs no
-attack broke; seconds (one torch thread unless ``--threads``); and, for each weaker attack, how many of
-its margins this one lowered and the largest drop. Then the same pooled over the models.
+attack broke; seconds (one torch thread unless ``--threads``). Then, for each pair of
+attacks, how many margins of one the other lowered, and the largest drop. Then the same
+pooled over the models.
 
 Run ``python benchmarks/bench_attack_strength.py`` (~10 min on 2 cores;
 ``--limit 8 --attacks fast,standard`` ~1 min). Writes
@@ -55,14 +56,19 @@ MODELS = ["models/vae-digits.safetensors", "models/floor0.5-digits.safetensors",
 #: The foreign model's configuration and training.
 PYTHAE = {"latent_dim": 2, "reconstruction_loss": "bce", "steps": 500, "batch_size": 64,
           "lr": 1e-3, "seed": 0}
-#: Attacks from weakest to strongest, as ``rcert.AttackConfig`` keyword arguments.
+#: Attacks compared, as ``rcert.AttackConfig`` keyword arguments (and ``seed``, default 0).
+#: ``r1-s10-n32`` was the ``fast`` preset before this benchmark; ``-seed1`` runs show what a
+#: different seed alone changes; ``r5-s50-n128`` is the audit of ``fast``
+#: (``rcert.settings.stronger``).
 ATTACKS: dict[str, dict[str, Any]] = {
+    "r1-s10-n32": {"restarts": 1, "steps": 10, "n_noise": 32},
+    "r1-s10-n32-seed1": {"restarts": 1, "steps": 10, "n_noise": 32, "seed": 1},
+    "r1-s10-n64": {"restarts": 1, "steps": 10, "n_noise": 64},
     "fast": {"preset": "fast"},
     "fast-seed1": {"preset": "fast", "seed": 1},
-    "r1-s30-n32": {"restarts": 1, "steps": 30, "n_noise": 32},
-    "r3-s30-n32": {"restarts": 3, "steps": 30, "n_noise": 32},
+    "r1-s10-n512": {"restarts": 1, "steps": 10, "n_noise": 512},
     "standard": {"preset": "standard"},
-    "r5-s50-n32": {"restarts": 5, "steps": 50, "n_noise": 32},
+    "r5-s50-n128": {"restarts": 5, "steps": 50, "n_noise": 128},
     "thorough": {"preset": "thorough"},
 }
 DATA = "digits:test"
@@ -128,28 +134,30 @@ def bench_model(name: str, attacks: list[str], limit: int, log) -> dict[str, Any
             "bound_certified": cert["bound_certified"].tolist(), "runs": runs}
 
 
-def pair(weak: list[float], strong: list[float]) -> tuple[int, float]:
+def pair(weak: list[float], strong: list[float]) -> str:
     """How many of ``weak``'s margins ``strong`` lowered, and the largest drop (>= 0)."""
     low = lowered(np.asarray(weak), np.asarray(strong))
-    return int(low.sum()), max(float(relative_drop(weak, strong).max()), 0.0)
+    return f"{int(low.sum())}/{max(float(relative_drop(weak, strong).max()), 0.0):.0%}"
 
 
 def print_table(title: str, runs: dict[str, dict[str, Any]], n_inputs: int) -> None:
-    """Per attack: its knobs, median margin, unbroken inputs, seconds, and what it lowered."""
+    """Per attack: its knobs, median margin, unbroken inputs and seconds; then, for each
+    pair, how many margins of the column's attack the row's attack lowered."""
     names = list(runs)
     print(f"\n{title}")
-    print(f"  {'attack':12} {'R':>3} {'S':>4} {'N':>3} {'median':>7} {'unbroken':>8} "
-          f"{'seconds':>8}  lowered (of {n_inputs}) / max drop, against each weaker attack")
-    for j, strong in enumerate(names):
-        run = runs[strong]
+    print(f"  {'attack':17} {'R':>3} {'S':>4} {'N':>4} {'median':>7} {'unbroken':>8} "
+          f"{'seconds':>8}")
+    for name, run in runs.items():
         margins = np.asarray(run["margin"], dtype=float)
-        against = []
-        for weak in names[:j]:
-            n, drop = pair(runs[weak]["margin"], run["margin"])
-            against.append(f"{weak} {n}/{drop:.0%}")
-        print(f"  {strong:12} {run['restarts']:>3} {run['steps']:>4} {run['n_noise']:>3} "
+        print(f"  {name:17} {run['restarts']:>3} {run['steps']:>4} {run['n_noise']:>4} "
               f"{np.median(margins):7.3f} {int(np.isinf(margins).sum()):>8} "
-              f"{run['seconds']:8.1f}  {', '.join(against)}")
+              f"{run['seconds']:8.1f}")
+    print(f"  the row's attack lowered the column's margins (of {n_inputs}) / max drop:")
+    print("  " + " " * 17 + "".join(f"{n[:10]:>11}" for n in names))
+    for strong in names:
+        cells = [pair(runs[weak]["margin"], runs[strong]["margin"]) if weak != strong else "-"
+                 for weak in names]
+        print(f"  {strong:17}" + "".join(f"{c:>11}" for c in cells))
 
 
 def pooled(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -166,7 +174,7 @@ def main() -> None:
     parser = common.parser(__doc__, NAME)
     parser.add_argument("--limit", type=int, default=20, help="inputs per model")
     parser.add_argument("--attacks", default=",".join(ATTACKS),
-                        help="comma-separated attacks of ATTACKS, weakest first")
+                        help="comma-separated attacks of ATTACKS")
     parser.add_argument("--models", default=",".join(MODELS),
                         help="comma-separated entries of MODELS")
     args = parser.parse_args()
@@ -184,9 +192,8 @@ def main() -> None:
                     res["runs"], limit)
     print_table(f"Pooled over {len(results)} models, {limit * len(results)} inputs",
                 pooled(results), limit * len(results))
-    print("\n  R, S, N: restarts, steps, common draws; lowered: margins of the weaker attack that "
-          "this one lowered by more than the resolution (2% of the margin); max drop: the "
-          "largest 1 - strong/weak")
+    print("\n  R, S, N: restarts, steps, common draws; lowered: by more than the resolution "
+          "(2% of the margin); max drop: the largest 1 - row/column")
     wall = time.perf_counter() - t0
     print(f"\ntotal {wall:.0f} s with {torch.get_num_threads()} torch threads")
     common.finish(NAME, args.out, load_before, limit=limit, attacks=ATTACKS, pythae=PYTHAE,

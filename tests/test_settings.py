@@ -267,7 +267,8 @@ def test_as_dict_is_plain_json_in_field_order(config):
     text = json.dumps(out, allow_nan=False)
     assert json.loads(text) == out
     for value in out.values():
-        assert value is None or type(value) in (str, int, float, bool)
+        assert value is None or type(value) in (str, int, float, bool) or (
+            type(value) is list and all(type(v) is str for v in value))
     if isinstance(config, AttackConfig):
         assert out["threat"] == config.threat.reaches
         # A config rebuilt from its dict is the same config.

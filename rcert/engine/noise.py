@@ -119,3 +119,7 @@ STREAM_AUDIT = 5
 # Re-checks of the empirical margin's final perturbation: far above the check streams
 # that count up from STREAM_CHECK, so no search, however long, ever reaches it.
 STREAM_VERIFY = 2**20
+
+
+# The attack-strength audit's confirmation of a lower margin: as fresh as STREAM_VERIFY.
+STREAM_AUDIT_VERIFY = 2**20 + 1

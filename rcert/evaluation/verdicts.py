@@ -25,10 +25,9 @@ import torch
 from torch import nn
 
 from rcert import checks
-from rcert.evaluation.audit import audit_margins, audit_subset, check_strength
+from rcert.evaluation.audit import audit_columns, audit_subset, check_strength
 from rcert.evaluation.empirical import empirical_margin
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig
-from rcert.statistics.summary import AUDIT_COLUMN
 
 #: Columns that :func:`attack_certificates` adds to a certify DataFrame.
 EMPIRICAL_COLUMNS = ("margin_empirical", "margin_bracket_lo", "margin_bracket_hi", "p_check",
@@ -112,13 +111,14 @@ def attack_certificates(df: pd.DataFrame, model: nn.Module, x: torch.Tensor,
                         audited: np.ndarray | None = None) -> pd.DataFrame:
     """Attack every certificate of ``df`` (the rows of ``x``) and judge it (SPEC section 6).
 
-    Adds :data:`EMPIRICAL_COLUMNS`, and ``margin_empirical_audit`` when ``attack.audit`` is
-    positive (:mod:`rcert.evaluation.audit`); ``df.attrs["config"]["empirical"]`` records
-    the attack. When ``df`` is one chunk of a run, ``family`` is the number of inputs of the
-    whole run and ``audited`` its audited ids (:func:`~rcert.evaluation.audit.audit_subset`
-    over all of them); the caller then judges the whole run again with :func:`judge` and
-    :func:`~rcert.evaluation.audit.check_strength`. Otherwise the audited ids are chosen from
-    ``index`` and checked here.
+    Adds :data:`EMPIRICAL_COLUMNS`, and ``margin_empirical_audit`` and ``p_value_audit``
+    when ``attack.audit`` is positive (:mod:`rcert.evaluation.audit`);
+    ``df.attrs["config"]["empirical"]`` records the attack. When ``df`` is one chunk of a
+    run, ``family`` is the number of inputs of the whole run and ``audited`` its audited ids
+    (:func:`~rcert.evaluation.audit.audit_subset` over all of them); the caller then judges
+    the whole run again with :func:`judge` and
+    :func:`~rcert.evaluation.audit.check_strength`. Otherwise the audited ids are chosen
+    from ``index`` and checked here.
     """
     whole = family is None
     family = family or len(df)
@@ -131,10 +131,11 @@ def attack_certificates(df: pd.DataFrame, model: nn.Module, x: torch.Tensor,
         out[col] = emp[col].to_numpy()
     if attack.audit:
         chosen = audit_subset(index, certify.seed, attack.audit) if audited is None else audited
-        out[AUDIT_COLUMN] = audit_margins(model, x, certify, attack, index=index, start=start,
-                                          run=run, audited=chosen)
+        for col, values in audit_columns(model, x, certify, attack, index=index, start=start,
+                                         run=run, audited=chosen, weak=out).items():
+            out[col] = values
     out = judge(out, alpha=certify.alpha, correction=attack.correction, family=family)
     out.attrs["config"] = {**df.attrs.get("config", {}), "empirical": emp.attrs["config"]}
     if whole:
-        check_strength(out, attack)
+        check_strength(out, certify, attack)
     return out

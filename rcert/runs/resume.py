@@ -147,7 +147,7 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
     config_block = as_dict(config)
     if attack is not None:
         out = judge(out, alpha=config.alpha, correction=attack.correction)
-        check_strength(out, attack)
+        check_strength(out, config, attack)
         config_block["empirical"] = {**as_dict(attack), "r": config.r, "m": config.m,
                                      "alpha": config.alpha, "seed": config.seed}
     out.attrs["config"] = config_block

@@ -6,13 +6,14 @@ in the ``summary`` of a result document, which every renderer prints.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from rcert.settings import stronger_name
+from rcert.settings import AttackConfig, CertifyConfig, attack_label, default, stronger
 
 #: Margins in input space, where a certified fraction at radius ``e`` makes sense.
 INPUT_MARGINS = ("bound", "bound_certified", "bound_spectral", "bound_whitened")
@@ -142,8 +143,9 @@ def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
 
     ``fit`` regresses ``margin_empirical`` on the published ``bound`` (the paper's
     Fig 6) and on ``bound_certified``. With a ``margin_empirical_audit`` column, ``audit``
-    is :func:`audit_summary`, its resolution and attack read from
-    ``df.attrs["config"]["empirical"]`` (default: 2% of each margin, attack unnamed).
+    is :func:`audit_summary`, its resolution, alpha and attack read from
+    ``df.attrs["config"]["empirical"]`` (without it: 2% of each margin, the default alpha,
+    the attack unnamed).
     """
     found = df["margin_empirical"].to_numpy(dtype=np.float64)
     out = {
@@ -156,15 +158,14 @@ def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
                 for col in ("bound", "bound_certified")},
     }
     if AUDIT_COLUMN in df.columns:
-        attack = (df.attrs.get("config") or {}).get("empirical") or {}
-        preset = attack.get("preset")
-        out["audit"] = audit_summary(df, resolution=attack.get("resolution"),
-                                     attack=None if preset is None else stronger_name(preset))
+        out["audit"] = audit_summary(df, **_audit_settings(df))
     return out
 
 
-#: The stronger attack's empirical margin on the audited inputs (NaN on the others).
+#: The stronger attack's empirical margin on the audited inputs (NaN on the others), and the
+#: p-value that confirms a lower one (NaN where it was not lower by more than the resolution).
 AUDIT_COLUMN = "margin_empirical_audit"
+AUDIT_P_COLUMN = "p_value_audit"
 
 
 def lowered(weak: np.ndarray, strong: np.ndarray, resolution: float | None = None) -> np.ndarray:
@@ -191,22 +192,39 @@ def relative_drop(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
     return np.where((weak == strong) | (weak == 0), 0.0, np.where(np.isinf(weak), 1.0, drop))
 
 
+def _audit_settings(df: pd.DataFrame) -> dict[str, Any]:
+    """The resolution, alpha and stronger attack of a frame's audit, from its recorded
+    attack (``df.attrs["config"]["empirical"]``); the defaults and no name without one."""
+    recorded = (df.attrs.get("config") or {}).get("empirical") or {}
+    names = {f.name for f in dataclasses.fields(AttackConfig)}
+    attack = AttackConfig(**{k: v for k, v in recorded.items() if k in names})
+    return {"resolution": attack.resolution,
+            "alpha": recorded.get("alpha", default(CertifyConfig, "alpha")),
+            "attack": attack_label(stronger(attack)) if recorded else None}
+
+
 def audit_summary(df: pd.DataFrame, *, resolution: float | None = None,
+                  alpha: float = default(CertifyConfig, "alpha"),
                   attack: str | None = None) -> dict[str, Any]:
     """How often the stronger attack lowered the audited inputs' empirical margins.
 
-    ``n_audited`` rows have a ``margin_empirical_audit``; ``n_lowered`` of them (ids in
-    ``lowered``) lie below ``margin_empirical`` by more than the resolution
-    (:func:`lowered`); ``max_drop`` is the largest :func:`relative_drop`, at least 0 (NaN
-    when none was audited); ``attack`` names the stronger attack.
+    ``n_audited`` rows have a ``margin_empirical_audit``. ``n_lowered`` of them (ids in
+    ``lowered``) lie below ``margin_empirical`` by more than the resolution (:func:`lowered`);
+    ``n_confirmed`` (ids in ``confirmed``) of those have ``p_value_audit <= alpha``: at a
+    radius where the weaker attack failed, the stronger one broke r-robustness with
+    confidence ``1 - alpha``. ``max_drop`` is the largest :func:`relative_drop`, at least 0
+    (NaN when none was audited); ``attack`` names the stronger attack.
     """
     rows = df[df[AUDIT_COLUMN].notna()]
     weak = rows["margin_empirical"].to_numpy(dtype=np.float64)
     strong = rows[AUDIT_COLUMN].to_numpy(dtype=np.float64)
     low = lowered(weak, strong, resolution)
+    confirmed = rows[AUDIT_P_COLUMN].to_numpy(dtype=np.float64) <= alpha
     drops = relative_drop(weak, strong)
     return {"attack": attack, "n_audited": len(rows), "n_lowered": int(low.sum()),
             "lowered": rows.loc[low, "index"].astype(int).tolist(),
+            "n_confirmed": int(confirmed.sum()),
+            "confirmed": rows.loc[confirmed, "index"].astype(int).tolist(),
             "max_drop": max(float(drops.max()), 0.0) if len(rows) else math.nan}
 
 

@@ -1,8 +1,9 @@
 """The attack-strength audit (``AttackConfig.audit``, rcert.evaluation.audit).
 
 A seeded subset of a run's inputs is attacked again with the next stronger preset; the
-``margin_empirical_audit`` column, the summary's ``audit`` block and the ``weak-attack``
-warning report how often that lowered a margin by more than the search resolution.
+``margin_empirical_audit`` and ``p_value_audit`` columns, the summary's ``audit`` block and
+the ``weak-attack`` warning report how often that lowered a margin by more than the search
+resolution, and how often fresh draws confirmed it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import rcert
 import rcert.runs.resume
 from rcert.evaluation.audit import audit_subset
 from rcert.evaluation.verdicts import start_radii
-from rcert.settings import AttackConfig, stronger, stronger_name
+from rcert.settings import AttackConfig, attack_label, stronger
 from rcert.statistics.summary import summarize
 
 # One PGD step from a random start: on an anisotropic linear VAE it stops short of the top
 # singular direction, which the stronger preset's 50 steps reach.
-WEAK = AttackConfig(preset="fast", restarts=1, steps=1, n_check=100, audit=4)
+WEAK = AttackConfig(preset="fast", restarts=1, steps=1, n_check=100, audit=5)
 R = 2.0
 
 
@@ -55,10 +56,11 @@ def audited(model, inputs):
     return _certify(model, inputs)
 
 
-def _recount(df):
+def _recount(df, alpha=0.001):
     """The audit's counts from the rows, written out independently of rcert.statistics."""
     n_audited = n_lowered = 0
     largest = 0.0
+    n_confirmed = int((df["p_value_audit"] <= alpha).sum())
     for weak, strong in zip(df["margin_empirical"], df["margin_empirical_audit"],
                             strict=True):
         if np.isnan(strong):
@@ -71,7 +73,7 @@ def _recount(df):
         n_lowered += int(strong < weak - 0.02 * weak)
         if weak > 0:
             largest = max(largest, 1 - strong / weak)
-    return n_audited, n_lowered, largest
+    return n_audited, n_lowered, n_confirmed, largest
 
 
 def test_the_subset_depends_only_on_the_seed_and_the_ids():
@@ -85,14 +87,18 @@ def test_the_subset_depends_only_on_the_seed_and_the_ids():
     assert np.array_equal(audit_subset(ids[:5], seed=3, size=8), ids[:5])  # all, when few
 
 
-def test_the_stronger_attack_is_the_next_preset():
-    assert stronger(AttackConfig(preset="fast")) == AttackConfig(preset="standard", audit=0)
-    assert stronger(AttackConfig(preset="standard")) == AttackConfig(preset="thorough", audit=0)
+def test_the_stronger_attack_is_the_next_preset_never_weaker_in_any_knob():
+    # fast has more common draws than standard, and the audit keeps at least fast's.
+    assert stronger(AttackConfig(preset="fast")) == AttackConfig(preset="standard", n_noise=128,
+                                                                 audit=0)
+    assert stronger(AttackConfig(preset="fast", n_noise=32)).n_noise == 128
+    assert stronger(AttackConfig(preset="standard")) == AttackConfig(preset="thorough",
+                                                                     n_noise=128, audit=0)
     last = stronger(AttackConfig(preset="thorough", threat="both"))
-    assert last == AttackConfig(preset="thorough", threat="both", restarts=20, audit=0)
-    assert stronger_name("thorough") == "thorough x2 restarts"
-    # A knob raised above the next preset's stays raised.
+    assert last == AttackConfig(preset="thorough", threat="both", restarts=20, n_noise=128,
+                                audit=0)
     assert stronger(AttackConfig(preset="fast", steps=500)).steps == 500
+    assert attack_label(last) == "thorough (restarts 20, steps 200, n_noise 128)"
 
 
 def test_the_audit_column_is_a_direct_run_of_the_stronger_preset(model, inputs, audited):
@@ -101,7 +107,7 @@ def test_the_audit_column_is_a_direct_run_of_the_stronger_preset(model, inputs, 
     rows = np.flatnonzero(df["margin_empirical_audit"].notna().to_numpy())
     assert np.array_equal(index[rows], audit_subset(index, seed=0, size=WEAK.audit))
     direct = rcert.empirical_margin(
-        model, x[rows], r=R, attack=AttackConfig(preset="standard", n_check=100),
+        model, x[rows], r=R, attack=AttackConfig(preset="standard", n_noise=128, n_check=100),
         start=start_radii(df)[rows], index=index[rows], seed=0)
     np.testing.assert_array_equal(df["margin_empirical_audit"].to_numpy()[rows],
                                   direct["margin_empirical"].to_numpy())
@@ -110,15 +116,18 @@ def test_the_audit_column_is_a_direct_run_of_the_stronger_preset(model, inputs, 
 def test_the_summary_counts_are_the_rows_counts_and_the_warning_follows_them(audited):
     df, codes = audited
     audit = summarize(df)["empirical"]["audit"]
-    n_audited, n_lowered, largest = _recount(df)
-    assert (audit["n_audited"], audit["n_lowered"]) == (n_audited, n_lowered)
+    n_audited, n_lowered, n_confirmed, largest = _recount(df)
+    assert (audit["n_audited"], audit["n_lowered"], audit["n_confirmed"]) == (
+        n_audited, n_lowered, n_confirmed)
     assert audit["max_drop"] == pytest.approx(largest, rel=1e-12)
-    assert audit["attack"] == "standard"
+    assert audit["attack"] == "standard (restarts 5, steps 50, n_noise 128)"
     lowered_ids = df.loc[df["margin_empirical_audit"]
                          < 0.98 * df["margin_empirical"], "index"].tolist()
     assert audit["lowered"] == lowered_ids
+    # Only a margin lowered by more than the resolution is put to the confirming test.
+    assert df.loc[df["p_value_audit"].notna(), "index"].tolist() == lowered_ids
     # The one-step attack is too weak here, and the run says so.
-    assert n_lowered > 0
+    assert n_confirmed > 0
     assert "weak-attack" in codes
 
 
@@ -128,14 +137,14 @@ def test_no_drop_gives_no_warning(model, inputs):
     audit = summarize(df)["empirical"]["audit"]
     assert audit["n_audited"] == WEAK.audit
     assert (df["margin_empirical"] == 0).all()
-    assert audit["n_lowered"] == _recount(df)[1] == 0
+    assert audit["n_lowered"] == audit["n_confirmed"] == _recount(df)[2] == 0
     assert "weak-attack" not in codes
 
 
 def test_audit_zero_turns_it_off(model, inputs):
     df, codes = _certify(model, inputs, attack=AttackConfig(preset="fast", restarts=1,
                                                             steps=1, n_check=100, audit=0))
-    assert "margin_empirical_audit" not in df.columns
+    assert not {"margin_empirical_audit", "p_value_audit"} & set(df.columns)
     assert "audit" not in summarize(df)["empirical"]
     assert "weak-attack" not in codes
 

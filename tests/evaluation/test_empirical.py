@@ -320,7 +320,7 @@ def test_settings_objects_and_shortcuts_agree(linear_vae):
     assert (cfg["r"], cfg["m"], cfg["seed"], cfg["threat"], cfg["n_check"]) == \
         (2.0, 0.5, 4, "mean", 200)
     assert (DEFAULT_EMPIRICAL.restarts, DEFAULT_EMPIRICAL.steps, DEFAULT_EMPIRICAL.n_noise,
-            DEFAULT_EMPIRICAL.n_check, str(DEFAULT_EMPIRICAL.threat)) == (1, 10, 32, 200, "mean")
+            DEFAULT_EMPIRICAL.n_check, str(DEFAULT_EMPIRICAL.threat)) == (1, 10, 128, 200, "mean")
 
 
 def test_same_seed_same_frame_different_seed_different():

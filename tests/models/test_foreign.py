@@ -337,8 +337,8 @@ def test_a_bad_device_is_one_line(project, reference):
 
 
 @pytest.mark.parametrize("content,expected", [
-    (b"", "not a readable torch.save file"),
-    (bytes(range(256)) * 4, "(or is corrupt); rcert reads torch.save files with weights_only"),
+    (b"", "is empty"),
+    (bytes(range(256)) * 4, "not a model file rcert can read"),
     (b"PK\x03\x04" + bytes(60), "not a readable torch.save file"),
 ])
 def test_corrupt_files_are_one_line(tmp_path, content, expected):

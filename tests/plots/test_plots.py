@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
@@ -40,7 +41,7 @@ def results(tmp_path_factory):
     for path in MODELS:
         model = rcert.load(path)
         r = model.meta["recommended_r"]
-        name = path.split("/")[1].split(".rcert")[0]
+        name = Path(path).stem
         emp = rcert.certify(model, x, r=r, n_samples=200,
                             attack=rcert.AttackConfig(restarts=1, steps=5, n_noise=8,
                                                       n_check=50))

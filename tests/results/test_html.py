@@ -48,6 +48,11 @@ def _rows(seed: int, n: int = 12, empirical: bool = False) -> pd.DataFrame:
         df.loc[4, "margin_empirical"] = math.inf
         df["violation"] = False
         df["tightness"] = df["bound_certified"] / df["margin_empirical"]
+        # Four inputs audited; the stronger attack lowers one by half, confirmed.
+        df["margin_empirical_audit"] = np.nan
+        df.loc[5:8, "margin_empirical_audit"] = df.loc[5:8, "margin_empirical"]
+        df.loc[6, "margin_empirical_audit"] = df.loc[6, "margin_empirical"] / 2
+        df["p_value_audit"] = np.where(df.index == 6, 1e-6, np.nan)
     return df
 
 
@@ -181,6 +186,9 @@ def test_rows_are_named_in_words_with_a_definition_and_the_right_values():
         df = _rows(0 if name == "a" else 1, empirical=True)
         assert float(shown) == pytest.approx(df["bound_certified"].mean(), rel=1e-3)
     assert rows["Mean certified margin (Theorem 1 with p_lower)" + mean.definition]
+    audit = markdown.ROW_BY_KEY["attack strength"]
+    assert rows[audit.heading + audit.definition][0] == (
+        "the stronger attack lowered 1 of 4 audited margins (max drop 50%), 1 confirmed")
 
 
 def test_markdown_and_html_share_one_table_of_rows():

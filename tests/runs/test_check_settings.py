@@ -150,7 +150,8 @@ class _FakeAttack:
         self.p_values = p_values
         self.families: list[int | None] = []
 
-    def __call__(self, df, model, x, certify, attack, *, index, run, family=None):
+    def __call__(self, df, model, x, certify, attack, *, index, run, family=None,
+                 audited=None):
         self.families.append(family)
         out = df.copy()
         bound = out["bound_certified"].to_numpy()
@@ -186,7 +187,8 @@ def fake_attack(inputs, monkeypatch):
 
 ATTACK_CHANGES = [{"threat": "both"}, {"threat": "sigma"}, {"preset": "standard"},
                   {"optimizer": "lbfgs"}, {"restarts": 2}, {"steps": 11}, {"n_noise": 31},
-                  {"n_check": 201}, {"resolution": 0.05}, {"correction": "none"}]
+                  {"n_check": 201}, {"resolution": 0.05}, {"correction": "none"},
+                  {"audit": 0}]
 
 
 def _recomputes(model, inputs, path, monkeypatch, **kwargs) -> int:
