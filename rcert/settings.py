@@ -163,14 +163,16 @@ class ThreatModel:
 OPTIMIZERS = ("pgd", "lbfgs")
 CORRECTIONS = ("holm", "none")
 
-#: Named attack strengths, in the spirit of AutoAttack's versions. ``fast`` is the empirical
-#: margin's default, ``standard`` the maximum-damage attack's, ``thorough`` a stronger setting
-#: for audits. ``fast`` has 128 common draws (chosen in benchmarks/bench_attack_strength.py):
-#: with 32, stronger attacks lowered 24 of 60 margins by more than the resolution, and
-#: lowered only as many as they were lowered by from 128 draws on; steps and restarts beyond
-#: 1 and 10 changed little there (docs/attacks.md).
+#: Named attack strengths, in the spirit of AutoAttack's versions, from the cheapest up; an
+#: audit (``AttackConfig.audit``) uses the next one. ``careful`` is the empirical margin's
+#: default, ``standard`` the maximum-damage attack's, ``thorough`` the strongest. The
+#: empirical margin's objective is noisy, and its common draws matter most: in
+#: benchmarks/bench_attack_strength.py, stronger attacks lowered many margins of ``fast``'s
+#: 32 draws by more than the resolution, while from ``careful``'s 128 on they lowered no more
+#: margins than they were lowered by, and more restarts or steps did not change that.
 ATTACK_PRESETS: dict[str, dict[str, int]] = {
-    "fast": {"restarts": 1, "steps": 10, "n_noise": 128},
+    "fast": {"restarts": 1, "steps": 10, "n_noise": 32},
+    "careful": {"restarts": 1, "steps": 10, "n_noise": 128},
     "standard": {"restarts": 5, "steps": 50, "n_noise": 16},
     "thorough": {"restarts": 10, "steps": 200, "n_noise": 64},
 }
@@ -188,9 +190,9 @@ class AttackConfig:
     threat: ThreatModel = field(default_factory=ThreatModel, metadata=_help(
         "What the perturbation reaches: mean (the certificates' threat model), sigma or both.",
         choices=THREATS))
-    preset: str = field(default="fast", metadata=_help(
-        "Attack strength that sets restarts, steps and n-noise: fast, standard or thorough; "
-        "options given explicitly override it.", choices=tuple(ATTACK_PRESETS)))
+    preset: str = field(default="careful", metadata=_help(
+        "Attack strength that sets restarts, steps and n-noise: fast, careful, standard or "
+        "thorough; options given explicitly override it.", choices=tuple(ATTACK_PRESETS)))
     optimizer: str = field(default="pgd", metadata=_help(
         "Attack optimiser: projected gradient ascent, or scipy's L-BFGS-B (one problem per "
         "input).", choices=OPTIMIZERS))
@@ -229,7 +231,7 @@ class AttackConfig:
         _set(self, "audit", int(self.audit))
 
 
-#: The attack the empirical margin runs by default: the fast preset on the certificates'
+#: The attack the empirical margin runs by default: the careful preset on the certificates'
 #: threat model (today's ``rcert margin --empirical``).
 EMPIRICAL_ATTACK = AttackConfig()
 #: The maximum-damage attack's default [C Eq 5]: the standard preset on the full threat model.
@@ -239,7 +241,7 @@ DAMAGE_ATTACK = AttackConfig(preset="standard", threat="both")
 def stronger(attack: AttackConfig) -> AttackConfig:
     """The attack that audits ``attack`` (``AttackConfig.audit``): the next preset of
     :data:`ATTACK_PRESETS`, or after the last one ``attack`` with twice the restarts; each
-    of restarts, steps and n_noise at least ``attack``'s, and n_noise at least ``fast``'s.
+    of restarts, steps and n_noise at least ``attack``'s, and n_noise at least ``careful``'s.
     It audits nothing itself."""
     names = list(ATTACK_PRESETS)
     following = names[names.index(attack.preset) + 1:]
@@ -247,11 +249,11 @@ def stronger(attack: AttackConfig) -> AttackConfig:
     values = dict(ATTACK_PRESETS[preset]) if following else {
         "restarts": 2 * attack.restarts}
     # An explicitly raised knob stays raised, so the audit is never the weaker attack; and
-    # the margin falls with the common draws up to fast's (benchmarks/README.md), so fewer
-    # would leave the weakness that matters most unaudited.
+    # the margin falls with the common draws up to careful's (benchmarks/README.md), so
+    # fewer would leave the weakness that matters most unaudited.
     values = {k: max(v, getattr(attack, k)) for k, v in values.items()}
     values["n_noise"] = max(values.get("n_noise", 0), attack.n_noise,
-                            ATTACK_PRESETS["fast"]["n_noise"])
+                            ATTACK_PRESETS["careful"]["n_noise"])
     return dataclasses.replace(attack, preset=preset, audit=0, **values)
 
 

@@ -50,6 +50,7 @@ CASES = (
     + [(AttackConfig, {}, "n_check", None)]
     + [(AttackConfig, {}, "resolution", v) for v in BAD_POSITIVE_FLOAT if v is not None]
     + [(AttackConfig, {}, "correction", v) for v in ("bonferroni", "Holm", "", None)]
+    + [(AttackConfig, {}, "audit", v) for v in (-1, True, 1.5, 2.0, NAN, "3", None)]
     + [(RunConfig, {}, "memory_mb", v) for v in BAD_POSITIVE_FLOAT]
     + [(TrainConfig, {}, "beta", v) for v in BAD_POSITIVE_FLOAT]
     + [(TrainConfig, {}, name, v) for name in ("epochs", "batch_size", "patience")
@@ -77,8 +78,9 @@ def test_good_values_are_accepted_and_normalised():
     assert RunConfig(memory_mb=128).memory_mb == 128.0
     t = TrainConfig(beta=np.float64(0.5), val_fraction=0.5, seed=2**63 - 1)
     assert (t.beta, t.val_fraction, t.seed) == (0.5, 0.5, 2**63 - 1)
-    a = AttackConfig(threat=ThreatModel("sigma"), resolution=1)
+    a = AttackConfig(threat=ThreatModel("sigma"), resolution=1, audit=np.int64(0))
     assert a.threat == ThreatModel("sigma") and a.resolution == 1.0
+    assert a.audit == 0 and type(a.audit) is int
 
 
 @pytest.mark.parametrize("value", [0, 1, 2**63 - 1, np.int64(7), np.int32(0), np.uint64(2**63 - 1),
@@ -176,18 +178,19 @@ def test_preset_values_unless_given_explicitly(preset, explicit):
 
 def test_presets_cover_exactly_the_preset_fields():
     assert {frozenset(v) for v in ATTACK_PRESETS.values()} == {frozenset(PRESET_FIELDS)}
-    assert "fast" in ATTACK_PRESETS and "standard" in ATTACK_PRESETS
+    assert list(ATTACK_PRESETS) == ["fast", "careful", "standard", "thorough"]
 
 
 def test_default_attacks_are_the_documented_presets():
-    assert EMPIRICAL_ATTACK.preset == "fast"
+    assert EMPIRICAL_ATTACK.preset == "careful"
     assert EMPIRICAL_ATTACK.threat == ThreatModel("mean")
     assert DAMAGE_ATTACK.preset == "standard"
     assert DAMAGE_ATTACK.threat == ThreatModel("both")
-    for config, preset in ((EMPIRICAL_ATTACK, "fast"), (DAMAGE_ATTACK, "standard")):
+    for config, preset in ((EMPIRICAL_ATTACK, "careful"), (DAMAGE_ATTACK, "standard")):
         for name, value in ATTACK_PRESETS[preset].items():
             assert getattr(config, name) == value
-    assert EMPIRICAL_ATTACK == AttackConfig(preset="fast", threat="mean")
+    assert EMPIRICAL_ATTACK == AttackConfig(preset="careful", threat="mean")
+    assert EMPIRICAL_ATTACK.audit == 8
     assert DAMAGE_ATTACK == AttackConfig(preset="standard", threat="both")
 
 

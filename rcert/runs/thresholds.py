@@ -17,7 +17,7 @@ empirical = true
 # sigma = "logvar", data_range = [0, 1], input_shape = [1, 28, 28], trust_pickles = false
 
 [attack]                           # optional: how hard the attacks try (empirical = true)
-preset = "standard"                # fast (default), standard or thorough
+preset = "standard"                # careful (default), fast, standard or thorough
 threat = "mean"                    # mean (the certificates' threat model), sigma or both
 n_check = 400                      # and any other AttackConfig field: restarts, steps,
 correction = "holm"                # n_noise, optimizer, resolution

@@ -23,7 +23,7 @@ from rcert.statistics.summary import summarize
 
 # One PGD step from a random start: on an anisotropic linear VAE it stops short of the top
 # singular direction, which the stronger preset's 50 steps reach.
-WEAK = AttackConfig(preset="fast", restarts=1, steps=1, n_check=100, audit=5)
+WEAK = AttackConfig(preset="careful", restarts=1, steps=1, n_check=100, audit=5)
 R = 2.0
 
 
@@ -88,16 +88,15 @@ def test_the_subset_depends_only_on_the_seed_and_the_ids():
 
 
 def test_the_stronger_attack_is_the_next_preset_never_weaker_in_any_knob():
-    # fast has more common draws than standard, and the audit keeps at least fast's.
-    assert stronger(AttackConfig(preset="fast")) == AttackConfig(preset="standard", n_noise=128,
-                                                                 audit=0)
-    assert stronger(AttackConfig(preset="fast", n_noise=32)).n_noise == 128
+    assert stronger(AttackConfig(preset="fast")) == AttackConfig(preset="careful", audit=0)
+    # careful has more common draws than standard, and the audit keeps at least those.
+    assert stronger(AttackConfig()) == AttackConfig(preset="standard", n_noise=128, audit=0)
     assert stronger(AttackConfig(preset="standard")) == AttackConfig(preset="thorough",
                                                                      n_noise=128, audit=0)
     last = stronger(AttackConfig(preset="thorough", threat="both"))
     assert last == AttackConfig(preset="thorough", threat="both", restarts=20, n_noise=128,
                                 audit=0)
-    assert stronger(AttackConfig(preset="fast", steps=500)).steps == 500
+    assert stronger(AttackConfig(steps=500)).steps == 500
     assert attack_label(last) == "thorough (restarts 20, steps 200, n_noise 128)"
 
 
@@ -142,8 +141,8 @@ def test_no_drop_gives_no_warning(model, inputs):
 
 
 def test_audit_zero_turns_it_off(model, inputs):
-    df, codes = _certify(model, inputs, attack=AttackConfig(preset="fast", restarts=1,
-                                                            steps=1, n_check=100, audit=0))
+    df, codes = _certify(model, inputs, attack=AttackConfig(restarts=1, steps=1, n_check=100,
+                                                            audit=0))
     assert not {"margin_empirical_audit", "p_value_audit"} & set(df.columns)
     assert "audit" not in summarize(df)["empirical"]
     assert "weak-attack" not in codes

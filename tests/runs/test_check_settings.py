@@ -205,7 +205,7 @@ def test_the_same_settings_resume_without_recomputing(model, inputs, tmp_path, m
     assert _recomputes(model, inputs, path, monkeypatch) == N_CHUNKS
     assert _recomputes(model, inputs, path, monkeypatch) == 0
     # An equal config built another way is the same key.
-    same = AttackConfig(preset="fast", threat="mean", restarts=1)
+    same = AttackConfig(preset="careful", threat="mean", restarts=1)
     assert same == EMPIRICAL_ATTACK
     assert _recomputes(model, inputs, path, monkeypatch, attack=same) == 0
 
