@@ -6,14 +6,15 @@ weaker one overstated it. So each attacked run re-attacks a seeded random subset
 inputs with :func:`rcert.settings.stronger` (the next preset), from the same starts and on
 the same seed, and records its margin in ``margin_empirical_audit``.
 
-The margin itself carries Monte Carlo error: two attacks of equal strength disagree by more
-than the 2% resolution on about one input in ten (benchmarks/bench_attack_strength.py). So
-a margin lowered by more than the resolution is then *confirmed* or not: the stronger attack
-runs once more at the radius where the weaker one last failed (its ``margin_bracket_lo``),
-and ``p_value_audit = P(Binomial(n_check, m) <= k)``, with ``k`` its robust draws among
-``n_check`` fresh ones (``STREAM_AUDIT_VERIFY``), tests "the input is r-robust there". A
-confirmed drop (``p_value_audit <= alpha``) means the stronger attack broke the input with
-confidence where the weaker one failed; the run then warns ``weak-attack``.
+The margin itself carries Monte Carlo error: attacks of about equal strength, on the same
+seed, lowered each other's margins by more than the 2% resolution on 4 to 16 of 60 inputs
+(benchmarks/bench_attack_strength.py). So a margin lowered by more than the resolution is
+then *confirmed* or not: the stronger attack runs once more at the radius where the weaker
+one last failed (its ``margin_bracket_lo``), and ``p_value_audit = P(Binomial(n_check, m)
+<= k)``, with ``k`` its robust draws among ``n_check`` fresh ones (``STREAM_AUDIT_VERIFY``),
+tests "the input is r-robust there". A confirmed drop (``p_value_audit <= alpha``) means
+the stronger attack broke the input with confidence where the weaker one failed; the run
+then warns ``weak-attack``.
 
 The subset is chosen once per run, from all of the run's input ids: the ``audit`` ids with
 the smallest keys ``hash(seed, id)``. It depends on nothing else, so a run certified chunk by

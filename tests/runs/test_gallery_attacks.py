@@ -12,7 +12,7 @@ from rcert.evaluation.verdicts import start_radii
 from rcert.runs.gallery import attacked_deltas, weakest_inputs
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig
 
-ATTACK = AttackConfig(steps=4, n_noise=8, n_check=60)
+ATTACK = AttackConfig(steps=4, n_noise=8, n_check=60, audit=0)  # light, so no audit
 
 
 def _setting():
