@@ -61,6 +61,13 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def nonnegative_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 0, else an RcertError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise RcertError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def positive_float(value: Any, name: str, hint: str = "") -> float:
     """``value`` as a finite float > 0, else an RcertError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
@@ -82,11 +89,14 @@ def choice(value: Any, name: str, options: Sequence[str]) -> Any:
     return value
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
+def field_help(text: str, **extra: Any) -> dict[str, Any]:
+    """A settings field's metadata: its help text (the CLI option's, the docs'), and extras
+    such as ``choices``."""
     return {"help": text, **extra}
 
 
-def _set(obj: Any, name: str, value: Any) -> None:
+def set_field(obj: Any, name: str, value: Any) -> None:
+    """Set ``name`` on a frozen settings object while ``__post_init__`` normalises it."""
     object.__setattr__(obj, name, value)
 
 
@@ -98,22 +108,22 @@ class CertifyConfig:
     so a checkpoint records a recommended one and the CLI falls back to it.
     """
 
-    r: float = field(metadata=_help("Output radius r of r-robustness: ||Delta|| <= r "
+    r: float = field(metadata=field_help("Output radius r of r-robustness: ||Delta|| <= r "
                                     "[default: the checkpoint's recommended r]."))
-    m: float = field(default=0.5, metadata=_help(
+    m: float = field(default=0.5, metadata=field_help(
         "Level of r-robustness: P(||Delta|| <= r) > m."))
-    n_samples: int = field(default=1000, metadata=_help("Encoder-noise draws per input."))
-    alpha: float = field(default=0.001, metadata=_help(
+    n_samples: int = field(default=1000, metadata=field_help("Encoder-noise draws per input."))
+    alpha: float = field(default=0.001, metadata=field_help(
         "Certified figures hold with probability >= 1 - alpha."))
-    seed: int = field(default=0, metadata=_help("Seeds all randomness; rows depend only on it "
+    seed: int = field(default=0, metadata=field_help("Seeds all randomness; rows depend only on it "
                                                 "and the input's index."))
 
     def __post_init__(self) -> None:
-        _set(self, "r", positive_float(self.r, "r", "; pass e.g. --r 4"))
-        _set(self, "m", _unit_interval(self.m, "m"))
-        _set(self, "n_samples", positive_int(self.n_samples, "n_samples"))
-        _set(self, "alpha", _unit_interval(self.alpha, "alpha"))
-        _set(self, "seed", check_seed(self.seed))
+        set_field(self, "r", positive_float(self.r, "r", "; pass e.g. --r 4"))
+        set_field(self, "m", _unit_interval(self.m, "m"))
+        set_field(self, "n_samples", positive_int(self.n_samples, "n_samples"))
+        set_field(self, "alpha", _unit_interval(self.alpha, "alpha"))
+        set_field(self, "seed", check_seed(self.seed))
 
 
 #: What a perturbation of the input can reach (SPEC section 2).
@@ -132,12 +142,12 @@ class ThreatModel:
     Perturbations are L2-bounded and keep ``x + d`` in the model's data range.
     """
 
-    reaches: str = field(default="mean", metadata=_help(
+    reaches: str = field(default="mean", metadata=field_help(
         "What the perturbation reaches: the encoder's mean (the certificates' threat model), "
         "its sigma, or both.", choices=THREATS))
 
     def __post_init__(self) -> None:
-        _set(self, "reaches", choice(self.reaches, "threat", THREATS))
+        set_field(self, "reaches", choice(self.reaches, "threat", THREATS))
 
     @property
     def moves_mean(self) -> bool:
@@ -187,48 +197,45 @@ class AttackConfig:
     word.
     """
 
-    threat: ThreatModel = field(default_factory=ThreatModel, metadata=_help(
+    threat: ThreatModel = field(default_factory=ThreatModel, metadata=field_help(
         "What the perturbation reaches: mean (the certificates' threat model), sigma or both.",
         choices=THREATS))
-    preset: str = field(default="careful", metadata=_help(
+    preset: str = field(default="careful", metadata=field_help(
         "Attack strength that sets restarts, steps and n-noise: fast, careful, standard or "
         "thorough; options given explicitly override it.", choices=tuple(ATTACK_PRESETS)))
-    optimizer: str = field(default="pgd", metadata=_help(
+    optimizer: str = field(default="pgd", metadata=field_help(
         "Attack optimiser: projected gradient ascent, or scipy's L-BFGS-B (one problem per "
         "input).", choices=OPTIMIZERS))
-    restarts: int | None = field(default=None, metadata=_help(
+    restarts: int | None = field(default=None, metadata=field_help(
         "Random starts per attack [default: the preset's]."))
-    steps: int | None = field(default=None, metadata=_help(
+    steps: int | None = field(default=None, metadata=field_help(
         "Optimiser steps per start [default: the preset's]."))
-    n_noise: int | None = field(default=None, metadata=_help(
+    n_noise: int | None = field(default=None, metadata=field_help(
         "Common encoder-noise draws in the attack objective [default: the preset's]."))
-    n_check: int = field(default=200, metadata=_help(
+    n_check: int = field(default=200, metadata=field_help(
         "Fresh noise draws that judge an attack's success, and again its violation."))
-    resolution: float | None = field(default=None, metadata=_help(
+    resolution: float | None = field(default=None, metadata=field_help(
         "Bisection width of the empirical margin [default: 2% of the bracket's upper end]."))
-    correction: str = field(default="holm", metadata=_help(
+    correction: str = field(default="holm", metadata=field_help(
         "Control of violations over a run's inputs: holm (family-wise at level alpha, "
         "Holm's step-down) or none (each input at level alpha).", choices=CORRECTIONS))
-    audit: int = field(default=8, metadata=_help(
+    audit: int = field(default=8, metadata=field_help(
         "Inputs re-attacked with the next stronger preset to check the attack's strength "
         "(0: none)."))
 
     def __post_init__(self) -> None:
-        _set(self, "threat", ThreatModel.of(self.threat))
-        _set(self, "preset", choice(self.preset, "attack preset", tuple(ATTACK_PRESETS)))
-        _set(self, "optimizer", choice(self.optimizer, "optimizer", OPTIMIZERS))
-        _set(self, "correction", choice(self.correction, "correction", CORRECTIONS))
+        set_field(self, "threat", ThreatModel.of(self.threat))
+        set_field(self, "preset", choice(self.preset, "attack preset", tuple(ATTACK_PRESETS)))
+        set_field(self, "optimizer", choice(self.optimizer, "optimizer", OPTIMIZERS))
+        set_field(self, "correction", choice(self.correction, "correction", CORRECTIONS))
         for name, value in ATTACK_PRESETS[self.preset].items():
             if getattr(self, name) is None:
-                _set(self, name, value)
+                set_field(self, name, value)
         for name in ("restarts", "steps", "n_noise", "n_check"):
-            _set(self, name, positive_int(getattr(self, name), name))
+            set_field(self, name, positive_int(getattr(self, name), name))
         if self.resolution is not None:
-            _set(self, "resolution", positive_float(self.resolution, "resolution"))
-        if isinstance(self.audit, bool) or not isinstance(self.audit, numbers.Integral) \
-                or self.audit < 0:
-            raise RcertError(f"audit must be an integer >= 0, got {self.audit!r}")
-        _set(self, "audit", int(self.audit))
+            set_field(self, "resolution", positive_float(self.resolution, "resolution"))
+        set_field(self, "audit", nonnegative_int(self.audit, "audit"))
 
 
 #: The attack the empirical margin runs by default: the careful preset on the certificates'
@@ -268,29 +275,29 @@ def attack_label(attack: AttackConfig) -> str:
 class RunConfig:
     """Where and how the work runs; none of it changes a number (up to float rounding)."""
 
-    device: str | None = field(default=None, metadata=_help(
+    device: str | None = field(default=None, metadata=field_help(
         "Where to compute: cpu or cuda [default: the model's own device; cpu for a "
         "checkpoint].", choices=("cpu", "cuda")))
-    memory_mb: float = field(default=256.0, metadata=_help(
+    memory_mb: float = field(default=256.0, metadata=field_help(
         "Memory budget in MB of one chunk of work, on every path."))
-    progress: bool = field(default=False, metadata=_help("Show progress on stderr."))
-    allow: tuple[str, ...] = field(default=(), metadata=_help(
+    progress: bool = field(default=False, metadata=field_help("Show progress on stderr."))
+    allow: tuple[str, ...] = field(default=(), metadata=field_help(
         "Certify although this model check fails (repeatable; recorded in the result).",
         choices=MODEL_CHECKS))
 
     def __post_init__(self) -> None:
-        _set(self, "memory_mb", positive_float(self.memory_mb, "memory_mb"))
+        set_field(self, "memory_mb", positive_float(self.memory_mb, "memory_mb"))
         allow = (self.allow,) if isinstance(self.allow, str) else self.allow
         if not isinstance(allow, Sequence):
             raise RcertError(f"allow must be a list of check codes, got {self.allow!r}")
         for code in allow:
             choice(code, "model check", MODEL_CHECKS)
-        _set(self, "allow", tuple(sorted(set(allow))))
+        set_field(self, "allow", tuple(sorted(set(allow))))
         if self.device is not None:
             device = str(self.device)
             if not re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", device):
                 raise RcertError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
-            _set(self, "device", device)
+            set_field(self, "device", device)
         if not isinstance(self.progress, bool):
             raise RcertError(f"progress must be True or False, got {self.progress!r}")
 
@@ -305,29 +312,29 @@ def run_record(run: RunConfig) -> dict[str, Any]:
 class TrainConfig:
     """How :func:`rcert.fit` and ``rcert train`` train a VAE (the beta-ELBO, early stopping)."""
 
-    beta: float = field(default=1.0, metadata=_help(
+    beta: float = field(default=1.0, metadata=field_help(
         "KL weight: 1 is the ELBO, any other positive value a beta-VAE."))
-    epochs: int = field(default=200, metadata=_help("Most training epochs."))
-    batch_size: int = field(default=128, metadata=_help("Mini-batch size."))
-    lr: float = field(default=1e-3, metadata=_help("Adam learning rate."))
-    patience: int = field(default=15, metadata=_help(
+    epochs: int = field(default=200, metadata=field_help("Most training epochs."))
+    batch_size: int = field(default=128, metadata=field_help("Mini-batch size."))
+    lr: float = field(default=1e-3, metadata=field_help("Adam learning rate."))
+    patience: int = field(default=15, metadata=field_help(
         "Stop after this many epochs without a better held-out objective."))
-    val_fraction: float = field(default=0.1, metadata=_help(
+    val_fraction: float = field(default=0.1, metadata=field_help(
         "Share of the training data held out for early stopping and the recommended r."))
-    seed: int = field(default=0, metadata=_help(
+    seed: int = field(default=0, metadata=field_help(
         "Seeds the initial weights, the held-out split, the shuffle and all noise."))
 
     def __post_init__(self) -> None:
-        _set(self, "beta", check_beta(self.beta))
-        _set(self, "lr", positive_float(self.lr, "lr"))
+        set_field(self, "beta", check_beta(self.beta))
+        set_field(self, "lr", positive_float(self.lr, "lr"))
         for name in ("epochs", "batch_size", "patience"):
-            _set(self, name, positive_int(getattr(self, name), name))
+            set_field(self, name, positive_int(getattr(self, name), name))
         fraction = self.val_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
                 or not 0 < fraction <= 0.5:
             raise RcertError(f"val_fraction must lie in (0, 0.5], got {fraction!r}")
-        _set(self, "val_fraction", float(fraction))
-        _set(self, "seed", check_seed(self.seed))
+        set_field(self, "val_fraction", float(fraction))
+        set_field(self, "seed", check_seed(self.seed))
 
 
 def as_dict(config: Any) -> dict[str, Any]:

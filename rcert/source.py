@@ -17,44 +17,39 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rcert.errors import RcertError
+from rcert.settings import field_help, set_field
 
 #: Library conventions rcert can load without the user's code (:mod:`rcert.models.libraries`).
 LIBRARIES = ("pythae", "pytorch-vae", "beta-tcvae")
 #: What the encoder's second output is; rcert converts it to the standard deviation.
 SIGMA_KINDS = ("sigma", "var", "logvar", "logsigma")
-_FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)
 
 
 def parse_range(value: Any, name: str = "data_range") -> tuple[float, float] | None:
-    """``(low, high)`` with finite ``low < high`` from a pair or a ``"low,high"`` string."""
+    """``(low, high)`` with finite ``low < high`` from a pair or a ``"low,high"`` string: the
+    one rule for a model's data range (:class:`ModelSource`, :func:`rcert.wrap`)."""
     if value is None:
         return None
+    pair = value
     if isinstance(value, str):
-        value = value.split(",")
         try:
-            value = [float(v) for v in value]
+            pair = [float(v) for v in value.split(",")]
         except ValueError:
-            value = None
-    ok = (isinstance(value, Sequence) and len(value) == 2
-          and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
-          and all(math.isfinite(v) for v in value) and value[0] < value[1])
+            pair = None
+    ok = (isinstance(pair, Sequence) and len(pair) == 2
+          and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in pair)
+          and all(math.isfinite(v) for v in pair) and pair[0] < pair[1])
     if not ok:
-        raise RcertError(f"{name} must be low,high with finite low < high, e.g. 0,1 or -1,1")
-    return float(value[0]), float(value[1])
+        raise RcertError(f"{name} must be low,high with finite low < high, e.g. 0,1 or -1,1; "
+                         f"got {value!r}")
+    return float(pair[0]), float(pair[1])
 
 
 def parse_shape(value: Any, name: str = "input_shape") -> tuple[int, ...] | None:
@@ -72,6 +67,18 @@ def parse_shape(value: Any, name: str = "input_shape") -> tuple[int, ...] | None
     if not ok:
         raise RcertError(f"{name} must be positive integers such as 1,28,28")
     return tuple(int(v) for v in value)
+
+
+def parse_factory(spec: Any) -> tuple[str, str]:
+    """``(module, function)`` of a factory ``"package.module:function"``, each part a Python
+    identifier: the one rule for ``--factory`` (:class:`ModelSource`,
+    :func:`rcert.models.factory.call_factory`)."""
+    module, sep, function = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not sep or not function.isidentifier() or not all(
+            part.isidentifier() for part in module.split(".")):
+        raise RcertError(f"factory must be module:function, e.g. mypkg.models:build_vae, got "
+                         f"{spec!r}")
+    return module, function
 
 
 def parse_factory_args(value: Any) -> dict[str, Any]:
@@ -112,26 +119,26 @@ class ModelSource:
     infers (a library sets them from the model, so a user rarely gives them).
     """
 
-    path: str = field(metadata=_help("Model file or folder: an rcert checkpoint, a torch.save "
+    path: str = field(metadata=field_help("Model file or folder: an rcert checkpoint, a torch.save "
                                      "file, a Lightning .ckpt, a pythae folder."))
-    library: str | None = field(default=None, metadata=_help(
+    library: str | None = field(default=None, metadata=field_help(
         "Read the model with this library's conventions [default: detected from the file].",
         choices=LIBRARIES))
-    arch: str | None = field(default=None, metadata=_help(
+    arch: str | None = field(default=None, metadata=field_help(
         "rcert architecture description (JSON or TOML) for a plain state dict."))
-    factory: str | None = field(default=None, metadata=_help(
+    factory: str | None = field(default=None, metadata=field_help(
         "Your own Python function module:function that builds the module (runs your code, "
         "never code from the file)."))
-    factory_args: dict[str, Any] = field(default_factory=dict, metadata=_help(
+    factory_args: dict[str, Any] = field(default_factory=dict, metadata=field_help(
         "Keyword argument KEY=VALUE for the factory (repeatable)."))
-    sigma: str | None = field(default=None, metadata=_help(
+    sigma: str | None = field(default=None, metadata=field_help(
         "What the encoder's second output is: sigma, var, logvar or logsigma "
         "[default: the library's convention].", choices=SIGMA_KINDS))
-    data_range: tuple[float, float] | None = field(default=None, metadata=_help(
+    data_range: tuple[float, float] | None = field(default=None, metadata=field_help(
         "Valid input range low,high, e.g. 0,1 or -1,1 [default: the library's]."))
-    input_shape: tuple[int, ...] | None = field(default=None, metadata=_help(
+    input_shape: tuple[int, ...] | None = field(default=None, metadata=field_help(
         "Shape of one input, e.g. 1,28,28 [default: the model's]."))
-    trust_pickles: bool = field(default=False, metadata=_help(
+    trust_pickles: bool = field(default=False, metadata=field_help(
         "Unpickle a pythae folder's encoder.pkl/decoder.pkl (this runs code from the folder: "
         "only for folders you trust)."))
 
@@ -148,18 +155,17 @@ class ModelSource:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise RcertError(f"{name} must be a non-empty string, got {value!r}")
-        if self.factory is not None and not _FACTORY.fullmatch(self.factory):
-            raise RcertError(f"factory must be module:function, e.g. mypkg.models:build_vae, "
-                             f"got {self.factory!r}")
+        if self.factory is not None:
+            parse_factory(self.factory)
         chosen = [n for n in ("library", "arch", "factory") if getattr(self, n) is not None]
         if len(chosen) > 1:
             raise RcertError(f"give at most one of library, arch and factory, got "
                              f"{' and '.join(chosen)}")
-        _set(self, "factory_args", parse_factory_args(self.factory_args))
+        set_field(self, "factory_args", parse_factory_args(self.factory_args))
         if self.factory_args and self.factory is None:
             raise RcertError("factory arguments were given without a factory; pass "
                              "--factory module:function")
-        _set(self, "data_range", parse_range(self.data_range))
-        _set(self, "input_shape", parse_shape(self.input_shape))
+        set_field(self, "data_range", parse_range(self.data_range))
+        set_field(self, "input_shape", parse_shape(self.input_shape))
         if not isinstance(self.trust_pickles, bool):
             raise RcertError(f"trust_pickles must be true or false, got {self.trust_pickles!r}")

@@ -305,3 +305,63 @@ def add_attack_columns(df, found, *, unbroken_lo: float, p_check: float,
         df["tightness"] = np.where(~hit, np.nan,
                                    np.where(certified == 0, 0.0, certified / found))
     return df
+
+
+@pytest.fixture
+def make_project(tmp_path, monkeypatch):
+    """``make_project(models)``: ``tmp_path`` made a project folder whose ``mypkg/models.py``
+    holds the source ``models``, and the working directory; returns the folder. The imported
+    ``mypkg`` modules are forgotten afterwards, so that tests do not share them."""
+    import sys
+
+    def make(models: str) -> Path:
+        (tmp_path / "mypkg").mkdir()
+        (tmp_path / "mypkg" / "__init__.py").write_text("")
+        (tmp_path / "mypkg" / "models.py").write_text(models)
+        monkeypatch.chdir(tmp_path)
+        return tmp_path
+
+    yield make
+    for module in [n for n in sys.modules if n.split(".")[0] == "mypkg"]:
+        del sys.modules[module]
+
+
+#: torch dtype -> (name, little-endian numpy dtype) of the tensors write_legacy stores.
+_LEGACY_DTYPES = {torch.float32: ("float32", "<f4"), torch.float64: ("float64", "<f8"),
+                  torch.int64: ("int64", "<i8")}
+
+
+def legacy_header(model, meta: dict) -> dict:
+    """The header of a legacy (format version 1) checkpoint of ``model`` as rcert 0.1.0 wrote
+    it, with ``meta`` (data, metrics, recommended_r, extra); without the tensor table and
+    sha256, which :func:`write_legacy` adds."""
+    return {"format": "rcert-checkpoint", "format_version": 1, "rcert_version": "0.1.0",
+            "model": model.config(), **meta}
+
+
+def legacy_frame(header: dict, payload: bytes) -> bytes:
+    """A legacy file's bytes: magic, uint32 version 1, uint64 header length, ``header`` as
+    sorted compact JSON, then ``payload``."""
+    import struct
+
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return b"RCERTCKP" + struct.pack("<IQ", 1, len(text)) + text + payload
+
+
+def write_legacy(path: Path, tensors: dict, header: dict) -> bytes:
+    """Write a legacy checkpoint in the layout rcert/models/legacy.py documents, independently
+    of rcert's reader: ``header`` plus a table of ``tensors`` (little-endian, back to back in
+    their order) and the payload's sha256. Returns the bytes written."""
+    import hashlib
+
+    table, payload = {}, b""
+    for name, tensor in tensors.items():
+        dtype, np_dtype = _LEGACY_DTYPES[tensor.dtype]
+        raw = tensor.detach().numpy().astype(np_dtype).tobytes()
+        table[name] = {"dtype": dtype, "shape": list(tensor.shape), "offset": len(payload),
+                       "nbytes": len(raw)}
+        payload += raw
+    raw = legacy_frame({**header, "tensors": table,
+                        "sha256": hashlib.sha256(payload).hexdigest()}, payload)
+    path.write_bytes(raw)
+    return raw

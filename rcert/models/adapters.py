@@ -18,8 +18,6 @@ their outputs may be pairs or carry named fields (pythae ``embedding``/``log_cov
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from rcert.errors import RcertError
+from rcert.source import parse_range
 from rcert.validate import int_tuple
 
 # Each maps the encoder's second output to the standard deviation sigma.
@@ -160,19 +159,6 @@ def _check_callable(fn: Any, role: str, module: nn.Module) -> None:
         return  # builtins without a signature: trust the caller
 
 
-def _check_data_range(value: Any) -> tuple[float, float]:
-    ok = (
-        isinstance(value, Sequence)
-        and len(value) == 2
-        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
-        and all(math.isfinite(v) for v in value)
-        and value[0] < value[1]
-    )
-    if not ok:
-        raise RcertError(f"data_range must be (low, high) with finite low < high, got {value!r}")
-    return float(value[0]), float(value[1])
-
-
 def wrap(
     module: nn.Module,
     *,
@@ -221,5 +207,5 @@ def wrap(
     if input_shape is not None:
         wrapped.input_shape = int_tuple(input_shape, "input_shape", allow_empty=False)
     if data_range is not None:
-        wrapped.data_range = _check_data_range(data_range)
+        wrapped.data_range = parse_range(data_range)
     return wrapped

@@ -29,7 +29,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
 
-from rcert.errors import RcertError
+from rcert.errors import RcertError, first_line
 from rcert.files import atomic_write
 from rcert.models import legacy
 from rcert.models.legacy import DTYPES, FORMAT_NAME
@@ -42,9 +42,8 @@ METADATA_KEY = "rcert"
 #: safetensors' own cap on its JSON header; a longer one is refused before it is read.
 MAX_HEADER_BYTES = 100_000_000
 _DTYPE_NAMES = {torch_dtype: name for name, (torch_dtype, _) in DTYPES.items()}
-#: safetensors' codes of the dtypes rcert stores.
-_SAFETENSORS_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64", "I32": "int32",
-                       "I64": "int64", "U8": "uint8", "BOOL": "bool"}
+#: safetensors' codes of the dtypes rcert stores (float16 ... bool, in the order of DTYPES).
+_SAFETENSORS_DTYPES = ("F16", "F32", "F64", "I32", "I64", "U8", "BOOL")
 #: What a reader knows before reading tensors: header, name -> (dtype, shape), tensor reader.
 _Parts = tuple[dict[str, Any], dict[str, tuple[str, list[int]]], Callable[[], dict[str, Any]]]
 
@@ -195,8 +194,8 @@ def _unreadable(path: Path, exc: OSError) -> RcertError:
 def _invalid(path: Path, exc: Exception) -> RcertError:
     # safetensors checks that the header's offsets cover the file exactly, so a file cut
     # inside its tensor data, or with bytes appended, ends here too.
-    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-    return RcertError(f"{path} is truncated or corrupt (safetensors: {reason}); re-save it")
+    return RcertError(f"{path} is truncated or corrupt (safetensors: {first_line(exc)}); "
+                      "re-save it")
 
 
 def _safetensors_parts(path: Path) -> _Parts:
@@ -246,6 +245,8 @@ def _parts(path: Path, *, tensors: bool) -> _Parts:
     except OSError as exc:
         raise _unreadable(path, exc) from None
     specs = {name: (dtype, shape) for name, (dtype, shape, _, _) in table.items()}
+    # The tensor table is the legacy layout's, not metadata: the header drops it.
+    header = {k: v for k, v in header.items() if k != "tensors"}
     return header, specs, lambda: legacy.tensors(table, body)
 
 
@@ -259,8 +260,7 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     RcertError
         Missing, foreign, pickled, truncated or malformed file.
     """
-    header = _parts(Path(path), tensors=False)[0]
-    return {k: v for k, v in header.items() if k != "tensors"}
+    return _parts(Path(path), tensors=False)[0]
 
 
 def is_native(path: str | os.PathLike[str]) -> bool:
@@ -313,6 +313,18 @@ def _skeleton(header: dict[str, Any], specs: dict[str, tuple[str, list[int]]],
     return model
 
 
+def to_device(move: Callable[[str | torch.device], torch.nn.Module],
+              path: str | os.PathLike[str], device: str | torch.device) -> torch.nn.Module:
+    """``move(device)``: a model loaded from ``path`` put on ``device``; an unknown or
+    unavailable device is an RcertError naming both."""
+    try:
+        return move(device)
+    # Unavailable backends fail with AssertionError (CUDA) or NotImplementedError (others).
+    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as exc:
+        raise RcertError(f"cannot load {path} onto device {device!r}: {first_line(exc)}; pick "
+                         "an available device, e.g. cpu") from None
+
+
 def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> VAE:
     """Rebuild the model saved at ``path`` (either format), in eval() mode, on ``device``.
 
@@ -335,16 +347,10 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     float_dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(float_dtypes) == 1:
         model = model.to(float_dtypes.pop())
-    try:
-        model = model.to_empty(device=device)
-    # Unavailable backends fail with AssertionError (CUDA) or NotImplementedError (others).
-    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise RcertError(f"cannot load {path} onto device {device!r}: {reason}; pick an "
-                         "available device") from None
+    model = to_device(lambda where: model.to_empty(device=where), path, device)
     model.load_state_dict(state)
     model.eval()
-    model.meta = {k: v for k, v in header.items() if k != "tensors"}
+    model.meta = header
     return model
 
 

@@ -20,12 +20,12 @@ class.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from torch import nn
 
 from rcert.errors import RcertError
+from rcert.source import parse_range
 
 ENCODERS = ("gaussian", "deterministic")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -70,11 +70,7 @@ class ModelTraits:
         if not isinstance(self.input_feeds_upper_layers, bool):
             raise RcertError(f"input_feeds_upper_layers must be True or False, got "
                              f"{self.input_feeds_upper_layers!r}")
-        box = self.data_range
-        if box is not None and not (len(box) == 2 and all(math.isfinite(v) for v in box)
-                                    and box[0] < box[1]):
-            raise RcertError(f"data_range must be (low, high) with finite low < high, got "
-                             f"{box!r}")
+        object.__setattr__(self, "data_range", parse_range(self.data_range))
         if self.likelihood is not None and self.likelihood not in LIKELIHOODS:
             raise RcertError(f"unknown likelihood {self.likelihood!r}; choose one of: "
                              f"{', '.join(LIKELIHOODS)}")
@@ -102,6 +98,6 @@ def traits(model: nn.Module) -> ModelTraits:
     box = getattr(model, "data_range", None)
     likelihood = getattr(model, "likelihood", None)
     return ModelTraits(
-        data_range=None if box is None else (float(box[0]), float(box[1])),
+        data_range=box,
         likelihood=likelihood if isinstance(likelihood, str) else None,
     )

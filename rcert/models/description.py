@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from rcert.errors import RcertError
+from rcert.errors import RcertError, first_line
 from rcert.models.nets import VAE, build_model
 
 #: Descriptions are a few lines; anything larger is not one.
@@ -33,14 +33,14 @@ MAX_PARAMETERS = 1 << 30
 
 def _parse(path: Path, text: str) -> Any:
     """JSON or TOML by suffix; either, JSON first, for any other suffix."""
-    suffix = path.suffix.lower()
-    readers = {".json": ("JSON",), ".toml": ("TOML",)}.get(suffix, ("JSON", "TOML"))
-    for reader in readers:
+    parsers = {"JSON": json.loads, "TOML": tomllib.loads}
+    names = {".json": ("JSON",), ".toml": ("TOML",)}.get(path.suffix.lower(), tuple(parsers))
+    for name in names:
         try:
-            return json.loads(text) if reader == "JSON" else tomllib.loads(text)
+            return parsers[name](text)
         except (ValueError, RecursionError):
             continue
-    raise RcertError(f"{path} is not valid {' or '.join(readers)}; write the architecture as "
+    raise RcertError(f"{path} is not valid {' or '.join(names)}; write the architecture as "
                      "a JSON object or TOML table, e.g. arch = \"mlp\"")
 
 
@@ -94,9 +94,8 @@ def _build(path: Path, hparams: dict[str, Any]) -> VAE:
     except RcertError as exc:
         raise RcertError(f"{path} describes an invalid model: {exc}") from None
     except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise RcertError(f"{path} describes an invalid model ({reason}); check its values "
-                         "against rcert train's options") from None
+        raise RcertError(f"{path} describes an invalid model ({first_line(exc)}); check its "
+                         "values against rcert train's options") from None
 
 
 def build_from_description(path: str | os.PathLike[str]) -> VAE:

@@ -17,13 +17,15 @@ from typing import Any
 
 from torch import nn
 
-from rcert.errors import RcertError
+from rcert.errors import RcertError, first_line
+from rcert.source import parse_factory
 
 
-def _reason(exc: BaseException) -> str:
-    """``Type: first line of the message``, short enough for a one-line error."""
-    text = (str(exc).splitlines() or [""])[0][:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def failure(exc: BaseException) -> str:
+    """How the user's code failed, for a one-line error: ``Type: first line of the message``,
+    or the type alone when the message is empty."""
+    line = first_line(exc)
+    return f"{type(exc).__name__}: {line}" if str(exc) and line else type(exc).__name__
 
 
 def _import(name: str) -> ModuleType:
@@ -41,11 +43,11 @@ def _import(name: str) -> ModuleType:
                 f"cannot import {name} for --factory: no module named {exc.name!r}; run rcert "
                 f"from the project folder that contains {top}, or install it "
                 "(pip install -e .)") from None
-        raise RcertError(f"importing {name} for --factory failed: {_reason(exc)}; install "
+        raise RcertError(f"importing {name} for --factory failed: {failure(exc)}; install "
                          "what it needs") from None
     # The user's module may raise anything while importing; report it on one line.
     except Exception as exc:
-        raise RcertError(f"importing {name} for --factory failed: {_reason(exc)}; fix the "
+        raise RcertError(f"importing {name} for --factory failed: {failure(exc)}; fix the "
                          "module") from None
     finally:
         sys.path[:] = saved
@@ -78,11 +80,7 @@ def call_factory(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
         A malformed spec, the module not importable, the function missing or not callable,
         the call raising, or a result that is not a ``torch.nn.Module``.
     """
-    name, sep, attr = spec.partition(":") if isinstance(spec, str) else ("", "", "")
-    if not sep or not attr.isidentifier() or not all(
-            part.isidentifier() for part in name.split(".")):
-        raise RcertError(f"factory must be module:function, e.g. mypkg.models:build_vae, got "
-                         f"{spec!r}")
+    name, attr = parse_factory(spec)
     module = _import(name)
     function = getattr(module, attr, None)
     if function is None:
@@ -95,7 +93,7 @@ def call_factory(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
         model = function(**kwargs)
     # The factory is the user's code: any failure is reported, on one line.
     except Exception as exc:
-        raise RcertError(f"factory {_call_text(spec, kwargs)} failed: {_reason(exc)}; fix "
+        raise RcertError(f"factory {_call_text(spec, kwargs)} failed: {failure(exc)}; fix "
                          "the factory or its arguments (--factory-arg KEY=VALUE)") from None
     if not isinstance(model, nn.Module):
         raise RcertError(f"factory {spec} returned {type(model).__name__}, not a "

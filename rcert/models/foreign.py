@@ -34,20 +34,23 @@ from rcert.models.statedict import find_state_dict, load_weights, read_torch_fil
 from rcert.source import LIBRARIES, SIGMA_KINDS, ModelSource
 
 #: What ``meta["format"]`` may say: the file's container or the library that wrote it.
-FORMATS = ("rcert", "torch.save", "lightning", "pythae", "beta-tcvae", "pytorch-vae")
-#: The options that say how to read a file, as the command line spells them.
-OPTIONS = (("library", "--library"), ("arch", "--arch"), ("factory", "--factory"),
-           ("sigma", "--sigma"), ("data_range", "--data-range"),
-           ("input_shape", "--input-shape"))
+FORMATS = ("rcert", "torch.save", "lightning", *LIBRARIES)
+#: The ModelSource fields that say how to read a file.
+READING = ("library", "arch", "factory", "sigma", "data_range", "input_shape")
 _READABLE = ("rcert reads rcert checkpoints, torch.save and Lightning .ckpt files (with "
              "--arch, --factory or --library) and pythae model folders")
 _HOW = ("--arch FILE (an rcert architecture), --factory module:function (your code), or "
         f"--library {'|'.join(LIBRARIES)}")
 
 
+def _flag(name: str) -> str:
+    """The command-line option of ModelSource field ``name``, as rcert.cli.options spells it."""
+    return "--" + name.replace("_", "-")
+
+
 def _given(source: ModelSource, *names: str) -> list[str]:
-    """The command-line spelling of the options among ``names`` that ``source`` sets."""
-    return [flag for name, flag in OPTIONS if name in names and getattr(source, name) is not None]
+    """The command-line options among ``names`` that ``source`` sets."""
+    return [_flag(name) for name in names if getattr(source, name) is not None]
 
 
 def _sha256(path: Path) -> str | None:
@@ -69,7 +72,7 @@ def _is_lightning(obj: Any) -> bool:
 
 
 def _load_native(source: ModelSource, path: Path, device: str) -> nn.Module:
-    given = _given(source, *(name for name, _ in OPTIONS))
+    given = _given(source, *READING)
     if given:
         raise RcertError(f"{path} is an rcert checkpoint: it describes itself; drop "
                          f"{' '.join(given)}")
@@ -107,8 +110,8 @@ def _refuse_sigma(source: ModelSource, path: Path, what: str) -> None:
 def _agree(source: ModelSource, model: VAE, path: Path) -> None:
     """An rcert VAE knows its input shape and range: a ``data_range``/``input_shape`` given
     with one must be its own."""
-    for name, flag in (("data_range", "--data-range"), ("input_shape", "--input-shape")):
-        given, own = getattr(source, name), tuple(getattr(model, name))
+    for name in ("data_range", "input_shape"):
+        given, own, flag = getattr(source, name), tuple(getattr(model, name)), _flag(name)
         if given is not None and tuple(given) != own:
             raise RcertError(
                 f"{flag} {','.join(map(str, given))} disagrees with the rcert VAE read from "
@@ -184,16 +187,6 @@ def _load_file(source: ModelSource, path: Path) -> tuple[nn.Module, dict[str, An
     return model, {"format": container, **meta}
 
 
-def _to_device(model: nn.Module, path: Path, device: str) -> nn.Module:
-    try:
-        return model.to(device)
-    # Unavailable backends fail with AssertionError (CUDA) or NotImplementedError (others).
-    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise RcertError(f"cannot load {path} onto device {device!r}: {reason}; pick an "
-                         "available device, e.g. cpu") from None
-
-
 def _listed(value: Any) -> list[Any] | None:
     return None if value is None else list(value)
 
@@ -238,7 +231,7 @@ def load_model(source: ModelSource, *, device: str = "cpu") -> nn.Module:
     for name in ("data_range", "input_shape"):
         if getattr(source, name) is not None:
             setattr(model, name, getattr(source, name))
-    model = _to_device(model, path, device).eval()
+    model = checkpoint.to_device(model.to, path, device).eval()
     model.meta = {**meta, "data_range": _listed(getattr(model, "data_range", None)),
                   "input_shape": _listed(getattr(model, "input_shape", None)),
                   "sha256": _sha256(weights), "foreign": True}

@@ -117,8 +117,8 @@ def find_state_dict(obj: Any, path: str | os.PathLike[str]) -> dict[str, torch.T
     """The model's state dict inside what a ``torch.save`` file held.
 
     Recognised: a bare state dict; one nested under :data:`NESTED_KEYS` (``state_dict``,
-    ``model_state_dict``, ...), at any depth; keys all prefixed by ``model.`` (Lightning)
-    or ``module.`` (DataParallel), which are stripped.
+    ``model_state_dict``, ...), up to four levels deep; keys all prefixed by ``model.``
+    (Lightning) or ``module.`` (DataParallel), which are stripped.
     """
     seen = 0
     while not _is_state_dict(obj) and isinstance(obj, Mapping) and seen < 4:

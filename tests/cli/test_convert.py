@@ -3,13 +3,10 @@ tensors, metadata and outputs; bad input is one error line, exit 2, and nothing 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
-
 import pytest
 import safetensors.torch
 import torch
+from conftest import assert_one_error_line, legacy_header, write_legacy
 
 import rcert
 from rcert.models import checkpoint
@@ -24,25 +21,11 @@ def _model():
         return rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
 
 
-def _write_legacy(path, model) -> None:
-    """A float32 version-1 file in the layout rcert/models/legacy.py documents."""
-    table, payload = {}, b""
-    for name, tensor in model.state_dict().items():
-        raw = tensor.numpy().astype("<f4").tobytes()
-        table[name] = {"dtype": "float32", "shape": list(tensor.shape),
-                       "offset": len(payload), "nbytes": len(raw)}
-        payload += raw
-    header = {"format": "rcert-checkpoint", "format_version": 1, "rcert_version": "0.1.0",
-              "model": model.config(), **META, "tensors": table,
-              "sha256": hashlib.sha256(payload).hexdigest()}
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    path.write_bytes(b"RCERTCKP" + struct.pack("<IQ", 1, len(text)) + text + payload)
-
-
 @pytest.fixture
 def legacy(tmp_path):
     path = tmp_path / "old.rcert"
-    _write_legacy(path, _model())
+    model = _model()
+    write_legacy(path, model.state_dict(), legacy_header(model, META))
     return path
 
 
@@ -89,11 +72,7 @@ def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, legacy, make_sr
     (tmp_path / "a_folder").mkdir()
     before, old = _folder(tmp_path), legacy.read_bytes()
     code, out, err = run("convert", make_src(tmp_path), tmp_path / dst)
-    # tests/conftest.py's assert_one_error_line, inlined: a second conftest module
-    # (tests/models/conftest.py) can shadow it when both folders run together.
-    assert (code, out) == (2, ""), err
-    assert err.startswith("rcert: error: ") and err.count("\n") == 1 and err.endswith("\n")
-    assert needle in err and "Traceback" not in err
+    assert needle in assert_one_error_line(code, out, err)
     assert _folder(tmp_path) == before
     assert legacy.read_bytes() == old
 

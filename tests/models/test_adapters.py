@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from rcert.errors import RcertError
-from rcert.models.adapters import Wrapped, wrap
+from rcert.models.adapters import SIGMA_CONVERSIONS, Wrapped, wrap
+from rcert.source import SIGMA_KINDS
 
 
 def _rand(*shape: int, seed: int = 0, **kw) -> torch.Tensor:
@@ -184,6 +185,10 @@ def test_bad_module_outputs_raise_rcert_error(make, kwargs, call, match):
 def test_bad_wrap_arguments_raise_rcert_error(module, kwargs, match):
     with pytest.raises(RcertError, match=match):
         wrap(Foreign("sigma") if module is None else module, **kwargs)
+
+
+def test_wrap_converts_every_sigma_kind_a_model_source_names():
+    assert tuple(SIGMA_CONVERSIONS) == SIGMA_KINDS
 
 
 def test_wrapped_encoder_supports_vmap_jacobians():

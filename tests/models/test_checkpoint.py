@@ -1,6 +1,7 @@
 """rcert's safetensors checkpoints: round trips, any safetensors tool reads them, the tensor
 digest against an independent implementation of its definition, and hostile files refused
-with one line (legacy files: tests/models/test_legacy.py)."""
+with one line; damage both formats share (truncation, flipped or added bytes) for legacy
+files too (the rest of legacy files: tests/models/test_legacy.py)."""
 
 import hashlib
 import json
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from conftest import legacy_header, write_legacy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
@@ -294,12 +296,28 @@ def test_truncated_at_each_part(tmp_path, saved):
             checkpoint.load(_write(tmp_path, raw[:cut]))
 
 
+#: What loading says of a checkpoint of each format with a flipped payload byte, and with a
+#: byte appended.
+DAMAGE = {"safetensors": ("fail their SHA-256 check", "corrupt"),
+          "legacy": ("SHA-256", "unexpected bytes")}
+
+
+@pytest.fixture(scope="module", params=list(DAMAGE))
+def either(request, saved, tmp_path_factory):
+    """The format's name and the bytes of a checkpoint of :func:`_model` in that format."""
+    if request.param == "safetensors":
+        return request.param, saved[1]
+    model = _model()
+    path = tmp_path_factory.mktemp("legacy") / "model.rcert"
+    return request.param, write_legacy(path, model.state_dict(), legacy_header(model, META))
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(cut=st.floats(0, 1, exclude_max=True))
-def test_truncated_anywhere_raises_rcert_error(tmp_path, saved, cut):
-    _, raw = saved
+def test_truncated_anywhere_raises_rcert_error(tmp_path, either, cut):
+    _, raw = either
     path = _write(tmp_path, raw[: int(cut * len(raw))])
     with pytest.raises(RcertError, match=r"truncated|empty"):
         checkpoint.load(path)
@@ -309,8 +327,8 @@ def test_truncated_anywhere_raises_rcert_error(tmp_path, saved, cut):
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
-def test_any_single_byte_corruption_loads_or_raises_rcert_error(tmp_path, saved, data):
-    _, raw = saved
+def test_any_single_byte_corruption_loads_or_raises_rcert_error(tmp_path, either, data):
+    _, raw = either
     i = data.draw(st.integers(0, len(raw) - 1))
     value = data.draw(st.integers(0, 255).filter(lambda b: b != raw[i]))
     path = _write(tmp_path, raw[:i] + bytes([value]) + raw[i + 1 :])
@@ -321,16 +339,18 @@ def test_any_single_byte_corruption_loads_or_raises_rcert_error(tmp_path, saved,
         assert "\n" not in str(exc)
 
 
-def test_flipped_payload_byte_fails_the_checksum(tmp_path, saved):
-    corrupt = bytearray(saved[1])
+def test_flipped_payload_byte_fails_the_checksum(tmp_path, either):
+    kind, raw = either
+    corrupt = bytearray(raw)
     corrupt[-3] ^= 0x01
-    with pytest.raises(RcertError, match="fail their SHA-256 check"):
+    with pytest.raises(RcertError, match=DAMAGE[kind][0]):
         checkpoint.load(_write(tmp_path, bytes(corrupt)))
 
 
-def test_trailing_bytes_are_refused(tmp_path, saved):
-    with pytest.raises(RcertError, match="corrupt"):
-        checkpoint.load(_write(tmp_path, saved[1] + b"\0"))
+def test_trailing_bytes_are_refused(tmp_path, either):
+    kind, raw = either
+    with pytest.raises(RcertError, match=DAMAGE[kind][1]):
+        checkpoint.load(_write(tmp_path, raw + b"\0"))
 
 
 def test_wrong_shapes_are_refused(tmp_path, saved):

@@ -1,5 +1,4 @@
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,9 @@ def build_broken(latent_dim):
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Iterator[Path]:
-    """A project folder holding ``mypkg/models.py``, as the working directory; the imported
-    ``mypkg`` modules are forgotten afterwards so that tests do not share them."""
-    (tmp_path / "mypkg").mkdir()
-    (tmp_path / "mypkg" / "__init__.py").write_text("")
-    (tmp_path / "mypkg" / "models.py").write_text(MODELS)
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    for module in [n for n in sys.modules if n.split(".")[0] == "mypkg"]:
-        del sys.modules[module]
+def project(make_project) -> Path:
+    """The working directory, a project folder whose ``mypkg/models.py`` is :data:`MODELS`."""
+    return make_project(MODELS)
 
 
 def test_the_factory_is_imported_from_the_working_directory_and_called(project):

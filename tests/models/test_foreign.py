@@ -1,8 +1,6 @@
 import hashlib
 import json
 import pickle
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -79,16 +77,9 @@ def _error(source: ModelSource, **kwargs) -> str:
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Iterator[Path]:
-    """A project folder holding ``mypkg/models.py``, as the working directory; the imported
-    ``mypkg`` modules are forgotten afterwards so that tests do not share them."""
-    (tmp_path / "mypkg").mkdir()
-    (tmp_path / "mypkg" / "__init__.py").write_text("")
-    (tmp_path / "mypkg" / "models.py").write_text(MODELS)
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    for module in [n for n in sys.modules if n.split(".")[0] == "mypkg"]:
-        del sys.modules[module]
+def project(make_project) -> Path:
+    """The working directory, a project folder whose ``mypkg/models.py`` is :data:`MODELS`."""
+    return make_project(MODELS)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rcert.errors import RcertError
+from rcert.errors import RcertError, first_line
 from rcert.models.adapters import wrap
 from rcert.models.statedict import load_weights
 from rcert.source import ModelSource
@@ -43,9 +43,8 @@ def build_checked(build: Callable[[], nn.Module], state: Mapping[str, Tensor],
         with torch.device("meta"):
             module = build()
     except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise RcertError(f"{sizes_from or path} describes an invalid model ({reason}); check "
-                         "that the file is complete and was written by the library") from None
+        raise RcertError(f"{sizes_from or path} describes an invalid model ({first_line(exc)}); "
+                         "check that the file is complete and was written by the library") from None
     with warnings.catch_warnings():
         # Copying into meta tensors is a no-op that torch warns about; only the names and
         # shapes are checked here.

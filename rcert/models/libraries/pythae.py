@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from rcert.errors import RcertError
+from rcert.models.factory import failure
 from rcert.models.libraries.common import build_checked, finish
 from rcert.models.statedict import find_state_dict, load_weights, read_torch_file
 from rcert.source import ModelSource, parse_shape
@@ -156,9 +157,8 @@ def _unpickle(model_cls: type, part: str, folder: Path) -> nn.Module:
         net = reader(str(folder))
     # Unpickling runs the folder's code, which can fail in any way; the user asked for it.
     except Exception as exc:
-        reason = (str(exc).splitlines() or [""])[0][:200]
-        raise RcertError(f"cannot unpickle {file} ({type(exc).__name__}: {reason}); use the "
-                         "Python, pythae and package versions that saved it") from None
+        raise RcertError(f"cannot unpickle {file} ({failure(exc)}); use the Python, pythae "
+                         "and package versions that saved it") from None
     if not isinstance(net, nn.Module):
         raise RcertError(f"{file} unpickles to a {type(net).__name__}, not a network; "
                          f"{_RESAVE}")
@@ -187,9 +187,8 @@ def _build(model_cls: type, config: Any, nets: dict[str, nn.Module],
     try:
         module = model_cls(config, **nets)
     except Exception as exc:  # pythae checks the unpickled classes in its own ways
-        reason = (str(exc).splitlines() or [""])[0][:200]
         raise RcertError(f"pythae cannot build a {model_cls.__name__} from the networks in "
-                         f"{file.parent} ({type(exc).__name__}: {reason}); {_RESAVE}") from None
+                         f"{file.parent} ({failure(exc)}); {_RESAVE}") from None
     load_weights(module, state, file)
     return module
 
