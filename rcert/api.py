@@ -58,8 +58,7 @@ def certify(
     """
     config = merge(CertifyConfig, config, r=r, m=m, n_samples=n_samples, alpha=alpha,
                    seed=seed)
-    run = merge(RunConfig, run, device=None if device is None else str(device),
-                memory_mb=memory_mb, progress=progress)
+    run = merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
     with checks.collect() as warned:
         df = engine.certify(model, x, config, index=index, run=run)
         if empirical or attack is not None:

@@ -20,8 +20,7 @@ from rcert import validate
 from rcert.engine import montecarlo
 from rcert.engine.certificates import columns_for
 from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
-from rcert.engine.model_checks import PROBE, check_model
-from rcert.errors import RcertError
+from rcert.engine.model_checks import encode_probe, prepare_checked
 from rcert.models.contract import traits
 from rcert.progress import Progress
 from rcert.settings import CertifyConfig, RunConfig, as_dict, merge
@@ -115,13 +114,23 @@ def certify(
     """
     config = merge(CertifyConfig, config, r=r, m=m, n_samples=n_samples, alpha=alpha,
                    seed=seed)
-    run = merge(RunConfig, run, device=None if device is None else str(device),
-                memory_mb=memory_mb, progress=progress)
-    model, x, index_t = validate.prepare(model, x, index=index, seed=config.seed,
-                                         device=run.device)
+    run = merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
+    model, x, index_t = prepare_checked(model, x, index=index, seed=config.seed, run=run)
     model_traits = traits(model)
-    d_z = _latent_dim(model, x[:PROBE])
-    check_model(model, x, model_traits, allow=run.allow)
+    columns = _certify_chunks(model, x, index_t, config, run, model_traits.stochastic)
+    if "k" in columns:  # the Monte Carlo ran: the statistics and margins follow from it
+        columns.update(_margins(columns, m=config.m, n_samples=config.n_samples,
+                                alpha=config.alpha))
+    df = pd.DataFrame({col: columns[col] for col in columns_for(model_traits)})
+    df.attrs["config"] = as_dict(config)
+    return df
+
+
+def _certify_chunks(model: nn.Module, x: torch.Tensor, index: torch.Tensor,
+                    config: CertifyConfig, run: RunConfig, stochastic: bool
+                    ) -> dict[str, np.ndarray]:
+    """:func:`_certify_chunk` over chunks of inputs sized to ``run.memory_mb``, joined."""
+    d_z = int(encode_probe(model, x)[0].shape[1])
     chunk = _inputs_per_chunk(run.memory_mb, d_z, x[0].numel(), config.n_samples)
     n = config.n_samples
     ranks = (binomial.quantile_rank(n, config.m),
@@ -130,34 +139,11 @@ def certify(
     with Progress(x.shape[0] * n, "certify", enabled=run.progress) as bar:
         for start in range(0, x.shape[0], chunk):
             rows = slice(start, start + chunk)
-            parts.append(_certify_chunk(model, x[rows], index_t[rows], r=config.r,
+            parts.append(_certify_chunk(model, x[rows], index[rows], r=config.r,
                                         n_samples=n, seed=config.seed, ranks=ranks,
-                                        memory_mb=run.memory_mb,
-                                        stochastic=model_traits.stochastic,
+                                        memory_mb=run.memory_mb, stochastic=stochastic,
                                         on_rows=bar.update))
-    columns = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    if "k" in columns:  # the Monte Carlo ran: the statistics and margins follow from it
-        columns.update(_margins(columns, m=config.m, n_samples=n, alpha=config.alpha))
-    df = pd.DataFrame({col: columns[col] for col in columns_for(model_traits)})
-    df.attrs["config"] = as_dict(config)
-    return df
-
-
-def _latent_dim(model: nn.Module, probe: torch.Tensor) -> int:
-    """Latent size from one encoder call on the checks' probe (a batch of one would trip
-    BatchNorm before the batch-coupling check can name it), turning a model/data mismatch
-    into an RcertError."""
-    try:
-        with torch.no_grad():
-            mu, sigma = model.encode(probe)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RcertError(f"the model cannot encode data of input shape "
-                                  f"{tuple(probe.shape[1:])}: {first_line}") from exc
-    if mu.ndim != 2 or mu.shape != sigma.shape:
-        raise RcertError(f"encode(x) must return (mu, sigma) of shape (batch, d_z); got "
-                                  f"{tuple(mu.shape)} and {tuple(sigma.shape)}")
-    return int(mu.shape[1])
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def _certify_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, *, r: float,

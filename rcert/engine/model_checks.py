@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from rcert import checks, validate
-from rcert.errors import RcertError
+from rcert.errors import RcertError, first_line
 from rcert.models.adapters import SIGMA_CONVERSIONS
 from rcert.models.contract import ModelTraits, traits
 from rcert.settings import RunConfig
@@ -211,6 +211,27 @@ def _input_gradient(model: nn.Module, p: _Probe) -> CheckResult:
                                    f"of the probe inputs")
 
 
+def encode_probe(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.encode(x[:PROBE])`` without gradients, a model/data mismatch turned into an
+    RcertError: the first call any entry point makes on a user's model. A batch of
+    :data:`PROBE`, not one, so that BatchNorm in train mode reaches the batch-coupling
+    check instead of failing here."""
+    probe = x[:PROBE]
+    try:
+        with torch.no_grad():
+            mu, sigma = model.encode(probe)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise RcertError(f"the model cannot encode data of input shape "
+                         f"{tuple(probe.shape[1:])}: {first_line(exc)}") from exc
+    if not isinstance(mu, torch.Tensor) or not isinstance(sigma, torch.Tensor) \
+            or mu.ndim != 2 or mu.shape != sigma.shape:
+        shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                  for t in (mu, sigma)]
+        raise RcertError(f"encode(x) must return (mu, sigma) of shape (batch, d_z); got "
+                         f"{shapes[0]} and {shapes[1]}")
+    return mu, sigma
+
+
 def run_checks(model: nn.Module, x: torch.Tensor, model_traits: ModelTraits
                ) -> list[CheckResult]:
     """Run every model check on the first :data:`PROBE` inputs of ``x``.
@@ -231,8 +252,8 @@ def run_checks(model: nn.Module, x: torch.Tensor, model_traits: ModelTraits
         the model itself propagate.
     """
     probe = x[:PROBE]
+    mu, sigma = encode_probe(model, probe)
     with torch.no_grad():
-        mu, sigma = model.encode(probe)
         p = _Probe(probe, mu, sigma, model.decode(mu))
     box = model_traits.data_range
     repeats = _nondeterministic(model, p, model_traits.stochastic)
