@@ -365,3 +365,24 @@ def write_legacy(path: Path, tensors: dict, header: dict) -> bytes:
                         "sha256": hashlib.sha256(payload).hexdigest()}, payload)
     path.write_bytes(raw)
     return raw
+
+
+def resumed_run_fixtures(folder: str, *, latent_dim: int, hidden: tuple[int, ...], inputs,
+                         id_step: int, first_id: int):
+    """Module fixtures ``model`` and ``inputs`` for tests of resumed runs, assigned as
+    ``model, inputs = resumed_run_fixtures(...)``: an untrained checkpoint loaded back as a
+    report would (:func:`untrained_checkpoint`, in a folder named ``folder``), and the data
+    ``inputs()`` with ids ``first_id + id_step * i``, which are not positions (so a lost or
+    repeated row shows)."""
+
+    @pytest.fixture(scope="module", name="model")
+    def model_fixture(tmp_path_factory):
+        return untrained_checkpoint(tmp_path_factory.mktemp(folder), latent_dim=latent_dim,
+                                    hidden=hidden)
+
+    @pytest.fixture(scope="module", name="inputs")
+    def inputs_fixture():
+        x = inputs()
+        return x, np.arange(len(x), dtype=np.int64) * id_step + first_id
+
+    return model_fixture, inputs_fixture

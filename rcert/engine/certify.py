@@ -20,7 +20,7 @@ from rcert import validate
 from rcert.engine import montecarlo
 from rcert.engine.certificates import columns_for
 from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
-from rcert.engine.model_checks import encode_probe, prepare_checked
+from rcert.engine.model_checks import prepare_checked
 from rcert.models.contract import traits
 from rcert.progress import Progress
 from rcert.settings import CertifyConfig, RunConfig, as_dict, merge
@@ -115,9 +115,10 @@ def certify(
     config = merge(CertifyConfig, config, r=r, m=m, n_samples=n_samples, alpha=alpha,
                    seed=seed)
     run = merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
-    model, x, index_t = prepare_checked(model, x, index=index, seed=config.seed, run=run)
+    model, x, index_t, p = prepare_checked(model, x, index=index, seed=config.seed, run=run)
     model_traits = traits(model)
-    columns = _certify_chunks(model, x, index_t, config, run, model_traits.stochastic)
+    columns = _certify_chunks(model, x, index_t, config, run, model_traits.stochastic,
+                              p.latent_dim)
     if "k" in columns:  # the Monte Carlo ran: the statistics and margins follow from it
         columns.update(_margins(columns, m=config.m, n_samples=config.n_samples,
                                 alpha=config.alpha))
@@ -127,10 +128,9 @@ def certify(
 
 
 def _certify_chunks(model: nn.Module, x: torch.Tensor, index: torch.Tensor,
-                    config: CertifyConfig, run: RunConfig, stochastic: bool
+                    config: CertifyConfig, run: RunConfig, stochastic: bool, d_z: int
                     ) -> dict[str, np.ndarray]:
     """:func:`_certify_chunk` over chunks of inputs sized to ``run.memory_mb``, joined."""
-    d_z = int(encode_probe(model, x)[0].shape[1])
     chunk = _inputs_per_chunk(run.memory_mb, d_z, x[0].numel(), config.n_samples)
     n = config.n_samples
     ranks = (binomial.quantile_rank(n, config.m),

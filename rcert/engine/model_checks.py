@@ -63,13 +63,19 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class _Probe:
-    """The probe inputs and the model's first answers on them, shared by the checks."""
+class Probe:
+    """The first :data:`PROBE` inputs and the model's first answers on them (made by
+    :func:`probe`): what every check looks at, and the latent size the entry points need."""
 
     x: torch.Tensor
     mu: torch.Tensor
     sigma: torch.Tensor
     g: torch.Tensor
+
+    @property
+    def latent_dim(self) -> int:
+        """``d_z``, the encoder mean's width."""
+        return int(self.mu.shape[1])
 
 
 def _rtol(t: torch.Tensor) -> float:
@@ -86,7 +92,7 @@ def _differ(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.where(same, 0.0, (a - b).abs()).nan_to_num(float("inf")).max()) / scale
 
 
-def _nondeterministic(model: nn.Module, p: _Probe, stochastic: bool) -> CheckResult:
+def _nondeterministic(model: nn.Module, p: Probe, stochastic: bool) -> CheckResult:
     code = "nondeterministic"
     with torch.no_grad():
         mu, sigma = model.encode(p.x)
@@ -104,7 +110,7 @@ def _nondeterministic(model: nn.Module, p: _Probe, stochastic: bool) -> CheckRes
     return CheckResult(code, True, "encode and decode repeat their outputs in eval mode")
 
 
-def _batch_coupling(model: nn.Module, p: _Probe, repeatable: bool) -> CheckResult:
+def _batch_coupling(model: nn.Module, p: Probe, repeatable: bool) -> CheckResult:
     code = "batch-coupling"
     if not repeatable:
         return CheckResult(code, True, "not judged: encode does not repeat its outputs "
@@ -127,7 +133,7 @@ def _batch_coupling(model: nn.Module, p: _Probe, repeatable: bool) -> CheckResul
     return CheckResult(code, True, f"{n} inputs encode the same in another batch")
 
 
-def _decoder_range(p: _Probe, data_range: tuple[float, float] | None) -> CheckResult:
+def _decoder_range(p: Probe, data_range: tuple[float, float] | None) -> CheckResult:
     code = "decoder-range"
     if data_range is None:
         return CheckResult(code, True, "no data range to compare the reconstructions with")
@@ -157,7 +163,7 @@ def _conventions(kind: str) -> tuple[str, str]:
     return read, fix
 
 
-def _sigma(p: _Probe, kind: str, stochastic: bool) -> CheckResult:
+def _sigma(p: Probe, kind: str, stochastic: bool) -> CheckResult:
     code = "sigma"
     if not stochastic:
         return CheckResult(code, True, "a deterministic encoder: its sigma plays no part")
@@ -189,7 +195,7 @@ def _data_range(data_range: tuple[float, float] | None) -> CheckResult:
     return CheckResult(code, True, f"data range [{data_range[0]:g}, {data_range[1]:g}]")
 
 
-def _input_gradient(model: nn.Module, p: _Probe) -> CheckResult:
+def _input_gradient(model: nn.Module, p: Probe) -> CheckResult:
     code = "zero-input-gradient"
     x = p.x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -211,37 +217,38 @@ def _input_gradient(model: nn.Module, p: _Probe) -> CheckResult:
                                    f"of the probe inputs")
 
 
-def encode_probe(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``model.encode(x[:PROBE])`` without gradients, a model/data mismatch turned into an
-    RcertError: the first call any entry point makes on a user's model. A batch of
-    :data:`PROBE`, not one, so that BatchNorm in train mode reaches the batch-coupling
-    check instead of failing here."""
-    probe = x[:PROBE]
+def probe(model: nn.Module, x: torch.Tensor) -> Probe:
+    """Encode and decode the first :data:`PROBE` inputs of ``x`` without gradients, a
+    model/data mismatch turned into an RcertError: the first call any entry point makes on
+    a user's model. A batch of :data:`PROBE`, not one, so that BatchNorm in train mode
+    reaches the batch-coupling check instead of failing here."""
+    first = x[:PROBE]
     try:
         with torch.no_grad():
-            mu, sigma = model.encode(probe)
+            mu, sigma = model.encode(first)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise RcertError(f"the model cannot encode data of input shape "
-                         f"{tuple(probe.shape[1:])}: {first_line(exc)}") from exc
+                         f"{tuple(first.shape[1:])}: {first_line(exc)}") from exc
     if not isinstance(mu, torch.Tensor) or not isinstance(sigma, torch.Tensor) \
             or mu.ndim != 2 or mu.shape != sigma.shape:
         shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                   for t in (mu, sigma)]
         raise RcertError(f"encode(x) must return (mu, sigma) of shape (batch, d_z); got "
                          f"{shapes[0]} and {shapes[1]}")
-    return mu, sigma
+    with torch.no_grad():
+        return Probe(first, mu, sigma, model.decode(mu))
 
 
-def run_checks(model: nn.Module, x: torch.Tensor, model_traits: ModelTraits
-               ) -> list[CheckResult]:
-    """Run every model check on the first :data:`PROBE` inputs of ``x``.
+def run_checks(model: nn.Module, p: Probe, model_traits: ModelTraits) -> list[CheckResult]:
+    """Run every model check on the probe ``p`` (:func:`probe`).
 
     Parameters
     ----------
     model
         The model, already in the mode and on the device it will be used in.
-    x
-        ``(N, ...)`` inputs, checked and on the model's device and dtype.
+    p
+        The model's answers on the first inputs, made by :func:`probe` from inputs checked
+        and on the model's device and dtype.
     model_traits
         The model's traits (:func:`rcert.models.contract.traits`).
 
@@ -251,10 +258,6 @@ def run_checks(model: nn.Module, x: torch.Tensor, model_traits: ModelTraits
         One per code of :data:`rcert.checks.MODEL_CHECKS`, in that order. Errors raised by
         the model itself propagate.
     """
-    probe = x[:PROBE]
-    mu, sigma = encode_probe(model, probe)
-    with torch.no_grad():
-        p = _Probe(probe, mu, sigma, model.decode(mu))
     box = model_traits.data_range
     repeats = _nondeterministic(model, p, model_traits.stochastic)
     return [repeats,
@@ -265,13 +268,13 @@ def run_checks(model: nn.Module, x: torch.Tensor, model_traits: ModelTraits
             _input_gradient(model, p)]
 
 
-def check_model(model: nn.Module, x: torch.Tensor, model_traits: ModelTraits,
+def check_model(model: nn.Module, p: Probe, model_traits: ModelTraits,
                 allow: Sequence[str] = ()) -> list[CheckResult]:
     """Run the model checks; stop on a failure not in ``allow``, warn on one in it.
 
     Parameters
     ----------
-    model, x, model_traits
+    model, p, model_traits
         As in :func:`run_checks`.
     allow
         Codes of :data:`rcert.checks.MODEL_CHECKS` whose failure is accepted
@@ -288,7 +291,7 @@ def check_model(model: nn.Module, x: torch.Tensor, model_traits: ModelTraits,
     RcertError
         One line naming every failed check that is not allowed, and how to allow it.
     """
-    results = run_checks(model, x, model_traits)
+    results = run_checks(model, p, model_traits)
     refused = [r for r in results if not r.passed and r.code not in allow]
     if len(refused) == 1:
         (r,) = refused
@@ -306,10 +309,11 @@ def check_model(model: nn.Module, x: torch.Tensor, model_traits: ModelTraits,
 
 def prepare_checked(model: nn.Module, x: torch.Tensor | np.ndarray, *,
                     index: np.ndarray | None, seed: int, run: RunConfig
-                    ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+                    ) -> tuple[nn.Module, torch.Tensor, torch.Tensor, Probe]:
     """:func:`rcert.validate.prepare`, then :func:`check_model` with ``run.allow``: what an
     entry point that takes a model does before any work on it. Returns what ``prepare``
-    returns."""
+    returns and the checks' :class:`Probe`."""
     model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=run.device)
-    check_model(model, x, traits(model), allow=run.allow)
-    return model, x, index_t
+    p = probe(model, x)
+    check_model(model, p, traits(model), allow=run.allow)
+    return model, x, index_t, p

@@ -27,14 +27,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from torch import nn
 
 from rcert import checks, validate
-from rcert.attacks import chunking, objectives, optimizers, projection
+from rcert.attacks import chunking, projection
 from rcert.attacks.objectives import Encoded
-from rcert.engine import montecarlo, noise
-from rcert.evaluation.empirical import perturbations, within_counts
+from rcert.engine import noise
+from rcert.evaluation.empirical import attempt, chunk_sizes, p_value, perturbations
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, attack_label, stronger
 from rcert.statistics.summary import AUDIT_COLUMN, AUDIT_P_COLUMN, audit_summary, lowered
 
@@ -59,7 +58,7 @@ def audit_columns(model: nn.Module, x: torch.Tensor, certify: CertifyConfig,
     not lowered by more than the resolution NaN in the second.
     """
     margin = np.full(len(index), np.nan)
-    p_value = np.full(len(index), np.nan)
+    confirming = np.full(len(index), np.nan)
     rows = np.flatnonzero(np.isin(index, audited))
     if rows.size:
         strong = stronger(attack)
@@ -71,38 +70,30 @@ def audit_columns(model: nn.Module, x: torch.Tensor, certify: CertifyConfig,
                       attack.resolution)
         if low.any():
             part = rows[low]
-            p_value[part] = _confirm(
+            confirming[part] = _confirm(
                 model, x[torch.as_tensor(part, device=x.device)], certify, strong,
                 index=index[part], radius=weak["margin_bracket_lo"].to_numpy()[part],
                 starts=deltas[torch.as_tensor(np.flatnonzero(low), device=deltas.device)],
                 run=run)
-    return {AUDIT_COLUMN: margin, AUDIT_P_COLUMN: p_value}
+    return {AUDIT_COLUMN: margin, AUDIT_P_COLUMN: confirming}
 
 
 def _confirm(model: nn.Module, x: torch.Tensor, certify: CertifyConfig, attack: AttackConfig,
              *, index: np.ndarray, radius: np.ndarray, starts: torch.Tensor,
              run: RunConfig) -> np.ndarray:
     """``P(Binomial(n_check, m) <= k)``: ``k`` robust draws of ``n_check`` fresh ones at the
-    perturbation ``attack`` finds within ``radius``, started from ``starts``."""
+    perturbation ``attack`` finds within ``radius``, started from ``starts`` (one round of
+    the empirical margin's search, :func:`~rcert.evaluation.empirical.attempt`)."""
     model, x, index_t = validate.prepare(model, x, index=index, seed=certify.seed,
                                          device=run.device)
-    size = x[0].numel()
-    max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
-    per = chunking.inputs_per_chunk(run.memory_mb, size, x.device,
-                                    attack.restarts * attack.n_noise)
+    max_rows, per = chunk_sizes(run, x, attack)
     k = np.zeros(len(index), dtype=np.int64)
     for part in chunking.chunks(len(index), per):
-        clean = Encoded.of(model, x[part])
-        rho = torch.as_tensor(radius[part], dtype=x.dtype, device=x.device)
-        found = optimizers.maximise(model, x[part], rho, objectives.exceedance(certify.r),
-                                    attack, seed=certify.seed, index=index_t[part],
-                                    box=projection.data_box(model),
-                                    starts=starts[part].to(x), clean=clean)
-        k[part] = within_counts(model, x[part] + found.delta, clean, r=certify.r,
-                                n_samples=attack.n_check, seed=certify.seed,
-                                index=index_t[part], stream=noise.STREAM_AUDIT_VERIFY,
-                                threat=attack.threat, max_rows=max_rows).cpu().numpy()
-    return stats.binom.cdf(k, attack.n_check, certify.m)
+        _, k[part] = attempt(model, x[part], Encoded.of(model, x[part]), index_t[part],
+                             radius[part], cert=certify, atk=attack, starts=starts[part].to(x),
+                             stream=noise.STREAM_AUDIT_VERIFY, max_rows=max_rows,
+                             box=projection.data_box(model))
+    return p_value(k, attack.n_check, certify.m)
 
 
 def check_strength(df: pd.DataFrame, certify: CertifyConfig, attack: AttackConfig) -> None:

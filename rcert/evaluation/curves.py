@@ -10,10 +10,10 @@ from torch import nn
 from rcert import settings, validate
 from rcert.attacks import chunking, objectives, optimizers, projection
 from rcert.attacks.objectives import Encoded
-from rcert.engine import montecarlo, noise
+from rcert.engine import noise
 from rcert.engine.model_checks import prepare_checked
 from rcert.errors import RcertError
-from rcert.evaluation.empirical import within_counts
+from rcert.evaluation.empirical import chunk_sizes, within_counts
 from rcert.progress import Progress
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
 from rcert.statistics import binomial
@@ -93,25 +93,21 @@ def curve(
     radii = _radii(radii)
     if isinstance(direction, str):
         settings.choice(direction, "direction", DIRECTIONS)
-    model, x, index = prepare_checked(model, x, index=index, seed=cert.seed, run=run)
-    size = x[0].numel()
-    max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
-    damage = settings.DAMAGE_ATTACK  # what a max-damage direction's attack holds per input
-    per = chunking.inputs_per_chunk(run.memory_mb, size, x.device,
-                                    damage.restarts * damage.n_noise)
+    model, x, index, _ = prepare_checked(model, x, index=index, seed=cert.seed, run=run)
+    # Chunks sized for what a max-damage direction's attack holds per input.
+    max_rows, per = chunk_sizes(run, x, settings.DAMAGE_ATTACK)
     given = None if isinstance(direction, str) else _given_directions(direction, x)
-    parts, moved = [], []
+    parts = []
     bar = Progress(x.shape[0], "curve", enabled=run.progress)
     for part in chunking.chunks(x.shape[0], per):
         mine = direction if given is None else given[part]
         parts.append(_counts(model, x[part], index[part], radii, mine, cert, threat, max_rows))
-        moved.append(parts[-1][2])
         bar.update(part.stop - part.start)
     bar.close()
+    k, norms, moved = (np.concatenate(column) for column in zip(*parts, strict=True))
     if isinstance(direction, str) and direction == "max-damage":
-        optimizers.warn_unmoved(np.concatenate(moved), np.ones(x.shape[0], dtype=bool))
-    out = _frame(index.cpu().numpy(), radii, np.concatenate([p[0] for p in parts]),
-                 np.concatenate([p[1] for p in parts]), cert)
+        optimizers.warn_unmoved(moved, np.ones(x.shape[0], dtype=bool))
+    out = _frame(index.cpu().numpy(), radii, k, norms, cert)
     out.attrs["config"] = {"r": cert.r, "m": cert.m, "threat": str(threat),
                            "n_samples": cert.n_samples, "alpha": cert.alpha, "seed": cert.seed,
                            "direction": direction if isinstance(direction, str) else "given"}
@@ -153,7 +149,7 @@ def _given_directions(direction: torch.Tensor | np.ndarray, x: torch.Tensor) -> 
         u = u.expand(n_inputs, *shape)
     if tuple(u.shape) != (n_inputs, *shape):
         raise RcertError(f"direction must have shape {shape} or "
-                                  f"{(n_inputs, *shape)}, got {tuple(u.shape)}")
+                         f"{(n_inputs, *shape)}, got {tuple(u.shape)}")
     return u
 
 

@@ -46,6 +46,45 @@ def within_counts(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, *, r: f
     return (dist <= r).sum(dim=1)
 
 
+def p_value(k: np.ndarray, n_check: int, m: float) -> np.ndarray:
+    """One-sided p-value of "``P(||Delta|| <= r) > m`` at this perturbation" from ``k``
+    robust draws of ``n_check``: ``P(Binomial(n_check, m) <= k)``; small ``k`` is evidence
+    against it."""
+    return stats.binom.cdf(k, n_check, m)
+
+
+def record(cert: CertifyConfig, atk: AttackConfig) -> dict[str, Any]:
+    """What a frame records of its attack (``attrs["config"]["empirical"]``): the attack's
+    settings and the certificate's ``r, m, alpha, seed``."""
+    return {**settings.as_dict(atk), "r": cert.r, "m": cert.m, "alpha": cert.alpha,
+            "seed": cert.seed}
+
+
+def chunk_sizes(run: RunConfig, x: torch.Tensor, atk: AttackConfig) -> tuple[int, int]:
+    """``(max_rows, per)``: decoder rows per batch of draws, and inputs per chunk of an
+    attack that holds ``restarts * n_noise`` rows per input, within ``run.memory_mb``."""
+    size = x[0].numel()
+    return (montecarlo.rows_for_budget(run.memory_mb, size, x.device),
+            chunking.inputs_per_chunk(run.memory_mb, size, x.device,
+                                      atk.restarts * atk.n_noise))
+
+
+def attempt(model: nn.Module, x: torch.Tensor, clean: Encoded, index: torch.Tensor,
+            radius: np.ndarray, *, cert: CertifyConfig, atk: AttackConfig,
+            starts: torch.Tensor, stream: int, max_rows: int,
+            box: tuple[float, float] | None) -> tuple[optimizers.Ascent, np.ndarray]:
+    """One round of the search: attack each input within its ``radius`` from its start, then
+    count ``k``, its robust draws among ``n_check`` fresh ones on ``stream``."""
+    rho = torch.as_tensor(radius, dtype=x.dtype, device=x.device)
+    found = optimizers.maximise(model, x, rho, objectives.exceedance(cert.r), atk,
+                                seed=cert.seed, index=index, box=box, starts=starts,
+                                clean=clean)
+    k = within_counts(model, x + found.delta, clean, r=cert.r, n_samples=atk.n_check,
+                      seed=cert.seed, index=index, stream=stream, threat=atk.threat,
+                      max_rows=max_rows)
+    return found, k.cpu().numpy()
+
+
 @dataclass
 class _Search:
     """One chunk's search, per input: the bracket ``[lo, hi]``, ``k`` (the check's count at
@@ -82,21 +121,17 @@ def _search(model: nn.Module, x: torch.Tensor, index: torch.Tensor, radius: np.n
                 torch.zeros_like(x), np.zeros(n, dtype=np.int64),
                 np.full(n, atk.n_check, dtype=np.int64), np.zeros(n, dtype=bool), broken.copy())
     bar.update(int(broken.sum()))
-    objective = objectives.exceedance(cert.r)
     tolerance = atk.resolution
     while not s.done.all():
         act = np.flatnonzero(~s.done)
         sel = torch.as_tensor(act, device=x.device)
-        rho = torch.as_tensor(radius[act], dtype=x.dtype, device=x.device)
-        found = optimizers.maximise(model, x[sel], rho, objective, atk, seed=cert.seed,
-                                    index=index[sel], box=box, starts=s.found[sel],
-                                    clean=clean.select(sel))
         # Inputs leave the lockstep for good once done, so every active input has run
         # exactly rounds[act] attacks: the check stream is a function of the input's own
         # history, never of its chunk. Each round checks on fresh draws.
-        stream = noise.STREAM_CHECK + 1 + int(s.rounds[act[0]])
-        k = within_counts(model, x[sel] + found.delta, clean.select(sel), index=index[sel],
-                          stream=stream, **check).cpu().numpy()
+        found, k = attempt(model, x[sel], clean.select(sel), index[sel], radius[act],
+                           cert=cert, atk=atk, starts=s.found[sel],
+                           stream=noise.STREAM_CHECK + 1 + int(s.rounds[act[0]]),
+                           max_rows=max_rows, box=box)
         s.rows[act] += found.rows + atk.n_check
         s.rounds[act] += 1
         s.moved[act] |= found.moved
@@ -137,11 +172,11 @@ def _first_radii(start: np.ndarray | float | None, max_radius: float,
     first = np.asarray(max_radius * _FIRST_SHARE if start is None else start, dtype=np.float64)
     if first.ndim > 1 or first.size not in (1, n_inputs):
         raise RcertError(f"start must be one radius or one per input ({n_inputs}), "
-                                  f"got shape {first.shape}")
+                         f"got shape {first.shape}")
     first = np.broadcast_to(first, (n_inputs,)).copy()
     if not np.all(np.isfinite(first) & (first > 0)):
         raise RcertError("start radii must be positive and finite; pass e.g. "
-                                  "start=0.1 or leave it out")
+                         "start=0.1 or leave it out")
     return np.minimum(first, max_radius)
 
 
@@ -164,9 +199,7 @@ def _frame(index: torch.Tensor, s: _Search, k_verify: np.ndarray, cert: CertifyC
         "p_verify": np.where(hit, kv / n_check, np.nan),
         "p_verify_upper": np.where(
             hit, binomial.clopper_pearson_upper(kv, n_check, cert.alpha), np.nan),
-        # One-sided p-value of H0 "P(||Delta|| <= r) > m at this perturbation": small k is
-        # evidence against it.
-        "p_value": np.where(hit, stats.binom.cdf(kv, n_check, cert.m), np.nan),
+        "p_value": np.where(hit, p_value(kv, n_check, cert.m), np.nan),
         "rounds": s.rounds,
         "decoder_rows": s.rows,
     })
@@ -232,7 +265,7 @@ def empirical_margin(
     """
     if r is None and certify is None:
         raise RcertError("the empirical margin needs r: pass r=... or "
-                                  "certify=CertifyConfig(r=...)")
+                         "certify=CertifyConfig(r=...)")
     cert = settings.merge(CertifyConfig, certify, r=r, m=m, alpha=alpha, seed=seed)
     atk = settings.merge(AttackConfig, settings.EMPIRICAL_ATTACK if attack is None else attack,
                          threat=threat, preset=preset, optimizer=optimizer, restarts=restarts,
@@ -255,15 +288,14 @@ def perturbations(model: nn.Module, x: torch.Tensor | np.ndarray, cert: CertifyC
     them in a report.
     """
     run = run or RunConfig()
-    model, x, index = prepare_checked(model, x, index=index, seed=cert.seed, run=run)
+    model, x, index, _ = prepare_checked(model, x, index=index, seed=cert.seed, run=run)
     box = projection.data_box(model)
     n_inputs, size = x.shape[0], x[0].numel()
     if max_radius is None:
         max_radius = math.sqrt(size) * (box[1] - box[0]) if box is not None else 1e3
     max_radius = settings.positive_float(max_radius, "max_radius")
     first = _first_radii(start, max_radius, n_inputs)
-    max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)
-    per = chunking.inputs_per_chunk(run.memory_mb, size, x.device, atk.restarts * atk.n_noise)
+    max_rows, per = chunk_sizes(run, x, atk)
     bar = Progress(n_inputs, "empirical margin", enabled=run.progress)
     parts = [_search(model, x[part], index[part], first[part], cert=cert, atk=atk,
                      max_radius=max_radius, max_rows=max_rows, bar=bar)
@@ -272,6 +304,5 @@ def perturbations(model: nn.Module, x: torch.Tensor | np.ndarray, cert: CertifyC
     s, k_verify = _concat(parts)
     optimizers.warn_unmoved(s.moved, s.rounds > 0)
     out = _frame(index, s, k_verify, cert, atk.n_check)
-    out.attrs["config"] = {**settings.as_dict(atk), "r": cert.r, "m": cert.m,
-                           "alpha": cert.alpha, "seed": cert.seed}
+    out.attrs["config"] = record(cert, atk)
     return out, s.found.view_as(x)

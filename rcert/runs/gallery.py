@@ -10,11 +10,9 @@ the same inputs give the same bytes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,6 +20,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from rcert import validate
 from rcert.errors import RcertError
 from rcert.evaluation.empirical import perturbations
 from rcert.evaluation.verdicts import start_radii
@@ -82,22 +81,13 @@ def render_png(values: np.ndarray, value_range: tuple[float, float] = DEFAULT_RA
     return buffer.getvalue()
 
 
-@contextlib.contextmanager
-def _evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients for the duration, then the model's mode as it was: the
-    pictures must show what the certificate saw (BatchNorm on running statistics)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def _reconstruct(model: Any, x: torch.Tensor) -> np.ndarray:
-    """``g(mu(x))`` for a batch, as float64 arrays shaped like ``x``."""
-    out = model.decode(model.encode(x)[0])
+    """``g(mu(x))`` for a batch, as float64 arrays shaped like ``x``: in eval mode and without
+    gradients, the model handed back in its own modes afterwards (:func:`rcert.validate.borrow`),
+    so the pictures show what the certificate saw (BatchNorm on running statistics)."""
+    with validate.borrow(model), torch.no_grad():
+        model.eval()
+        out = model.decode(model.encode(x)[0])
     return out.detach().cpu().to(torch.float64).numpy().reshape(x.shape)
 
 
@@ -157,8 +147,7 @@ def weakest_inputs(model: Any, x: torch.Tensor, rows: pd.DataFrame, *, k: int = 
         return []
     value_range = getattr(model, "data_range", None) or DEFAULT_RANGE
     chosen = x[torch.as_tensor(positions)]
-    with _evaluating(model):
-        recon = _reconstruct(model, chosen)
+    recon = _reconstruct(model, chosen)
     entries = []
     for j, pos in enumerate(positions):
         row = rows.iloc[int(pos)]
@@ -183,8 +172,7 @@ def _adversarial(model: Any, x: torch.Tensor, delta: np.ndarray,
         raise RcertError(f"a perturbation has {d.numel()} values but its input has "
                          f"{x.numel()}")
     attacked = (x + d.reshape(x.shape)).unsqueeze(0)
-    with _evaluating(model):
-        recon = _reconstruct(model, attacked)
+    recon = _reconstruct(model, attacked)
     return {"adversarial input": render_png(attacked[0].cpu().double().numpy(), value_range),
             "adversarial reconstruction": render_png(recon[0], value_range)}
 

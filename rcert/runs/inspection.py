@@ -13,17 +13,14 @@ import torch
 from torch import nn
 
 from rcert.data import default_eval_spec, load_data
-from rcert.engine.model_checks import run_checks
+from rcert.engine.model_checks import PROBE, probe, run_checks
 from rcert.errors import RcertError
 from rcert.models import foreign
 from rcert.models.contract import traits
 from rcert.source import ModelSource
 
-#: Inputs the probe holds: as many as the model checks look at.
-PROBE = 8
 
-
-def _probe(model: nn.Module, source: ModelSource, data_spec: str | None,
+def _inputs(model: nn.Module, source: ModelSource, data_spec: str | None,
            seed: int) -> tuple[torch.Tensor, str]:
     """Inputs to look at the model with, and where they came from."""
     recorded = model.meta.get("data") if not model.meta.get("foreign") else None
@@ -59,24 +56,23 @@ def inspect_model(source: ModelSource, *, data_spec: str | None = None,
     Returns a JSON-able dict; ``checks`` is a list of ``{code, passed, message}``.
     """
     model = foreign.load_model(source, device=device)
-    x, probe = _probe(model, source, data_spec, seed)
+    x, where = _inputs(model, source, data_spec, seed)
     x = x.to(device=device, dtype=next(model.parameters()).dtype)
     model_traits = traits(model)
-    with torch.no_grad():
-        mu, _ = model.encode(x)
-    results = run_checks(model, x, model_traits)
+    answers = probe(model, x)
+    results = run_checks(model, answers, model_traits)
     return {
         "model": foreign.describe(model, source),
         "family": {"encoder": model_traits.encoder,
                    "stochastic_layers": model_traits.stochastic_layers,
                    "input_feeds_upper_layers": model_traits.input_feeds_upper_layers},
         "input_shape": list(x.shape[1:]),
-        "latent_dim": int(mu.shape[1]),
+        "latent_dim": answers.latent_dim,
         "data_range": None if model_traits.data_range is None else list(
             model_traits.data_range),
         "sigma_convention": _sigma_convention(model),
         "likelihood": model_traits.likelihood,
-        "probe": probe,
+        "probe": where,
         "checks": [{"code": r.code, "passed": r.passed, "message": r.message}
                    for r in results],
     }

@@ -27,6 +27,7 @@ from rcert import checks
 from rcert.engine.certify import certify
 from rcert.errors import RcertError
 from rcert.evaluation.audit import audit_subset, check_strength
+from rcert.evaluation.empirical import record
 from rcert.evaluation.verdicts import attack_certificates, judge
 from rcert.progress import Progress
 from rcert.results import schema
@@ -148,8 +149,7 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
     if attack is not None:
         out = judge(out, alpha=config.alpha, correction=attack.correction)
         check_strength(out, config, attack)
-        config_block["empirical"] = {**as_dict(attack), "r": config.r, "m": config.m,
-                                     "alpha": config.alpha, "seed": config.seed}
+        config_block["empirical"] = record(config, attack)
     out.attrs["config"] = config_block
     return out
 

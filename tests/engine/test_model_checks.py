@@ -20,7 +20,7 @@ import rcert
 from rcert import checks
 from rcert.checks import MODEL_CHECKS, ReliabilityWarning
 from rcert.engine import model_checks
-from rcert.engine.model_checks import run_checks
+from rcert.engine.model_checks import probe, run_checks
 from rcert.errors import RcertError
 from rcert.models.adapters import wrap
 from rcert.models.contract import traits
@@ -111,7 +111,8 @@ def _x(n: int = 6, d: int = 10, seed: int = 0) -> torch.Tensor:
 def _failed(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
     """The failed checks' codes and messages, the model in eval mode as the entry points run it."""
     model.eval()
-    return {r.code: r.message for r in run_checks(model, x, traits(model)) if not r.passed}
+    results = run_checks(model, probe(model, x), traits(model))
+    return {r.code: r.message for r in results if not r.passed}
 
 
 def _one_line(info: pytest.ExceptionInfo) -> str:
@@ -262,7 +263,7 @@ def test_rcerts_own_models_pass_every_check():
                 rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(32,),
                                   sigma_mode="fixed", fixed_sigma=0.3)]
     for net in nets:
-        results = run_checks(net.eval(), x, traits(net))
+        results = run_checks(net.eval(), probe(net.eval(), x), traits(net))
         assert [r.code for r in results] == list(MODEL_CHECKS)
         assert all(r.passed for r in results), results
         assert all(r.message and "\n" not in r.message for r in results)
@@ -270,7 +271,8 @@ def test_rcerts_own_models_pass_every_check():
 
 def test_a_single_input_passes_batch_coupling_with_a_note():
     model = TinyMLPVAE().eval()
-    [result] = [r for r in run_checks(model, _x(1), traits(model)) if r.code == "batch-coupling"]
+    results = run_checks(model, probe(model, _x(1)), traits(model))
+    [result] = [r for r in results if r.code == "batch-coupling"]
     assert result.passed and "one distinct input" in result.message
 
 
@@ -278,7 +280,7 @@ def test_check_model_returns_the_results_and_runs_on_a_small_probe():
     model, x = TinyMLPVAE().eval(), _x(50)
     batches = []
     model.enc.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])))
-    results = model_checks.check_model(model, x, traits(model))
+    results = model_checks.check_model(model, probe(model, x), traits(model))
     assert [r.code for r in results] == list(MODEL_CHECKS) and all(r.passed for r in results)
     # The probe, and the probe with one input repeated (the batch-coupling check).
     assert max(batches) == model_checks.PROBE + 1 < len(x)

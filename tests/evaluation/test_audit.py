@@ -8,6 +8,8 @@ resolution, and how often fresh draws confirmed it.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -44,10 +46,15 @@ def inputs():
 
 
 def _certify(model, inputs, attack=WEAK, r=R):
+    """The rows and the reliability warnings (code and message) of one attacked run."""
     x, index = inputs
     with rcert.checks.collect(reissue=False) as warned:
         df = rcert.certify(model, x, r=r, n_samples=200, index=index, attack=attack)
-    return df, [w["code"] for w in warned]
+    return df, warned
+
+
+def _codes(warned):
+    return [w["code"] for w in warned]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +119,8 @@ def test_the_audit_column_is_a_direct_run_of_the_stronger_preset(model, inputs, 
 
 
 def test_the_summary_counts_are_the_rows_counts_and_the_warning_follows_them(audited):
-    df, codes = audited
+    df, warned = audited
+    codes = _codes(warned)
     audit = summarize(df)["empirical"]["audit"]
     n_audited, n_lowered, n_confirmed, largest = _recount(df)
     assert (audit["n_audited"], audit["n_lowered"], audit["n_confirmed"]) == (
@@ -129,9 +137,22 @@ def test_the_summary_counts_are_the_rows_counts_and_the_warning_follows_them(aud
     assert "weak-attack" in codes
 
 
+def test_the_warning_prints_the_rows_counts(audited):
+    df, warned = audited
+    n_audited, _, n_confirmed, largest = _recount(df)
+    (message,) = [w["message"] for w in warned if w["code"] == "weak-attack"]
+    broke = re.search(r"attack broke (\d+) of (\d+) audited inputs", message)
+    assert (int(broke.group(1)), int(broke.group(2))) == (n_confirmed, n_audited)
+    drop = int(re.search(r"\(max drop (\d+)%\)", message).group(1))
+    assert abs(drop - 100 * largest) <= 0.5
+    assert message.startswith("the standard (restarts 5, steps 50, n_noise 128) attack")
+    assert "empirical margin of the careful attack" in message
+
+
 def test_no_drop_gives_no_warning(model, inputs):
     # At r below every input's unperturbed quantile, every margin is 0 under any attack.
-    df, codes = _certify(model, inputs, r=0.3)
+    df, warned = _certify(model, inputs, r=0.3)
+    codes = _codes(warned)
     audit = summarize(df)["empirical"]["audit"]
     assert audit["n_audited"] == WEAK.audit
     assert (df["margin_empirical"] == 0).all()
@@ -140,8 +161,9 @@ def test_no_drop_gives_no_warning(model, inputs):
 
 
 def test_audit_zero_turns_it_off(model, inputs):
-    df, codes = _certify(model, inputs, attack=AttackConfig(restarts=1, steps=1, n_check=100,
-                                                            audit=0))
+    df, warned = _certify(model, inputs, attack=AttackConfig(restarts=1, steps=1, n_check=100,
+                                                             audit=0))
+    codes = _codes(warned)
     assert not {"margin_empirical_audit", "p_value_audit"} & set(df.columns)
     assert "audit" not in summarize(df)["empirical"]
     assert "weak-attack" not in codes
@@ -165,7 +187,8 @@ def test_a_chunked_and_resumed_run_audits_what_a_one_shot_run_does(model, inputs
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path / "run.jsonl")
     resumed, codes = run(tmp_path / "run.jsonl")
-    one_shot, one_shot_codes = audited
+    one_shot, one_shot_warned = audited
+    one_shot_codes = _codes(one_shot_warned)
     for column in ("margin_empirical_audit", "p_value_audit"):
         assert np.array_equal(resumed[column].notna(), one_shot[column].notna())
         np.testing.assert_allclose(resumed[column], one_shot[column], rtol=1e-6)

@@ -9,6 +9,7 @@ and the noncentral chi-square closed form.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -114,3 +115,53 @@ def test_the_quoted_clopper_pearson_interval_is_scipys():
     quoted = re.search(r"\*\*\[(0\.\d{3}), (0\.\d{3})\]\*\*", DOCS.read_text())
     assert quoted is not None
     assert (float(quoted.group(1)), float(quoted.group(2))) == (round(low, 3), round(high, 3))
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """``P(Binomial(n, p) <= k)`` summed term by term, without scipy."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+def _tail_root(tail, target: float) -> float:
+    """The ``p`` in (0, 1) where the monotone ``tail(p)`` crosses ``target``, by bisection."""
+    lo, hi = 0.0, 1.0
+    rising = tail(0.75) > tail(0.25)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if (tail(mid) < target) == rising:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def test_the_quoted_clopper_pearson_interval_inverts_the_binomial_tails():
+    # Independently of the beta quantiles: the 95% interval at 20/40 holds the p with
+    # P(Bin(40, p) >= 20) >= 0.025 and P(Bin(40, p) <= 20) >= 0.025.
+    low = _tail_root(lambda p: 1 - _binomial_cdf(19, 40, p), 0.025)
+    high = _tail_root(lambda p: _binomial_cdf(20, 40, p), 0.025)
+    quoted = re.search(r"\*\*\[(0\.\d{3}), (0\.\d{3})\]\*\*", DOCS.read_text())
+    assert (float(quoted.group(1)), float(quoted.group(2))) == (round(low, 3), round(high, 3))
+
+
+def test_the_quoted_chances_of_a_false_break():
+    # A start calls a candidate broken when p_hat = k/40 <= 0.5, i.e. k <= 20; with 5
+    # starts, when any of them does.
+    text = " ".join(DOCS.read_text().split())
+    one = _binomial_cdf(20, 40, 0.6)
+    five = 1 - (1 - one) ** 5
+    five_at_065 = 1 - (1 - _binomial_cdf(20, 40, 0.65)) ** 5
+    assert (f"at a true `P(D₂ ≤ r) = 0.6`, one start does so with probability {one:.3f} and "
+            f"one of five with {five:.3f}; at 0.65, {five_at_065:.3f} for one of five") in text
+
+
+def test_the_quoted_share_of_breaks_that_held_is_the_benchmarks():
+    # benchmarks/bench_empirical.py: the rebuilt scan's break at its own margin, rechecked on
+    # 4000 fresh draws, holds where the fresh P(||Delta|| <= r) is at most 1/2.
+    run = json.loads((DOCS.parents[1] / "benchmarks" / "results"
+                      / "bench_empirical.json").read_text())
+    fresh = [p for config in run["configs"]
+             for p in config["baselines"]["lbfgs10@10"]["p_verify_at_breaking"]]
+    held = sum(p <= 0.5 for p in fresh)
+    text = " ".join(DOCS.read_text().split())
+    assert f"held on fresh draws for {held} of {len(fresh)} inputs" in text

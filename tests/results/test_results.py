@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from rcert.engine.certificates import COLUMNS
 from rcert.engine.certify import certify
 from rcert.results import schema
+from rcert.results.markdown import summary_markdown
 from rcert.results.text import TABLE_COLUMNS, to_csv, to_json, to_table
 from rcert.statistics import summary
 
@@ -440,6 +441,52 @@ def test_table_summary_prints_the_attack_verdict():
     assert abs(np.corrcoef(c[keep], f[keep])[0, 1] - correlation) > 0.05
     wide = np.isfinite(b) & np.isfinite(f)
     assert abs(np.corrcoef(b[wide], f[wide])[0, 1] - correlation) > 0.01
+
+
+def _audited_frame(alpha: float) -> pd.DataFrame:
+    """:func:`_attacked_frame` with an audit of four inputs, recorded as a careful run at
+    ``alpha``: input 0 lowered by 40% (p 1e-5), input 1 by 10% (p 0.005), input 3 by 0.5%
+    (within the 2% resolution) and input 6 raised by 20%."""
+    df = _attacked_frame()
+    df["margin_empirical_audit"] = [1.56, 1.35, np.nan, 1.6915, np.nan, np.nan, 0.36]
+    df["p_value_audit"] = [1e-5, 0.005, np.nan, np.nan, np.nan, np.nan, np.nan]
+    df.attrs["config"] = {"empirical": {"preset": "careful", "alpha": alpha}}
+    return df
+
+
+def _recount_audit(df: pd.DataFrame, alpha: float) -> tuple[int, int, int, float]:
+    """Audited, lowered (by more than 2%), confirmed (p <= alpha) and the largest drop, by a
+    loop over the rows."""
+    audited = lowered = confirmed = 0
+    largest = 0.0
+    for weak, strong, p in zip(df["margin_empirical"], df["margin_empirical_audit"],
+                               df["p_value_audit"], strict=True):
+        if math.isnan(strong):
+            continue
+        audited += 1
+        lowered += strong < weak - 0.02 * weak
+        confirmed += p <= alpha
+        largest = max(largest, 1 - strong / weak)
+    return audited, lowered, confirmed, largest
+
+
+@pytest.mark.parametrize("alpha", [0.001, 0.01])
+def test_the_table_and_markdown_print_the_audit_of_the_rows(alpha):
+    df = _audited_frame(alpha)
+    audited, lowered, confirmed, largest = _recount_audit(df, alpha)
+    assert (audited, lowered, confirmed) == (4, 2, 1 if alpha == 0.001 else 2)
+    res = schema.result(df)
+    table_line = next(x for x in to_table(res).splitlines()
+                      if x.startswith("attack strength: "))
+    markdown_row = next(x for x in summary_markdown({"a": res}).splitlines()
+                        if x.startswith("| attack strength |"))
+    pattern = (r"standard \(restarts 5, steps 50, n_noise 128\) lowered (\d+) of (\d+) "
+               r"audited margins \(max drop (\d+)%\), (\d+) confirmed")
+    for shown in (table_line, markdown_row):
+        found = re.search(pattern, shown)
+        assert found, shown
+        assert [int(v) for v in found.groups()] == [lowered, audited, round(100 * largest),
+                                                    confirmed]
 
 
 # --- the attack and curve tables: printed numbers recomputed from the rows ----------------

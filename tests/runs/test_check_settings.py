@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REAL_CERTIFY, CertifyCalls, assert_one_error_line, untrained_checkpoint
+from conftest import REAL_CERTIFY, CertifyCalls, assert_one_error_line, resumed_run_fixtures
 
 import rcert
 import rcert.runs.resume
@@ -129,17 +129,10 @@ CHUNK = 2
 N_CHUNKS = 3
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A tiny untrained checkpoint, loaded back as a report would."""
-    return untrained_checkpoint(tmp_path_factory.mktemp("check-settings"), latent_dim=2,
-                                hidden=(8,))
-
-
-@pytest.fixture(scope="module")
-def inputs():
-    x = torch.rand(N, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    return x, np.arange(N, dtype=np.int64) * 3 + 10
+# A tiny untrained checkpoint, and N random 8x8 inputs with ids 10, 13, ...
+model, inputs = resumed_run_fixtures(
+    "check-settings", latent_dim=2, hidden=(8,), id_step=3, first_id=10,
+    inputs=lambda: torch.rand(N, 1, 8, 8, generator=torch.Generator().manual_seed(1)))
 
 
 class _FakeAttack:

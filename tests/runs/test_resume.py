@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REAL_CERTIFY, CertifyCalls, untrained_checkpoint
+from conftest import REAL_CERTIFY, CertifyCalls, resumed_run_fixtures
 
 import rcert
 import rcert.results.text
@@ -25,18 +25,10 @@ CHUNK = 3
 N_CHUNKS = 4
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """An untrained 8x8 MLP checkpoint, loaded back as it would be for a report."""
-    return untrained_checkpoint(tmp_path_factory.mktemp("resume-ckpt"), latent_dim=4,
-                                hidden=(32,))
-
-
-@pytest.fixture(scope="module")
-def inputs():
-    """The first N digits, with ids that are not positions (so a lost or repeated row shows)."""
-    dataset = rcert.load_data("digits:test").subset(N)
-    return dataset.x, np.arange(N, dtype=np.int64) * 7 + 100
+# An untrained 8x8 MLP checkpoint, and the first N digits with ids 100, 107, ...
+model, inputs = resumed_run_fixtures(
+    "resume-ckpt", latent_dim=4, hidden=(32,), id_step=7, first_id=100,
+    inputs=lambda: rcert.load_data("digits:test").subset(N).x)
 
 
 IDENTITY = {"model": "mlp", "data": "digits:test", "n": N}

@@ -1,4 +1,7 @@
+import math
+import re
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
@@ -128,3 +131,18 @@ def test_quantile_rank_named_examples():
     assert binomial.quantile_rank(100, 0.29) == 30
     # 0.7 * 90 = 63 exactly: rank 64 (floats gave 63).
     assert binomial.quantile_rank(90, 0.7) == 64
+
+
+def test_the_count_of_float_rank_errors_that_docs_statistics_md_quotes():
+    # docs/statistics.md: floor(m n) + 1 in floating point gave a rank one too low for this
+    # many (n <= 1000, m in {0.01, ..., 0.99}) pairs, the examples among them, none at
+    # m = 1/2 with even n; rcert's rank is the exact one for all of them.
+    wrong = [(n, m) for n in range(1, 1001) for m in _LEVELS
+             if math.floor(float(m) * n) + 1 != math.floor(m * n) + 1]
+    assert {(100, Fraction(29, 100)), (90, Fraction(7, 10))} <= set(wrong)
+    assert not [n for n, m in wrong if m == Fraction(1, 2) and n % 2 == 0]
+    for n, m in wrong:
+        assert binomial.quantile_rank(n, float(m)) == math.floor(m * n) + 1
+    docs = Path(__file__).resolve().parents[2] / "docs" / "statistics.md"
+    quoted = re.search(r"that happened for (\d+)\s+pairs", docs.read_text())
+    assert quoted is not None and int(quoted.group(1)) == len(wrong)
