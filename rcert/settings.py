@@ -89,6 +89,16 @@ def choice(value: Any, name: str, options: Sequence[str]) -> Any:
     return value
 
 
+#: Fields whose command-line option is not their name with dashes.
+_RENAMED_OPTIONS = {"factory_args": "factory-arg"}
+
+
+def option_name(name: str) -> str:
+    """The command-line option of settings field ``name``: ``--n-samples`` for
+    ``n_samples``; what the CLI offers and what messages that name an option say."""
+    return "--" + _RENAMED_OPTIONS.get(name, name.replace("_", "-"))
+
+
 def field_help(text: str, **extra: Any) -> dict[str, Any]:
     """A settings field's metadata: its help text (the CLI option's, the docs'), and extras
     such as ``choices``."""

@@ -7,8 +7,8 @@ from typing import Any
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import finish, floats, load_run, run_config, run_options
-from rcert.cli.options import attack_config, attack_options, certify_options, model_source
+from rcert.cli.common import execute, floats, run_options, start
+from rcert.cli.options import attack_config, attack_options, certify_options
 from rcert.settings import DAMAGE_ATTACK
 
 _FIELDS = ("threat", "preset", "optimizer", "restarts", "steps", "n_noise", "n_check")
@@ -21,22 +21,15 @@ _FIELDS = ("threat", "preset", "optimizer", "restarts", "steps", "n_noise", "n_c
                    "damage-vs-L curve.")
 @certify_options(with_r=False, names=("seed",))
 @attack_options(DAMAGE_ATTACK, names=_FIELDS)
-def attack_command(model_path: str, data_spec: str | None, limit: int | None, fmt: str,
-                   output: str | None, quiet: bool, device: str | None,
-                   memory_mb: float | None, budgets: tuple[str, ...], seed: int | None,
-                   **values: Any) -> None:
+def attack_command(budgets: tuple[str, ...], **values: Any) -> None:
     """Maximum-damage attacks (Camuto et al. 2021, Eq 5) within ||d|| <= L and the data
     range, against Gaussian noise of the same norm: damage, distortion and log-likelihood
     degradation."""
-    from rcert import checks
     from rcert.attacks.damage import attack
 
-    run = run_config(device, memory_mb, quiet, values["allow"])
-    source = model_source(model_path, values)
+    run, source = start(values)
     config = attack_config(DAMAGE_ATTACK, values)
     budget_list = [v for b in budgets for v in floats(b, "--L")]
-    model, dataset = load_run(source, data_spec, limit, run, output, seed)
-    with checks.collect(reissue=False) as warned:
-        df = attack(model, dataset.x, config, L=budget_list, seed=seed, index=dataset.index,
-                    run=run)
-    finish(df, "attack", model, source, dataset, run, fmt, output, warned)
+    execute("attack", values, run, source, lambda model, dataset: attack(
+        model, dataset.x, config, L=budget_list, seed=values["seed"], index=dataset.index,
+        run=run))

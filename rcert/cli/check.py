@@ -8,14 +8,14 @@ from pathlib import Path
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import print_warnings
+from rcert.cli.common import QUIET, print_report_warnings
 
 
 @cli.command(name="check", short_help="CI gate: judge thresholds, exit 0, 1 or 2.")
 @click.argument("config", default="rcert.toml", type=click.Path(dir_okay=False))
 @click.option("--out", default="rcert-report", show_default=True,
               type=click.Path(file_okay=False), help="Folder for the report.")
-@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@QUIET
 def check_command(config: str, out: str, quiet: bool) -> None:
     """Run the report of CONFIG (a TOML file; default: rcert.toml in the working folder)
     and judge its thresholds: exit 0 if all hold, 1 if one fails, 2 on bad input.
@@ -26,14 +26,8 @@ def check_command(config: str, out: str, quiet: bool) -> None:
     run = dataclasses.replace(parsed.run, progress=not quiet)
     computed = report.compute(parsed.models, Path(out), attack=parsed.attack, run=run)
     verdicts = thresholds.verdicts(computed.results, parsed.thresholds)
-    for name, res in computed.results.items():
-        print_warnings(res.get("warnings", []), name)
+    print_report_warnings(computed.results)
     report.write(Path(out), computed, verdicts)
-    for v in verdicts:
-        mark = "PASS" if v["passed"] else "FAIL"
-        detail = "" if v["passed"] else f": {v['message']}"
-        click.echo(f"{mark} {v['model']} {v['threshold']}{detail}")
-    failed = sum(not v["passed"] for v in verdicts)
-    click.echo(f"{len(verdicts) - failed} passed, {failed} failed; report in {out}")
-    if failed:
+    click.echo(thresholds.verdict_lines(verdicts, out), nl=False)
+    if thresholds.failed(verdicts):
         raise click.exceptions.Exit(1)

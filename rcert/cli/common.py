@@ -1,4 +1,4 @@
-"""What the commands share: the run options, loading a checkpoint with its data, output.
+"""What the commands share: the run options, loading a model with its data, output.
 
 Heavy modules (torch, the engine, plotting) are imported inside the functions that need
 them, so ``rcert --help`` and ``rcert --version`` start without them.
@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
-from rcert.cli.options import apply, build, run_config_options, source_options
+from rcert.cli.options import (
+    apply,
+    build,
+    given,
+    model_source,
+    run_config_options,
+    source_options,
+)
 from rcert.errors import RcertError
 from rcert.settings import CertifyConfig, RunConfig, check_seed, run_record
 from rcert.source import ModelSource
@@ -23,6 +30,11 @@ MODEL_HELP = ("Model to certify: an rcert checkpoint (.safetensors, .rcert), a t
 
 FORMATS = ("table", "csv", "json")
 
+#: ``--limit`` and ``--quiet``, the same on every command that takes them.
+LIMIT = click.option("--limit", type=int, default=None,
+                     help="Use only the first K inputs of the data.")
+QUIET = click.option("--quiet", is_flag=True, help="No progress on stderr.")
+
 
 def run_options(f: Callable) -> Callable:
     """Options every command that runs on a model and data takes."""
@@ -31,13 +43,12 @@ def run_options(f: Callable) -> Callable:
         click.option("--data", "data_spec", default=None,
                      help="Data spec, e.g. digits:test, path/x.npz, mnist:DIR:test "
                           "[default: test split of the model's training data]."),
-        click.option("--limit", type=int, default=None,
-                     help="Use only the first K inputs of the data."),
+        LIMIT,
         click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
                      show_default=True, help="Output: a table for people, CSV or JSON."),
         click.option("--output", type=click.Path(dir_okay=False), default=None,
                      help="Write here (atomically) instead of stdout."),
-        click.option("--quiet", is_flag=True, help="No progress on stderr."),
+        QUIET,
     ]
     return apply(options, source_options()(run_config_options()(f)))
 
@@ -76,30 +87,42 @@ def int_list(value: str | None, option: str) -> tuple[int, ...] | None:
                          f"got {value!r}") from None
 
 
-def load_run(source: ModelSource, data_spec: str | None, limit: int | None, run: RunConfig,
-             output: str | None, seed: int | None = None) -> tuple[Any, Any]:
-    """The model and its data, after the checks that need no computation."""
+def start(values: dict[str, Any]) -> tuple[RunConfig, ModelSource]:
+    """The run settings and the model's source, from the options of :func:`run_options`."""
+    run = run_config(values["device"], values["memory_mb"], values["quiet"], values["allow"])
+    return run, model_source(values["model_path"], values)
+
+
+def execute(kind: str, values: dict[str, Any], run: RunConfig, source: ModelSource,
+            compute: Callable[[Any, Any], Any]) -> None:
+    """Load the model and its data, run ``compute(model, dataset)`` collecting its
+    reliability warnings, and write the ``kind`` result it returns (:func:`finish`).
+
+    Before any loading, ``--seed`` is checked and ``--output`` must be writable.
+    """
+    from rcert import checks
     from rcert.files import check_writable
     from rcert.runs import loading
 
-    if seed is not None:
-        check_seed(seed, "--seed")
+    output = values["output"]
+    if values.get("seed") is not None:
+        check_seed(values["seed"], "--seed")
     if output is not None:
         check_writable(output)
-    return loading.load_with_data(source, data_spec=data_spec, limit=limit,
-                                  device=run.device)
+    model, dataset = loading.load_with_data(source, data_spec=values["data_spec"],
+                                            limit=values["limit"], device=run.device)
+    with checks.collect(reissue=False) as warned:
+        df = compute(model, dataset)
+    finish(df, kind, model, source, dataset, run, values["fmt"], output, warned)
 
 
-def certify_config(model: Any, model_path: str, values: dict[str, Any]) -> CertifyConfig:
+def certify_config(model: Any, source: ModelSource, values: dict[str, Any]) -> CertifyConfig:
     """The certificate's settings from the options, ``r`` falling back on the checkpoint's."""
-    import dataclasses
-
     from rcert.runs import loading
 
-    names = {f.name for f in dataclasses.fields(CertifyConfig)}
-    given = {k: v for k, v in values.items() if v is not None and k in names}
-    given["r"] = loading.radius(model, given.get("r"), model_path)
-    return build(CertifyConfig, **given)
+    fields = given(CertifyConfig, values)
+    fields["r"] = loading.radius(model, fields.get("r"), source.path)
+    return build(CertifyConfig, **fields)
 
 
 def print_warnings(warned: list[dict[str, str]], model: str | None = None) -> None:
@@ -107,6 +130,12 @@ def print_warnings(warned: list[dict[str, str]], model: str | None = None) -> No
     where = f"{model}: " if model else ""
     for entry in warned:
         click.echo(f"rcert: warning: {where}{entry['code']}: {entry['message']}", err=True)
+
+
+def print_report_warnings(results: dict[str, dict[str, Any]]) -> None:
+    """The reliability warnings of each model of a report, named by the model."""
+    for name, res in results.items():
+        print_warnings(res.get("warnings", []), name)
 
 
 def finish(df: Any, kind: str, model: Any, source: ModelSource, dataset: Any, run: RunConfig,

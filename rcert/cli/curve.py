@@ -7,8 +7,8 @@ from typing import Any
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import certify_config, finish, floats, load_run, run_config, run_options
-from rcert.cli.options import attack_options, certify_options, model_source
+from rcert.cli.common import certify_config, execute, floats, run_options, start
+from rcert.cli.options import attack_options, certify_options
 from rcert.settings import EMPIRICAL_ATTACK
 
 
@@ -20,23 +20,14 @@ from rcert.settings import EMPIRICAL_ATTACK
               help="A seeded Gaussian direction per input, or the maximum-damage attack's.")
 @certify_options()
 @attack_options(EMPIRICAL_ATTACK, names=("threat",))
-def curve_command(model_path: str, data_spec: str | None, limit: int | None, fmt: str,
-                  output: str | None, quiet: bool, device: str | None,
-                  memory_mb: float | None, radii: str, direction: str, threat: str | None,
-                  **values: Any) -> None:
+def curve_command(radii: str, direction: str, **values: Any) -> None:
     """p(rho) = P(||Delta(x, rho u)|| <= r) along a fixed direction u (Camuto et al. 2021,
     Fig 5), with its confidence bounds; an input is certified at rho when p_lower > m and
     broken when p_upper <= m."""
-    from rcert import checks
     from rcert.evaluation.curves import curve
 
-    run = run_config(device, memory_mb, quiet, values["allow"])
-    source = model_source(model_path, values)
+    run, source = start(values)
     radius_list = floats(radii, "--radii")
-    model, dataset = load_run(source, data_spec, limit, run, output, values.get("seed"))
-    config = certify_config(model, model_path, values)
-    with checks.collect(reissue=False) as warned:
-        df = curve(model, dataset.x, config, radii=radius_list, direction=direction,
-                   threat=threat,
-                   index=dataset.index, run=run)
-    finish(df, "curve", model, source, dataset, run, fmt, output, warned)
+    execute("curve", values, run, source, lambda model, dataset: curve(
+        model, dataset.x, certify_config(model, source, values), radii=radius_list,
+        direction=direction, threat=values["threat"], index=dataset.index, run=run))

@@ -27,11 +27,11 @@ def inspect_command(model_path: str, data_spec: str | None, fmt: str, device: st
     all checks pass, 1 when one fails (certifying would stop), 2 on bad input."""
     import json
 
-    from rcert.results.inspection import to_text
+    from rcert.results.inspection import failed, to_text
     from rcert.runs.inspection import inspect_model
 
     source = model_source(model_path, values)
     info = inspect_model(source, data_spec=data_spec, device=device)
     click.echo(json.dumps(info, indent=2) if fmt == "json" else to_text(info), nl=fmt == "json")
-    if not all(check["passed"] for check in info["checks"]):
+    if failed(info):
         raise click.exceptions.Exit(1)

@@ -1,10 +1,11 @@
 """Command-line options derived from the settings dataclasses (:mod:`rcert.settings`).
 
-A field ``n_samples`` becomes ``--n-samples``: its type, choices and help text come from the
-field, and its default is shown from the command's default settings object. Every option
-defaults to None, which means "the settings' value", so no default is written here, and
-``margin``, ``attack``, ``curve`` and ``report`` offer the same knobs with the same help.
-The TOML of ``rcert check`` takes the same field names (:mod:`rcert.runs.thresholds`).
+A field ``n_samples`` becomes ``--n-samples`` (:func:`option_name`): its type, choices and
+help text come from the field, and its default is shown from the command's default settings
+object. Every option defaults to None, which means "the settings' value", so no default is
+written here, and ``margin``, ``attack``, ``curve`` and ``report`` offer the same knobs with
+the same help. The TOML of ``rcert check`` takes the same field names
+(:mod:`rcert.runs.thresholds`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import click
 
-from rcert.checks import MODEL_CHECKS
 from rcert.errors import RcertError
 from rcert.settings import (
     ATTACK_PRESETS,
@@ -27,12 +27,15 @@ from rcert.settings import (
     default,
     field_type,
     merge,
+    option_name,
 )
 from rcert.source import ModelSource
 
-#: The attack fields a command offers, in help order.
-ATTACK_FIELDS = ("threat", "preset", "optimizer", "restarts", "steps", "n_noise", "n_check",
-                 "resolution", "correction", "audit")
+#: The attack fields a command offers, in help order: all of them.
+ATTACK_FIELDS = tuple(f.name for f in dataclasses.fields(AttackConfig))
+#: The :class:`ModelSource` fields a command offers besides the path (``--model``).
+SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSource) if f.name != "path")
+
 
 def _field(cls: type, name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(cls) if f.name == name)
@@ -48,19 +51,23 @@ def _shown(value: Any) -> str:
     return str(value) if not isinstance(value, float) else f"{value:g}"
 
 
-def option_for(cls: type, name: str, default: Any = None, note: str = "") -> Callable:
+def option_for(cls: type, name: str, default: Any = None, note: str = "", *,
+               multiple: bool = False) -> Callable:
     """One click option for field ``name`` of settings class ``cls``.
 
     ``default`` is the value the command uses when the option is not given (shown in the
     help); ``note`` replaces that display, e.g. "the checkpoint's recommended r". Without
-    either, the field's own ``[default: ...]`` text stays.
+    either, the field's own ``[default: ...]`` text stays. A boolean field is a flag;
+    ``multiple`` makes the option repeatable (its value a tuple).
     """
     f = _field(cls, name)
     metadata_help, _, own = f.metadata["help"].partition(" [default: ")
     shown = note or (None if default is None else _shown(default)) or own.rstrip(".]") or None
     text = metadata_help + (f" [default: {shown}]" if shown else "")
-    return click.option(f"--{name.replace('_', '-')}", name, type=_click_type(f),
-                        default=None, help=text)
+    kind = _click_type(f)
+    extra: dict[str, Any] = {"multiple": True} if multiple else {"default": None}
+    return click.option(option_name(name), name, type=kind, help=text, is_flag=kind is bool,
+                        **extra)
 
 
 def apply(options: Sequence[Callable], f: Callable) -> Callable:
@@ -86,40 +93,31 @@ def certify_options(*, with_r: bool = True, names: Sequence[str] | None = None) 
 
 def run_config_options() -> Callable:
     """``--device --memory-mb --allow`` from :class:`RunConfig` (progress is ``--quiet``)."""
-    allow = _field(RunConfig, "allow")
     opts = [option_for(RunConfig, "device", note="cpu"),
-            option_for(RunConfig, "memory_mb", default=RunConfig().memory_mb),
-            click.option("--allow", "allow", multiple=True, type=click.Choice(MODEL_CHECKS),
-                         help=allow.metadata["help"])]
+            option_for(RunConfig, "memory_mb", default=default(RunConfig, "memory_mb")),
+            option_for(RunConfig, "allow", multiple=True)]
     return lambda f: apply(opts, f)
-
-
-#: The :class:`ModelSource` fields a command offers besides the path (``--model``).
-SOURCE_FIELDS = ("library", "arch", "factory", "factory_args", "sigma", "data_range",
-                 "input_shape", "trust_pickles")
 
 
 def source_options() -> Callable:
     """How to read the model file, from :class:`ModelSource`: ``--library --arch --factory
     --factory-arg --sigma --data-range --input-shape --trust-pickles``."""
-    opts = []
-    for name in SOURCE_FIELDS:
-        text = _field(ModelSource, name).metadata["help"]
-        if name == "factory_args":
-            opts.append(click.option("--factory-arg", name, multiple=True, help=text))
-        elif name == "trust_pickles":
-            opts.append(click.option("--trust-pickles", name, is_flag=True, default=None,
-                                     help=text))
-        else:
-            opts.append(option_for(ModelSource, name))
+    opts = [option_for(ModelSource, name, multiple=name == "factory_args")
+            for name in SOURCE_FIELDS]
     return lambda f: apply(opts, f)
+
+
+def given(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The options in ``values`` that set a field of ``cls`` (None: not given)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names and v is not None}
 
 
 def model_source(path: str, values: dict[str, Any]) -> ModelSource:
     """The :class:`ModelSource` of ``--model PATH`` and the source options in ``values``."""
-    given = {name: values.get(name) for name in SOURCE_FIELDS}
-    given["factory_args"] = list(given["factory_args"] or ()) or None
-    return build(ModelSource, path=path, **given)
+    fields = given(ModelSource, values)
+    fields["factory_args"] = list(fields.get("factory_args", ())) or None
+    return build(ModelSource, path=path, **fields)
 
 
 def attack_options(config: AttackConfig, names: Sequence[str] = ATTACK_FIELDS) -> Callable:
@@ -134,9 +132,9 @@ def attack_options(config: AttackConfig, names: Sequence[str] = ATTACK_FIELDS) -
     return lambda f: apply(opts, f)
 
 
-def attack_config(default: AttackConfig, given: dict[str, Any]) -> AttackConfig:
+def attack_config(default: AttackConfig, values: dict[str, Any]) -> AttackConfig:
     """``default`` with the attack options the user gave (None: not given) on top."""
-    return build(AttackConfig, default, **{k: given[k] for k in ATTACK_FIELDS if k in given})
+    return build(AttackConfig, default, **given(AttackConfig, values))
 
 
 def build(cls: type, base: Any = None, **values: Any) -> Any:
@@ -146,8 +144,5 @@ def build(cls: type, base: Any = None, **values: Any) -> Any:
     except RcertError as exc:
         message = str(exc)
         for f in dataclasses.fields(cls):
-            option = "--" + f.name.replace("_", "-").replace("factory-args", "factory-arg")
-            message = re.sub(rf"^{f.name}\b", option, message)
+            message = re.sub(rf"^{f.name}\b", option_name(f.name), message)
         raise RcertError(message) from None
-
-

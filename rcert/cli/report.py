@@ -8,19 +8,18 @@ from typing import Any
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import MODEL_HELP, print_warnings, run_config
+from rcert.cli.common import LIMIT, MODEL_HELP, QUIET, print_report_warnings, run_config
 from rcert.cli.options import (
     apply,
     attack_config,
     attack_options,
     certify_options,
+    given,
     model_source,
     run_config_options,
     source_options,
 )
-from rcert.settings import EMPIRICAL_ATTACK
-
-_CERTIFY = ("r", "m", "n_samples", "alpha", "seed")
+from rcert.settings import EMPIRICAL_ATTACK, CertifyConfig
 
 
 def _options(f: Any) -> Any:
@@ -32,9 +31,8 @@ def _options(f: Any) -> Any:
                      help="Folder for the report (created; resumed if interrupted)."),
         click.option("--data", "data_spec", default=None,
                      help="Data spec [default: test split of each model's training data]."),
-        click.option("--limit", type=int, default=None,
-                     help="Use only the first K inputs of the data."),
-        click.option("--quiet", is_flag=True, help="No progress on stderr."),
+        LIMIT,
+        QUIET,
     ], f)
 
 
@@ -56,14 +54,11 @@ def report_command(models: tuple[str, ...], out: str, data_spec: str | None,
 
     run = run_config(device, memory_mb, quiet, values["allow"])
     attack = attack_config(EMPIRICAL_ATTACK, values)
-    given = {k: values[k] for k in _CERTIFY if values[k] is not None}
     entries = [report.ModelEntry(source=model_source(path, values), data=data_spec,
-                                 limit=limit, certify=given, empirical=empirical)
+                                 limit=limit, certify=given(CertifyConfig, values),
+                                 empirical=empirical)
                for path in models]
-    if limit is not None and limit < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--limit")
     computed = report.compute(entries, Path(out), attack=attack, run=run)
-    for name, res in computed.results.items():
-        print_warnings(res.get("warnings", []), name)
+    print_report_warnings(computed.results)
     report.write(Path(out), computed)
     click.echo((Path(out) / "summary.md").read_text(encoding="utf-8"), nl=False)

@@ -9,17 +9,16 @@ from typing import Any
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import int_list
-from rcert.cli.options import apply, option_for
-from rcert.settings import TrainConfig
-
-_TRAIN = TrainConfig()
+from rcert.cli.common import QUIET, int_list
+from rcert.cli.options import apply, given, option_for
+from rcert.settings import TrainConfig, default
 
 
 def train_options(f: Any) -> Any:
     """``--beta --epochs --batch-size --lr --patience --val-fraction --seed`` (TrainConfig)."""
     names = [f.name for f in dataclasses.fields(TrainConfig)]
-    return apply([option_for(TrainConfig, n, default=getattr(_TRAIN, n)) for n in names], f)
+    return apply([option_for(TrainConfig, n, default=default(TrainConfig, n)) for n in names],
+                 f)
 
 
 @cli.command(name="train", short_help="Train a VAE; save a checkpoint and model card.")
@@ -46,7 +45,7 @@ def train_options(f: Any) -> Any:
 @click.option("--gaussian-scale", type=float, default=None,
               help="Standard deviation of the Gaussian likelihood [default: 0.1].")
 @train_options
-@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@QUIET
 @click.pass_obj
 def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_dim: int,
                   hidden: str | None, channels: str | None, activation: str | None,
@@ -57,7 +56,7 @@ def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_d
     from rcert.results import text
     from rcert.runs import training
 
-    config = TrainConfig(**{k: v for k, v in values.items() if v is not None})
+    config = TrainConfig(**given(TrainConfig, values))
     hparams: dict[str, Any] = {"latent_dim": latent_dim}
     for key, value in (("hidden", int_list(hidden, "--hidden")),
                        ("channels", int_list(channels, "--channels")),

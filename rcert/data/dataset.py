@@ -13,6 +13,13 @@ from rcert.data.specs import DataSpec, parse_spec
 from rcert.errors import RcertError
 
 
+def check_limit(limit: int) -> int:
+    """``limit``, a count of inputs to keep, if it is at least 1."""
+    if limit < 1:
+        raise RcertError(f"limit must be at least 1, got {limit}: pass a positive count")
+    return limit
+
+
 @dataclass
 class Dataset:
     """Inputs (and labels, when the source has them) of one split of one data source.
@@ -54,8 +61,7 @@ class Dataset:
         limit : int
             Number of rows to keep, at least 1.
         """
-        if limit < 1:
-            raise RcertError(f"limit must be at least 1, got {limit}: pass a positive count")
+        check_limit(limit)
         return Dataset(
             x=self.x[:limit],
             y=None if self.y is None else self.y[:limit],

@@ -31,6 +31,7 @@ from rcert.models.factory import call_factory
 from rcert.models.libraries import loader
 from rcert.models.nets import VAE
 from rcert.models.statedict import find_state_dict, load_weights, read_torch_file
+from rcert.settings import option_name
 from rcert.source import LIBRARIES, SIGMA_KINDS, ModelSource
 
 #: What ``meta["format"]`` may say: the file's container or the library that wrote it.
@@ -43,14 +44,9 @@ _HOW = ("--arch FILE (an rcert architecture), --factory module:function (your co
         f"--library {'|'.join(LIBRARIES)}")
 
 
-def _flag(name: str) -> str:
-    """The command-line option of ModelSource field ``name``, as rcert.cli.options spells it."""
-    return "--" + name.replace("_", "-")
-
-
 def _given(source: ModelSource, *names: str) -> list[str]:
     """The command-line options among ``names`` that ``source`` sets."""
-    return [_flag(name) for name in names if getattr(source, name) is not None]
+    return [option_name(name) for name in names if getattr(source, name) is not None]
 
 
 def _sha256(path: Path) -> str | None:
@@ -111,7 +107,7 @@ def _agree(source: ModelSource, model: VAE, path: Path) -> None:
     """An rcert VAE knows its input shape and range: a ``data_range``/``input_shape`` given
     with one must be its own."""
     for name in ("data_range", "input_shape"):
-        given, own, flag = getattr(source, name), tuple(getattr(model, name)), _flag(name)
+        given, own, flag = getattr(source, name), tuple(getattr(model, name)), option_name(name)
         if given is not None and tuple(given) != own:
             raise RcertError(
                 f"{flag} {','.join(map(str, given))} disagrees with the rcert VAE read from "

@@ -17,10 +17,6 @@ from rcert.results.schema import KINDS, REPORT_KIND, REPORT_SCHEMA_VERSION, SCHE
 
 Results = dict[str, Any] | Sequence[dict[str, Any]]
 
-
-#: The ``kind`` of a report's ``results.json`` (see :mod:`rcert.runs.report`), and the
-#: version of that document this rcert reads.
-
 #: The command that makes each kind of result.
 _MAKE = {"margin": "rcert margin --format json", "attack": "rcert attack --format json",
          "curve": "rcert curve --format json"}
@@ -196,7 +192,7 @@ def label(result: dict[str, Any]) -> str:
 
 
 def models_to_draw(results: Results, plot: str, kind: str, needed: Sequence[str],
-            hint: str | None = None) -> list[Model]:
+                   hint: str | None = None) -> list[Model]:
     """Check the results for one plot and give them names, frames and colours."""
     if isinstance(results, dict):
         results = [results]

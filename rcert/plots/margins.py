@@ -93,8 +93,9 @@ def bound_vs_empirical(results: Results, bound: str = "bound") -> Figure:
     if bound not in INPUT_MARGINS:
         raise RcertError(f"unknown bound {bound!r}; choose one of {', '.join(INPUT_MARGINS)}")
     models = models_to_draw(results, "bound-vs-empirical", "margin",
-                     (bound, "margin_empirical", "violation"),
-                     hint="run rcert margin --empirical (rcert.certify(..., empirical=True))")
+                            (bound, "margin_empirical", "violation"),
+                            hint="run rcert margin --empirical (rcert.certify(..., "
+                                 "empirical=True))")
     with style_context():
         fig, (ax,) = new_figure(1, width=7.2, height=6.0)
         columns = [(m.df[bound].to_numpy(np.float64),

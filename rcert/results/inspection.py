@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def failed(info: dict[str, Any]) -> list[str]:
+    """The codes of the model checks ``info`` failed; ``rcert inspect`` exits 1 when there
+    are any (certifying would stop)."""
+    return [c["code"] for c in info["checks"] if not c["passed"]]
+
+
 def to_text(info: dict[str, Any]) -> str:
     """A block of ``key: value`` lines, then one line per model check (PASS or FAIL)."""
     model = info["model"]
@@ -27,8 +33,8 @@ def to_text(info: dict[str, Any]) -> str:
     lines.append("checks:")
     lines += [f"  {'PASS' if c['passed'] else 'FAIL'} {c['code']}: {c['message']}"
               for c in info["checks"]]
-    failed = [c["code"] for c in info["checks"] if not c["passed"]]
-    lines.append(f"{len(info['checks']) - len(failed)} passed, {len(failed)} failed"
-                 + (f"; certifying needs a fix or --allow {' --allow '.join(failed)}"
-                    if failed else ""))
+    codes = failed(info)
+    lines.append(f"{len(info['checks']) - len(codes)} passed, {len(codes)} failed"
+                 + (f"; certifying needs a fix or --allow {' --allow '.join(codes)}"
+                    if codes else ""))
     return "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from rcert import checks, plots
+from rcert.data import check_limit
 from rcert.files import atomic_write
 from rcert.models import foreign
 from rcert.plots import output
@@ -56,9 +57,9 @@ class ModelEntry:
     """One model of a report: its source, its data, and its certificate settings.
 
     ``source`` says where the model is and how to read it (a path alone for files that
-    describe themselves). ``certify`` holds the :class:`~rcert.settings.CertifyConfig`
-    fields given for this model; ``r`` falls back on the checkpoint's recommended r, the
-    rest on the defaults.
+    describe themselves). ``limit``, when given, must be at least 1. ``certify`` holds the
+    :class:`~rcert.settings.CertifyConfig` fields given for this model; ``r`` falls back on
+    the checkpoint's recommended r, the rest on the defaults.
     """
 
     source: ModelSource
@@ -70,6 +71,8 @@ class ModelEntry:
     def __post_init__(self) -> None:
         # A bare path is a file that describes itself.
         object.__setattr__(self, "source", loading.as_source(self.source))
+        if self.limit is not None:
+            check_limit(self.limit)  # now, not after the models before this one ran
 
 
 @dataclass(frozen=True)

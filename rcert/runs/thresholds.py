@@ -64,13 +64,11 @@ from rcert.settings import (
 from rcert.source import ModelSource
 from rcert.statistics import summary
 
-#: Keys of a ``[[model]]`` table besides the certificate's (CertifyConfig) fields.
-MODEL_KEYS = {"path": str, "data": str, "limit": int, "empirical": bool}
 THRESHOLD_KEYS = {"min_mean_margin": float, "min_certified_fraction": float,
                   "at_radius": float, "max_violations": int, "max_abstain_fraction": float,
                   "baseline": str, "max_regression": float}
-#: The settings each table takes: every field of its settings class, by the same name.
-TABLES = {"attack": AttackConfig, "run": RunConfig}
+#: Each settings table with its defaults; it takes every field of their class by name.
+TABLES = {"attack": EMPIRICAL_ATTACK, "run": RunConfig(device="cpu")}
 
 
 @dataclass(frozen=True)
@@ -90,11 +88,15 @@ def _toml_type(f: dataclasses.Field) -> type:
         field_type(f)
 
 
-def _field_types(cls: type) -> dict[str, type]:
-    # progress is the CLI's --quiet, not a setting of the report; path is a model key.
-    return {f.name: _toml_type(f) for f in dataclasses.fields(cls)
-            if f.name not in ("progress", "path")}
+def _field_types(cls: type, leave_out: tuple[str, ...] = ()) -> dict[str, type]:
+    return {f.name: _toml_type(f) for f in dataclasses.fields(cls) if f.name not in leave_out}
 
+
+#: What a ``[[model]]`` table takes: how to read the model (the fields of ModelSource, path
+#: first), the keys of its ModelEntry, and the fields of its certificate (CertifyConfig).
+SOURCE_KEYS = _field_types(ModelSource)
+ENTRY_KEYS = _field_types(ModelEntry, leave_out=("source", "certify"))
+CERTIFY_KEYS = _field_types(CertifyConfig)
 
 _KIND_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                list: "an array", dict: "a table"}
@@ -136,40 +138,39 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _models(path: Path, tables: Any) -> list[ModelEntry]:
     if not isinstance(tables, list) or not tables:
         raise RcertError(f"{path}: no [[model]] table; add one with at least a path")
-    keys = {**MODEL_KEYS, **_field_types(CertifyConfig), **_field_types(ModelSource)}
+    keys = {"path": SOURCE_KEYS["path"], **ENTRY_KEYS, **CERTIFY_KEYS, **SOURCE_KEYS}
     entries = []
     for i, table in enumerate(tables):
         where = f"{path} [[model]] #{i + 1}"
         entry = _typed(table, keys, where)
         if "path" not in entry:
             raise RcertError(f"{where}: path is required")
-        reading = {k: entry.pop(k) for k in list(entry) if k in _field_types(ModelSource)}
-        given = {k: entry.pop(k) for k in list(entry) if k not in MODEL_KEYS}
+        reading = {k: v for k, v in entry.items() if k in SOURCE_KEYS}
+        given = {k: v for k, v in entry.items() if k in CERTIFY_KEYS}
         try:  # check the settings now, with any r, before long work
             CertifyConfig(**{"r": 1.0, **given})
-            source = _source(path, entry["path"], reading)
+            entries.append(ModelEntry(source=_source(path, reading), certify=given,
+                                      **{k: v for k, v in entry.items() if k in ENTRY_KEYS}))
         except RcertError as exc:
             raise RcertError(f"{where}: {exc}") from None
-        entries.append(ModelEntry(source=source, data=entry.get("data"),
-                                  limit=entry.get("limit"), certify=given,
-                                  empirical=entry.get("empirical", False)))
     return entries
 
 
-def _source(config: Path, model: str, reading: dict[str, Any]) -> ModelSource:
+def _source(config: Path, reading: dict[str, Any]) -> ModelSource:
     """The model's source; its files (the model, an architecture description) are relative
     to the config's folder."""
-    if isinstance(reading.get("arch"), str):
-        reading["arch"] = str(config.parent / reading["arch"])
-    return ModelSource(path=str(config.parent / model), **reading)
+    files = {k: str(config.parent / reading[k]) for k in ("path", "arch")
+             if isinstance(reading.get(k), str)}
+    return ModelSource(**{**reading, **files})
 
 
 def _settings(path: Path, config: dict[str, Any], name: str) -> Any:
-    cls = TABLES[name]
-    values = _typed(config.get(name, {}), _field_types(cls), f"{path} [{name}]")
+    base = TABLES[name]
+    # progress is the command's --quiet, not a setting of the report.
+    keys = _field_types(type(base), leave_out=("progress",))
+    values = _typed(config.get(name, {}), keys, f"{path} [{name}]")
     try:
-        return cls(**values) if name != "attack" else merge(AttackConfig, EMPIRICAL_ATTACK,
-                                                            **values)
+        return merge(type(base), base, **values)
     except RcertError as exc:
         raise RcertError(f"{path} [{name}]: {exc}") from None
 
@@ -185,8 +186,7 @@ def load_config(path: str | Path) -> CheckConfig:
     models = _models(path, config.get("model"))
     attack, run = _settings(path, config, "attack"), _settings(path, config, "run")
     thresholds = _thresholds(path, config.get("thresholds", {}), models)
-    return CheckConfig(models, attack, dataclasses.replace(run, device=run.device or "cpu"),
-                       thresholds)
+    return CheckConfig(models, attack, run, thresholds)
 
 
 def _thresholds(path: Path, table: Any, models: list[ModelEntry]) -> dict[str, Any]:
@@ -272,3 +272,18 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
                   f"mean bound_certified fell from {old:.4g} to {mean_margin:.4g}, more "
                   f"than {allowed:.0%}")
     return out
+
+
+def failed(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The verdicts whose threshold does not hold; ``rcert check`` exits 1 when there are any."""
+    return [v for v in verdicts if not v["passed"]]
+
+
+def verdict_lines(verdicts: list[dict[str, Any]], out: str | Path) -> str:
+    """What ``rcert check`` prints: ``PASS model threshold`` or ``FAIL model threshold:
+    message`` per verdict, then how many passed and failed and where the report is."""
+    lines = [f"PASS {v['model']} {v['threshold']}" if v["passed"]
+             else f"FAIL {v['model']} {v['threshold']}: {v['message']}" for v in verdicts]
+    n_failed = len(failed(verdicts))
+    lines.append(f"{len(verdicts) - n_failed} passed, {n_failed} failed; report in {out}")
+    return "\n".join(lines) + "\n"

@@ -11,13 +11,18 @@ import sys
 import pytest
 
 from rcert.cli.app import ORDER, cli
+from rcert.cli.options import build, option_name
+from rcert.errors import RcertError
 from rcert.settings import (
     ATTACK_PRESETS,
     DAMAGE_ATTACK,
     EMPIRICAL_ATTACK,
     AttackConfig,
     CertifyConfig,
+    RunConfig,
+    TrainConfig,
 )
+from rcert.source import ModelSource
 
 
 def _options(command: str) -> dict[str, str]:
@@ -122,3 +127,26 @@ def test_a_threat_is_one_vocabulary():
     for command in ("margin", "attack", "curve", "report"):
         param = next(p for p in cli.commands[command].params if p.name == "threat")
         assert tuple(param.type.choices) == THREATS
+
+
+def test_every_option_of_a_settings_field_is_named_from_it():
+    classes = (CertifyConfig, AttackConfig, RunConfig, ModelSource, TrainConfig)
+    fields = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    named = 0
+    for command in cli.commands.values():
+        for param in command.params:
+            if param.param_type_name == "option" and param.name in fields:
+                assert param.opts == [option_name(param.name)], param.opts
+                named += 1
+    assert named > 50
+    assert option_name("n_samples") == "--n-samples"
+    assert option_name("factory_args") == "--factory-arg"  # repeatable: one item each
+
+
+def test_settings_errors_name_the_option():
+    with pytest.raises(RcertError, match=r"^--factory-arg\b"):
+        build(ModelSource, path="m.pt", factory="pkg:build", factory_args=5)
+    with pytest.raises(RcertError, match=r"^--n-samples must be"):
+        build(CertifyConfig, r=1.0, n_samples=0)
+    with pytest.raises(RcertError, match=r"^--memory-mb must be"):
+        build(RunConfig, memory_mb=-1.0)

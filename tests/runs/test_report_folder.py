@@ -476,6 +476,13 @@ def test_a_failed_run_leaves_a_complete_report_untouched(report_copy, ab_ckpts, 
 # --- bad input -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("limit", [0, -3])
+def test_a_model_entry_refuses_a_limit_below_one(limit):
+    with pytest.raises(rcert.RcertError, match=f"limit must be at least 1, got {limit}"):
+        report.ModelEntry("a.rcert", limit=limit)
+    assert report.ModelEntry("a.rcert", limit=1).limit == 1
+
+
 def test_report_bad_input(ab_ckpts, tmp_path, run):
     a_file = tmp_path / "a_file"
     a_file.write_text("keep me")

@@ -133,6 +133,7 @@ BAD_CONFIGS = [
     (_PATH + "r = true\n", "r must be a number"),
     (_PATH + "limit = 1.5\n", "limit must be an integer"),
     (_PATH + "limit = true\n", "limit must be an integer"),
+    (_PATH + "limit = 0\n", "limit must be at least 1"),
     (_PATH + "empirical = 1\n", "empirical must be true or false"),
     ("[[model]]\npath = 3\n", "path must be a string"),
     (_PATH + '[thresholds]\nmin_mean_margin = "0.1"\n', "min_mean_margin must be a number"),
@@ -553,3 +554,43 @@ def test_failure_messages_print_the_judged_values():
     abstain = got["max_abstain_fraction"]
     assert abstain["value"] == 0.25 and not abstain["passed"]
     assert abstain["message"] == "25.0% of inputs abstained, above 10.0%"
+
+
+def test_failure_messages_of_the_margin_violation_and_regression_thresholds(tmp_path):
+    baseline = tmp_path / "results.json"
+    baseline.write_text(json.dumps(
+        {"models": {"m": {"summary": {"mean_margin": {"bound_certified": 0.5}}}}}))
+    res = {"m": _result([0.1, 0.2, 0.3], [False] * 3, violations=[0, 2]),
+           "new": _result([0.2], [False], violations=[])}
+    thresholds = {"min_mean_margin": 0.25, "max_violations": 1, "baseline": str(baseline),
+                  "max_regression": 0.1}
+    got = {(v["model"], v["threshold"]): v for v in check.verdicts(res, thresholds)}
+    margin = got["m", "min_mean_margin"]
+    assert (margin["value"], margin["limit"], margin["passed"]) == (pytest.approx(0.2), 0.25,
+                                                                     False)
+    assert margin["message"] == "mean bound_certified 0.2 < 0.25"
+    violations = got["m", "max_violations"]
+    assert (violations["value"], violations["limit"], violations["passed"]) == (2, 1, False)
+    assert violations["message"] == "2 inputs where an attack beat the certificate: [0, 2]"
+    regression = got["m", "max_regression"]
+    assert regression["limit"] == pytest.approx(0.45) and not regression["passed"]
+    assert regression["message"] == "mean bound_certified fell from 0.5 to 0.2, more than 10%"
+    missing = got["new", "max_regression"]
+    assert math.isnan(missing["limit"]) and not missing["passed"]
+    assert missing["message"] == "model new is not in the baseline; regenerate the baseline"
+
+
+def test_verdict_lines_and_the_failed_verdicts():
+    verdicts = [
+        {"model": "a", "threshold": "min_mean_margin", "value": 0.5, "limit": 0.1,
+         "passed": True, "message": "not shown"},
+        {"model": "b", "threshold": "max_violations", "value": 2, "limit": 0,
+         "passed": False, "message": "2 inputs where an attack beat the certificate: [1, 4]"},
+    ]
+    assert check.verdict_lines(verdicts, "rep") == (
+        "PASS a min_mean_margin\n"
+        "FAIL b max_violations: 2 inputs where an attack beat the certificate: [1, 4]\n"
+        "1 passed, 1 failed; report in rep\n")
+    assert check.failed(verdicts) == [verdicts[1]]
+    assert check.failed(verdicts[:1]) == []
+    assert check.verdict_lines([], "rep") == "0 passed, 0 failed; report in rep\n"
