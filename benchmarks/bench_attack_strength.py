@@ -10,8 +10,9 @@ Models (``MODELS`` below; edit the paths when the checkpoints move):
 * shipped checkpoints, loaded with ``rcert.load``, at their ``recommended_r``;
 * a foreign model: a pythae ``VAE(VAEConfig(input_dim=(1, 8, 8), latent_dim=2,
   reconstruction_loss="bce"))`` trained here (``PYTHAE``: seeded, Adam, a few hundred steps
-  on ``digits:train`` in [0, 1], the last 10% held out) and wrapped with ``rcert.wrap``; its
-  r is ``rcert.recommend_r`` on the held-out digits, as ``rcert train`` records it. (With
+  on ``digits:train`` in [0, 1], the last 10% held out), saved with pythae's ``save`` and
+  read back with ``rcert.load_model``, as a user would; its r is ``rcert.recommend_r`` on
+  the held-out digits, as ``rcert train`` records it. (With
   pythae's default MSE loss, a few hundred steps give a collapsed encoder whose margins
   are mostly ``inf``: nothing to compare.)
 
@@ -37,8 +38,8 @@ Run ``python benchmarks/bench_attack_strength.py`` (~10 min on 2 cores;
 from __future__ import annotations
 
 import os
+import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import common
@@ -50,6 +51,7 @@ import rcert
 from rcert.evaluation.audit import audit_columns
 from rcert.evaluation.verdicts import start_radii
 from rcert.settings import attack_label, stronger
+from rcert.source import ModelSource
 from rcert.statistics.summary import (
     AUDIT_COLUMN,
     AUDIT_P_COLUMN,
@@ -59,7 +61,6 @@ from rcert.statistics.summary import (
 )
 
 NAME = "bench_attack_strength"
-ROOT = Path(__file__).resolve().parent.parent
 #: Shipped checkpoints, relative to the repository; "pythae" is the foreign model below.
 MODELS = ["models/vae-digits.safetensors", "models/floor0.5-digits.safetensors", "pythae"]
 #: The foreign model's configuration and training.
@@ -86,7 +87,7 @@ DATA = "digits:test"
 
 def pythae_vae(latent_dim: int, reconstruction_loss: str, steps: int, batch_size: int,
                lr: float, seed: int) -> tuple[torch.nn.Module, torch.Tensor]:
-    """The foreign model, wrapped for rcert, and its held-out training digits."""
+    """The foreign model, read by rcert's pythae loader, and its held-out training digits."""
     from pythae.models import VAE, VAEConfig
 
     torch.manual_seed(seed)
@@ -103,10 +104,9 @@ def pythae_vae(latent_dim: int, reconstruction_loss: str, steps: int, batch_size
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    vae.eval()
-    model = rcert.wrap(vae, sigma="logvar", encode=lambda m, x: m.encoder(x),
-                       decode=lambda m, z: m.decoder(z)["reconstruction"],
-                       input_shape=(1, 8, 8), data_range=(0, 1))
+    with tempfile.TemporaryDirectory() as folder:
+        vae.save(folder)
+        model = rcert.load_model(ModelSource(folder))
     return model, val
 
 
@@ -115,8 +115,7 @@ def load_model(name: str) -> tuple[torch.nn.Module, float]:
     if name == "pythae":
         model, val = pythae_vae(**PYTHAE)
         return model, rcert.recommend_r(model, val, seed=0)
-    model = rcert.load(ROOT / name)
-    return model, float(model.meta["recommended_r"])
+    return common.shipped(name)
 
 
 def bench_model(name: str, attacks: list[str], limit: int, log) -> dict[str, Any]:
@@ -133,11 +132,9 @@ def bench_model(name: str, attacks: list[str], limit: int, log) -> dict[str, Any
         settings = dict(ATTACKS[attack])
         seed = settings.pop("seed", 0)
         config = rcert.AttackConfig(**settings)
-        t0 = time.perf_counter()
-        df = rcert.empirical_margin(model, x, r=r, attack=config, start=start, index=index,
-                                    seed=seed)
-        runs[attack] = {"margin": df["margin_empirical"].tolist(),
-                        "seconds": time.perf_counter() - t0,
+        df, seconds = common.timed(rcert.empirical_margin, model, x, r=r, attack=config,
+                                   start=start, index=index, seed=seed)
+        runs[attack] = {"margin": df["margin_empirical"].tolist(), "seconds": seconds,
                         "restarts": config.restarts, "steps": config.steps,
                         "n_noise": config.n_noise}
         log(f"    {name} {attack}: {runs[attack]['seconds']:.1f} s")
@@ -157,10 +154,9 @@ def audit(model: torch.nn.Module, x: torch.Tensor, index: np.ndarray, start: np.
           r: float, attack: rcert.AttackConfig, weak: pd.DataFrame) -> dict[str, Any]:
     """The attack-strength audit of ``attack``'s rows ``weak``, every input audited."""
     strong = stronger(attack)
-    t0 = time.perf_counter()
-    columns = audit_columns(model, x, rcert.CertifyConfig(r=r, seed=0), attack, index=index,
-                            start=start, run=rcert.RunConfig(), audited=index, weak=weak)
-    seconds = time.perf_counter() - t0
+    columns, seconds = common.timed(audit_columns, model, x, rcert.CertifyConfig(r=r, seed=0),
+                                    attack, index=index, start=start, run=rcert.RunConfig(),
+                                    audited=index, weak=weak)
     rows = weak[["index", "margin_empirical"]].assign(**columns)
     return {**audit_summary(rows, attack=attack_label(strong)), "seconds": seconds,
             "p_value": columns[AUDIT_P_COLUMN].tolist(),
@@ -228,15 +224,14 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS),
                         help="comma-separated entries of MODELS")
     args = parser.parse_args()
-    # One thread by default: on a shared machine, 2 OpenMP threads wait for each other.
-    torch.set_num_threads(common.thread_counts(args.threads)[0] if args.threads else 1)
+    common.single_thread(args.threads)
     limit = 8 if args.quick else args.limit
     attacks = args.attacks.split(",")
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     results = []
     for name in args.models.split(","):
-        results.append(bench_model(name, attacks, limit, lambda msg: print(msg, flush=True)))
+        results.append(bench_model(name, attacks, limit, common.log))
         res = results[-1]
         print_table(f"{res['model']}  r={res['r']:g}  {limit} inputs of {DATA}",
                     res["runs"], limit)

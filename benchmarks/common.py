@@ -17,7 +17,8 @@ import torch
 
 import rcert
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 
 #: Source for child processes that measure their own memory: ``status_kb("VmHWM")`` is the
 #: peak resident set in kB, ``status_kb("VmRSS")`` the current one (Linux /proc).
@@ -37,6 +38,25 @@ def build(input_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...]
     model = rcert.build_model("mlp", input_shape=input_shape, latent_dim=latent_dim,
                               hidden=hidden)
     return model.eval()
+
+
+def shipped(path: str) -> tuple[torch.nn.Module, float]:
+    """A shipped checkpoint (``path`` relative to the repository, e.g.
+    ``"models/vae-digits.safetensors"``) and its ``recommended_r``."""
+    model = rcert.load(ROOT / path)
+    return model, float(model.meta["recommended_r"])
+
+
+def timed(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``fn(*args, **kwargs)`` and the seconds it took (one run, wall clock)."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def log(message: str) -> None:
+    """Progress for the terminal, shown at once."""
+    print(message, flush=True)
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int,
@@ -72,6 +92,14 @@ def parser(doc: str, name: str) -> argparse.ArgumentParser:
 
 def thread_counts(arg: str | None) -> list[int]:
     return [int(t) for t in arg.split(",")] if arg else [torch.get_num_threads()]
+
+
+def single_thread(arg: str | None) -> int:
+    """Set torch to the first of ``--threads``, or to one thread without it (on a shared
+    machine, 2 OpenMP threads wait for each other); returns the count."""
+    threads = thread_counts(arg)[0] if arg else 1
+    torch.set_num_threads(threads)
+    return threads
 
 
 def finish(name: str, out: Path, load_before: tuple[float, ...], **fields: Any) -> None:
