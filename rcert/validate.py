@@ -61,6 +61,20 @@ def as_data(model: nn.Module, x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return x
 
 
+def check_finite(values: torch.Tensor, index: torch.Tensor, part: str) -> None:
+    """Stop on any non-finite value in ``values`` (one row per input, ids in ``index``):
+    the one rule for what a model returns, so that a NaN never becomes a silent abstention.
+
+    ``part`` names what returned it, e.g. "the decoder's output"."""
+    bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise RcertError(
+            f"{part} is not finite (NaN or inf) for input {int(index[first])}; the model's "
+            f"weights or this input hold non-finite values or overflow: check the model with "
+            f"rcert inspect and the data")
+
+
 def check_sigma(sigma: torch.Tensor, index: torch.Tensor) -> None:
     """The encoder's ``sigma`` must be a strictly positive, finite standard deviation."""
     bad = ~(torch.isfinite(sigma) & (sigma > 0)).all(dim=1)

@@ -173,6 +173,7 @@ def attack(model: nn.Module, x: torch.Tensor | np.ndarray, config: AttackConfig 
                             restarts=restarts, steps=steps, n_noise=n_noise)
     run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
     seed = settings.check_seed(settings.default(CertifyConfig, "seed") if seed is None else seed)
+    montecarlo.check_sample_budget(config.n_check, run.memory_mb, "n_check")
     model, x, index_t, _ = prepare_checked(model, x, index=index, seed=seed, run=run)
     size = x[0].numel()
     max_rows = montecarlo.rows_for_budget(run.memory_mb, size, x.device)

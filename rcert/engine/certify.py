@@ -40,8 +40,9 @@ def _inputs_per_chunk(memory_mb: float, d_z: int, input_size: int, n_samples: in
     (the ``<= r`` mask, or the copy ``kthvalue`` selects in). Only per-input scalars
     outlive a chunk (SPEC section 3 needs two order statistics of the sample, not the
     sample), so peak memory does not grow with the number of inputs. When one input's row
-    alone does not fit, the chunk stays at 1 input: that row is the floor, and peak memory
-    then exceeds ``memory_mb`` and grows with ``n_samples``.
+    alone does not fit beside the decoder's floor, the chunk stays at 1 input: that row is
+    the floor. Its draws alone must fit in ``memory_mb``, which :func:`certify` checks
+    before any work (:func:`rcert.engine.montecarlo.check_sample_budget`).
     """
     budget = memory_mb * 2**20
     decoder = max(budget / 2, montecarlo.MIN_ROWS * montecarlo.row_bytes(input_size))
@@ -115,6 +116,7 @@ def certify(
     config = merge(CertifyConfig, config, r=r, m=m, n_samples=n_samples, alpha=alpha,
                    seed=seed)
     run = merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
+    montecarlo.check_sample_budget(config.n_samples, run.memory_mb)
     model, x, index_t, p = prepare_checked(model, x, index=index, seed=config.seed, run=run)
     model_traits = traits(model)
     columns = _certify_chunks(model, x, index_t, config, run, model_traits.stochastic,
@@ -161,10 +163,13 @@ def _certify_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, *, r:
     enc = encoder_jacobian(model, x)
     out: dict[str, np.ndarray] = {"index": index.cpu().numpy()}
     if not stochastic:
+        validate.check_finite(enc.jacobian, index, "the encoder's Jacobian")
         norms = jacobian_norms(enc.jacobian, torch.ones_like(enc.mu))
         on_rows(x.shape[0] * n_samples)
         return {**out, **{key: norms[key].cpu().numpy()
                           for key in ("jacobian_fro", "jacobian_spec")}}
+    validate.check_finite(enc.mu, index, "the encoder's mean")
+    validate.check_finite(enc.jacobian, index, "the encoder's Jacobian")
     validate.check_sigma(enc.sigma, index)
     norms = jacobian_norms(enc.jacobian, enc.sigma)
     mu, sigma = enc.mu, enc.sigma

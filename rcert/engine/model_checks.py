@@ -217,11 +217,12 @@ def _input_gradient(model: nn.Module, p: Probe) -> CheckResult:
                                    f"of the probe inputs")
 
 
-def probe(model: nn.Module, x: torch.Tensor) -> Probe:
+def probe(model: nn.Module, x: torch.Tensor, index: torch.Tensor | None = None) -> Probe:
     """Encode and decode the first :data:`PROBE` inputs of ``x`` without gradients, a
     model/data mismatch turned into an RcertError: the first call any entry point makes on
     a user's model. A batch of :data:`PROBE`, not one, so that BatchNorm in train mode
-    reaches the batch-coupling check instead of failing here."""
+    reaches the batch-coupling check instead of failing here. A non-finite mean or
+    reconstruction stops here, naming the input by its id in ``index`` (default: position)."""
     first = x[:PROBE]
     try:
         with torch.no_grad():
@@ -235,8 +236,12 @@ def probe(model: nn.Module, x: torch.Tensor) -> Probe:
                   for t in (mu, sigma)]
         raise RcertError(f"encode(x) must return (mu, sigma) of shape (batch, d_z); got "
                          f"{shapes[0]} and {shapes[1]}")
+    index = torch.arange(first.shape[0]) if index is None else index[:PROBE]
+    validate.check_finite(mu, index, "the encoder's mean")
     with torch.no_grad():
-        return Probe(first, mu, sigma, model.decode(mu))
+        g = model.decode(mu)
+    validate.check_finite(g, index, "the decoder's output")
+    return Probe(first, mu, sigma, g)
 
 
 def run_checks(model: nn.Module, p: Probe, model_traits: ModelTraits) -> list[CheckResult]:
@@ -314,6 +319,6 @@ def prepare_checked(model: nn.Module, x: torch.Tensor | np.ndarray, *,
     entry point that takes a model does before any work on it. Returns what ``prepare``
     returns and the checks' :class:`Probe`."""
     model, x, index_t = validate.prepare(model, x, index=index, seed=seed, device=run.device)
-    p = probe(model, x)
+    p = probe(model, x, index_t)
     check_model(model, p, traits(model), allow=run.allow)
     return model, x, index_t, p

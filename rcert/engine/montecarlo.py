@@ -12,7 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from rcert import validate
 from rcert.engine import noise
+from rcert.errors import RcertError
 
 # Floats held per decoder output element, allowing for hidden activations wider than the
 # output; used to turn a memory budget into a number of decoder rows.
@@ -29,6 +31,37 @@ MIN_ROWS = 16
 def row_bytes(output_size: int) -> int:
     """Bytes one decoder row (latent code) is allowed while it is decoded and measured."""
     return 4 * _FLOATS_PER_OUTPUT * max(output_size, 1)
+
+
+#: Bytes one draw of one input's distance sample takes: the float32 distance and one
+#: same-sized temporary (the ``<= r`` mask, or the copy ``kthvalue`` selects in).
+SAMPLE_BYTES = 8
+
+
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes:.0f} bytes"
+
+
+def check_sample_budget(count: int, memory_mb: float, name: str = "n_samples",
+                        bytes_each: int = SAMPLE_BYTES) -> int:
+    """``count`` if one input's ``count`` draws (``bytes_each`` bytes a draw) fit in the
+    memory budget ``memory_mb``; else an RcertError that says how many fit.
+
+    Everything else is chunked to the budget, but one input's draws are held whole (its
+    order statistics need the whole sample, SPEC section 3), so this is the one limit on a
+    sample size, checked before any work.
+    """
+    most = int(memory_mb * 2**20 // bytes_each)
+    if count > most:
+        option = "--" + name.replace("_", "-")
+        raise RcertError(
+            f"{name} = {count} needs {_size(count * bytes_each)} for one input's draws, more "
+            f"than the memory budget of {memory_mb:g} MB, which fits at most {name} = {most}; "
+            f"lower {name} ({option}) or raise memory_mb (--memory-mb)")
+    return count
 
 
 def rows_for_budget(memory_mb: float, output_size: int,
@@ -100,6 +133,8 @@ def distortion_norms(
                                              reference[rows]).float()
             if on_rows is not None:
                 on_rows(eta.shape[0] * s)
+    # A NaN distance would count as "not within r" and turn into a silent abstention.
+    validate.check_finite(out, index, "the decoder's output")
     return out
 
 

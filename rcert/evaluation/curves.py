@@ -10,7 +10,7 @@ from torch import nn
 from rcert import settings, validate
 from rcert.attacks import chunking, objectives, optimizers, projection
 from rcert.attacks.objectives import Encoded
-from rcert.engine import noise
+from rcert.engine import montecarlo, noise
 from rcert.engine.model_checks import prepare_checked
 from rcert.errors import RcertError
 from rcert.evaluation.empirical import chunk_sizes, within_counts
@@ -90,6 +90,7 @@ def curve(
                           seed=seed)
     threat = ThreatModel() if threat is None else ThreatModel.of(threat)
     run = settings.merge(RunConfig, run, device=device, memory_mb=memory_mb, progress=progress)
+    montecarlo.check_sample_budget(cert.n_samples, run.memory_mb)
     radii = _radii(radii)
     if isinstance(direction, str):
         settings.choice(direction, "direction", DIRECTIONS)

@@ -288,6 +288,7 @@ def perturbations(model: nn.Module, x: torch.Tensor | np.ndarray, cert: CertifyC
     them in a report.
     """
     run = run or RunConfig()
+    montecarlo.check_sample_budget(atk.n_check, run.memory_mb, "n_check")
     model, x, index, _ = prepare_checked(model, x, index=index, seed=cert.seed, run=run)
     box = projection.data_box(model)
     n_inputs, size = x.shape[0], x[0].numel()

@@ -62,7 +62,12 @@ def certified_rank(n: int, m: float, alpha: float) -> int | None:
     so ``P(X_(k*) >= r_min) >= 1 - alpha``. None when even ``k = n`` cannot certify
     (``alpha ** (1/n) <= m``: too few samples).
     """
-    ks = np.arange(1, n + 1)
-    lower = clopper_pearson_lower(ks, n, alpha)
-    j = int(np.searchsorted(lower, m, side="right"))
-    return None if j >= n else j + 1
+    # The bound grows with k, so bisect: O(log n) evaluations, no O(n) array whatever n is.
+    lo, hi = 1, n + 1  # invariant: bound(k) <= m for k < lo, bound(k) > m for k >= hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if clopper_pearson_lower(np.array([mid]), n, alpha)[0] > m:
+            hi = mid
+        else:
+            lo = mid + 1
+    return None if lo > n else lo

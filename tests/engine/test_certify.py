@@ -222,3 +222,38 @@ def test_model_is_evaluated_in_eval_mode():
     assert model.training  # ran in eval mode (below), handed back in train mode
     alone = certify(model, x[:1], r=1.0, n_samples=20)
     assert np.isclose(alone.jacobian_fro[0], df.jacobian_fro[0])
+
+
+class _PoisonedVAE(LinearVAE):
+    """A linear VAE whose encoder mean or decoder output is NaN for inputs whose first
+    coordinate exceeds 5: a damage the probe of the first inputs cannot see."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__()
+        self.part = part
+
+    def encode(self, x):
+        mu, sigma = super().encode(x)
+        if self.part == "encoder":
+            mu = torch.where(x[:, :1] > 5, torch.nan, mu)
+        return mu, sigma
+
+    def decode(self, z):
+        g = super().decode(z)
+        if self.part == "decoder":
+            g = torch.where(z[:, :1].abs() > 50, torch.inf, g)
+        return g
+
+
+@pytest.mark.parametrize(("part", "named"), [("encoder", "the encoder's mean"),
+                                             ("decoder", "the decoder's output")])
+def test_a_non_finite_model_output_stops_the_run_naming_the_input(part, named):
+    model = _PoisonedVAE(part)
+    x = torch.rand(20, 12, generator=torch.Generator().manual_seed(0))
+    x[13] = 1e4  # far beyond the probe's first inputs
+    with pytest.raises(RcertError, match=rf"^{named} is not finite \(NaN or inf\) for "
+                                         rf"input 113; "):
+        certify(model, x, r=1.0, n_samples=50, index=np.arange(100, 120), run=UNBOXED)
+    # Without the damaged input the same model certifies every input.
+    df = certify(model, x[:13], r=1.0, n_samples=50, run=UNBOXED)
+    assert np.isfinite(df["r_min"]).all() and len(df) == 13

@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import UNBOXED, LinearVAE, TinyMLPVAE
 
+from rcert.errors import RcertError
 from rcert.engine import montecarlo
 from rcert.statistics import binomial
 
@@ -58,8 +59,9 @@ def test_order_statistics_match_a_full_sort_whatever_the_chunking(model_cls, n_s
     if n_samples == 5:
         assert np.all(np.isinf(r_min_upper))   # too few draws to certify anything
     rows = []
-    # Budgets from "one input per chunk" up to "every input in one chunk".
-    for memory_mb in (1e-3, 0.02, 0.05, 64.0):
+    # Budgets from "one input per chunk" (yet holding one input's draws) up to "every
+    # input in one chunk".
+    for memory_mb in (3e-3, 0.02, 0.05, 64.0):
         df = certify_mod.certify(model, x, r=r, m=m, n_samples=n_samples, alpha=alpha,
                                  seed=5, memory_mb=memory_mb, run=UNBOXED)
         np.testing.assert_array_equal(df["k"], k)
@@ -106,7 +108,7 @@ def test_only_per_input_scalars_survive_a_chunk(monkeypatch, tiny_vae):
 
 @pytest.mark.parametrize(("memory_mb", "n_samples", "floor"),
                          [(0.5, 2000, False), (4.0, 20000, False), (0.05, 400, True),
-                          (0.01, 2000, True)])
+                          (0.02, 2000, True)])
 def test_distances_and_decoder_batch_fit_the_budget_together(monkeypatch, memory_mb,
                                                              n_samples, floor):
     chunks, calls = _spy(monkeypatch)
@@ -124,3 +126,19 @@ def test_distances_and_decoder_batch_fit_the_budget_together(monkeypatch, memory
     # chunk is the floor; elsewhere chunks hold several inputs, or the test is moot.
     assert floor == (montecarlo.row_bytes(64) * montecarlo.MIN_ROWS > budget / 2)
     assert max(b for b, _, _ in calls) == 1 if floor else max(b for b, _, _ in calls) > 1
+
+
+@pytest.mark.parametrize(("n_samples", "memory_mb"), [(10**12, 256.0), (2000, 0.01)])
+def test_a_sample_that_cannot_fit_the_budget_is_refused_before_any_work(monkeypatch,
+                                                                       n_samples, memory_mb):
+    chunks, calls = _spy(monkeypatch)
+    most = int(memory_mb * 2**20 // montecarlo.SAMPLE_BYTES)
+    with pytest.raises(RcertError, match=rf"n_samples = {n_samples} needs .* at most "
+                                         rf"n_samples = {most}; lower n_samples"):
+        certify_mod.certify(TinyMLPVAE(input_size=64), torch.rand(2, 64), r=0.3,
+                            n_samples=n_samples, memory_mb=memory_mb)
+    assert not chunks and not calls
+    # The largest sample that fits runs.
+    df = certify_mod.certify(TinyMLPVAE(input_size=64), torch.rand(2, 64), r=0.3,
+                             n_samples=min(most, 5000), memory_mb=memory_mb)
+    assert (df["n"] == min(most, 5000)).all()

@@ -4,6 +4,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -146,3 +147,11 @@ def test_the_count_of_float_rank_errors_that_docs_statistics_md_quotes():
     docs = Path(__file__).resolve().parents[2] / "docs" / "statistics.md"
     quoted = re.search(r"that happened for (\d+)\s+pairs", docs.read_text())
     assert quoted is not None and int(quoted.group(1)) == len(wrong)
+
+
+@pytest.mark.parametrize("n", [10**6, 10**9, 10**12])
+def test_certified_rank_needs_no_array_of_n(n):
+    # Bisection: a sample size far beyond memory still gets its exact rank.
+    k_star = binomial.certified_rank(n, 0.5, 1e-3)
+    lower = binomial.clopper_pearson_lower(np.array([k_star - 1, k_star]), n, 1e-3)
+    assert lower[0] <= 0.5 < lower[1]
