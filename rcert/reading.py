@@ -128,8 +128,9 @@ def size_of(handle: IO[bytes]) -> int:
     return os.fstat(handle.fileno()).st_size
 
 
-def _too_big(what: str, path: Path, size: float, limit_mb: float, variable: str) -> RcertError:
-    return RcertError(f"{what} {path} holds {size / MB:.4g} MB, more than the {limit_mb:g} MB "
+def _too_big(what: str, path: Path, size: float, limit_mb: float, variable: str,
+             verb: str = "holds") -> RcertError:
+    return RcertError(f"{what} {path} {verb} {size / MB:.4g} MB, more than the {limit_mb:g} MB "
                       f"rcert reads; check that it is the right file, or raise {variable}")
 
 
@@ -149,7 +150,8 @@ def check_declared(nbytes: int, what: str, path: str | os.PathLike, *,
         raise RcertError(f"{what} {path} declares {nbytes} bytes of data but holds {actual}; "
                          f"the file is damaged or truncated")
     if nbytes > limits.file_mb * MB:
-        raise _too_big(what, Path(path), nbytes, limits.file_mb, "RCERT_MAX_FILE_MB")
+        raise _too_big(what, Path(path), nbytes, limits.file_mb, "RCERT_MAX_FILE_MB",
+                       verb="declares")
     return nbytes
 
 

@@ -59,7 +59,7 @@ def test_sizes_are_refused_before_reading(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("nbytes", "actual", "message"), [
-    (2**50, None, r"holds 1\.074e\+09 MB, more than the 4096 MB"),
+    (2**50, None, r"declares 1\.074e\+09 MB, more than the 4096 MB"),
     (100, 99, r"declares 100 bytes of data but holds 99; the file is damaged"),
     (-1, None, r"declares a negative size"),
 ])

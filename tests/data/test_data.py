@@ -482,7 +482,7 @@ def test_cifar10_refuses_malicious_pickles(tmp_path: Path, payload: type) -> Non
     error = _raises(
         f"cifar10:{tmp_path}", r"refusing to unpickle .*(system|exec) from .*test_batch"
     )
-    assert "CIFAR-10 batches contain only arrays" in str(error)
+    assert "a CIFAR-10 batch contains only arrays" in str(error)
     assert not marker.exists()
 
 
@@ -564,16 +564,16 @@ def test_npz_bad_labels(tmp_path: Path) -> None:
 def test_object_arrays_are_refused(tmp_path: Path) -> None:
     objects = np.array([{"a": 1}, None], dtype=object)
     np.save(tmp_path / "o.npy", objects, allow_pickle=True)
-    _raises(f"{tmp_path}/o.npy", "cannot load")
+    _raises(f"{tmp_path}/o.npy", r"o\.npy holds Python objects \(dtype object\)")
     np.savez(tmp_path / "o.npz", x=objects)
-    _raises(f"{tmp_path}/o.npz", "cannot read 'x'")
+    _raises(f"{tmp_path}/o.npz", r"array 'x' in .*o\.npz holds Python objects")
 
 
 def test_bad_array_files(tmp_path: Path) -> None:
-    _raises(f"{tmp_path}/missing.npy", "no such file")
-    _raises(f"{tmp_path}/", "no such file")
+    _raises(f"{tmp_path}/missing.npy", "missing.npy does not exist; pass the path of a .npy")
+    _raises(f"{tmp_path}/", "is a folder, not a regular file")
     (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY junk")
-    _raises(f"{tmp_path}/junk.npy", "cannot load")
+    _raises(f"{tmp_path}/junk.npy", r"junk.npy is in .npy format version 32\.106")
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 truncated zip")
     _raises(f"{tmp_path}/junk.npz", "cannot")
     np.save(tmp_path / "flat.npy", np.zeros(5))
