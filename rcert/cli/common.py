@@ -6,7 +6,7 @@ them, so ``rcert --help`` and ``rcert --version`` start without them.
 
 from __future__ import annotations
 
-import sys
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +47,7 @@ def run_options(f: Callable) -> Callable:
         click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
                      show_default=True, help="Output: a table for people, CSV or JSON."),
         click.option("--output", type=click.Path(dir_okay=False), default=None,
-                     help="Write here (atomically) instead of stdout."),
+                     help="Write here (atomically) instead of stdout; - is stdout."),
         QUIET,
     ]
     return apply(options, source_options()(run_config_options()(f)))
@@ -87,6 +87,11 @@ def int_list(value: str | None, option: str) -> tuple[int, ...] | None:
                          f"got {value!r}") from None
 
 
+def command_line(argv: list[str] | None) -> str:
+    """The command line that ran (``obj`` of the click context), as a shell would take it."""
+    return shlex.join(["rcert", *(argv or [])])
+
+
 def start(values: dict[str, Any]) -> tuple[RunConfig, ModelSource]:
     """The run settings and the model's source, from the options of :func:`run_options`."""
     run = run_config(values["device"], values["memory_mb"], values["quiet"], values["allow"])
@@ -101,14 +106,14 @@ def execute(kind: str, values: dict[str, Any], run: RunConfig, source: ModelSour
     Before any loading, ``--seed`` is checked and ``--output`` must be writable.
     """
     from rcert import checks
-    from rcert.files import check_writable
+    from rcert.files import check_output
     from rcert.runs import loading
 
     output = values["output"]
     if values.get("seed") is not None:
         check_seed(values["seed"], "--seed")
     if output is not None:
-        check_writable(output)
+        check_output(output, hint="use --output - for stdout")
     model, dataset = loading.load_with_data(source, data_spec=values["data_spec"],
                                             limit=values["limit"], device=run.device)
     with checks.collect(reissue=False) as warned:
@@ -145,7 +150,7 @@ def finish(df: Any, kind: str, model: Any, source: ModelSource, dataset: Any, ru
     The result's ``config`` records the model checks the user allowed to fail (``allow``,
     present only when some were).
     """
-    from rcert.files import atomic_write
+    from rcert.files import STDOUT, write_output
     from rcert.models import foreign
     from rcert.results import schema, text
 
@@ -155,7 +160,4 @@ def finish(df: Any, kind: str, model: Any, source: ModelSource, dataset: Any, ru
                         warnings=warned)
     print_warnings(warned)
     rendered = {"table": text.to_table, "csv": text.to_csv, "json": text.to_json}[fmt](res)
-    if output is None:
-        sys.stdout.write(rendered)
-    else:
-        atomic_write(output, rendered)
+    write_output(STDOUT if output is None else output, rendered)

@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import LIMIT, MODEL_HELP, QUIET, print_report_warnings, run_config
+from rcert.cli.common import (
+    LIMIT,
+    MODEL_HELP,
+    QUIET,
+    command_line,
+    print_report_warnings,
+    run_config,
+)
 from rcert.cli.options import (
     apply,
     attack_config,
@@ -44,12 +51,14 @@ def _options(f: Any) -> Any:
 @click.option("--empirical", is_flag=True,
               help="Also attack every certificate: empirical margin, violations, tightness.")
 @attack_options(EMPIRICAL_ATTACK)
-def report_command(models: tuple[str, ...], out: str, data_spec: str | None,
+@click.pass_obj
+def report_command(argv: list[str], models: tuple[str, ...], out: str, data_spec: str | None,
                    limit: int | None, quiet: bool, device: str | None,
                    memory_mb: float | None, empirical: bool, **values: Any) -> None:
     """Write a report folder: per-input CSV, results.json, a Markdown summary, JUnit XML,
     PNG/SVG plots and a self-contained HTML page. An interrupted report resumes where it
-    stopped; --r defaults to each checkpoint's recommended r."""
+    stopped; --r defaults to each checkpoint's recommended r. One run at a time writes
+    into a folder: a second one fails at once and names the first."""
     from rcert.runs import report
 
     run = run_config(device, memory_mb, quiet, values["allow"])
@@ -58,7 +67,7 @@ def report_command(models: tuple[str, ...], out: str, data_spec: str | None,
                                  limit=limit, certify=given(CertifyConfig, values),
                                  empirical=empirical)
                for path in models]
-    computed = report.compute(entries, Path(out), attack=attack, run=run)
-    print_report_warnings(computed.results)
-    report.write(Path(out), computed)
-    click.echo((Path(out) / "summary.md").read_text(encoding="utf-8"), nl=False)
+    written = report.generate(entries, Path(out), attack=attack, run=run,
+                              command=command_line(argv))
+    print_report_warnings(written.document["models"])
+    click.echo(written.summary, nl=False)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from typing import Any
 
 import click
 
 from rcert.cli.app import cli
-from rcert.cli.common import QUIET, int_list
+from rcert.cli.common import QUIET, command_line, int_list
 from rcert.cli.options import apply, given, option_for
 from rcert.settings import TrainConfig, default
 
@@ -66,5 +65,5 @@ def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_d
         if value is not None:
             hparams[key] = value
     card = training.train_checkpoint(data_spec, out, arch=arch, hparams=hparams, config=config,
-                                     progress=not quiet, command=shlex.join(["rcert", *argv]))
+                                     progress=not quiet, command=command_line(argv))
     click.echo(text.to_json(card), nl=False)

@@ -10,7 +10,7 @@ import matplotlib as mpl
 from matplotlib.figure import Figure
 
 from rcert.errors import RcertError
-from rcert.files import atomic_write
+from rcert.files import STDOUT, write_output
 
 #: SVG metadata: no date (reproducible output) and none of matplotlib's URLs.
 _SVG_METADATA = {"Date": None, "Creator": None, "Type": None, "Format": None}
@@ -36,10 +36,24 @@ def render(fig: Figure, fmt: str) -> bytes:
     return data if fmt == "png" else data.replace(_SVG_DOCTYPE, b"", 1)
 
 
-def save(fig: Figure, path: str | os.PathLike[str]) -> None:
-    """Write a figure as PNG (150 dpi) or SVG, chosen by the suffix of ``path``.
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """The format a figure saved at ``path`` takes: ``"png"`` or ``"svg"`` by its suffix, and
+    PNG for :data:`rcert.files.STDOUT`; an RcertError for another suffix."""
+    if str(path) == STDOUT:
+        return "png"
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise RcertError(f"cannot save {path}: unknown suffix {path.suffix or '(none)'!r}; "
+                         f"use .png or .svg")
+    return fmt
 
-    The file is written atomically (:func:`rcert.files.atomic_write`). SVG keeps text as
+
+def save(fig: Figure, path: str | os.PathLike[str]) -> None:
+    """Write a figure as PNG (150 dpi) or SVG, chosen by the suffix of ``path``
+    (:func:`figure_format`); ``-`` writes PNG to stdout.
+
+    A file is written atomically (:func:`rcert.files.write_output`). SVG keeps text as
     text (no embedded fonts), carries no date, and references nothing remote; the same
     figure gives the same bytes, in SVG and in PNG.
 
@@ -48,16 +62,12 @@ def save(fig: Figure, path: str | os.PathLike[str]) -> None:
     fig : matplotlib.figure.Figure
         A figure of this module (any figure works).
     path : str or path-like
-        Where to write; the suffix ``.png`` or ``.svg`` picks the format.
+        Where to write; the suffix ``.png`` or ``.svg`` picks the format; ``-`` is stdout,
+        refused while stdout is a terminal.
 
     Raises
     ------
     RcertError
         For another suffix, or when the file cannot be written.
     """
-    path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise RcertError(f"cannot save {path}: unknown suffix {path.suffix or '(none)'!r}; "
-                         f"use .png or .svg")
-    atomic_write(path, render(fig, fmt))
+    write_output(path, render(fig, figure_format(path)))

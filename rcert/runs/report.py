@@ -15,23 +15,29 @@ Files, for one or several models side by side:
 
 Every file is written atomically. Before anything is written, the old ``results.json`` is
 removed, so a run that fails part-way leaves no report that looks complete.
+
+:func:`generate` holds the folder's lock (``.lock``, :func:`rcert.files.locked_folder`) for
+the whole run, so a second run into the same folder fails at once and names the first;
+it reads the folder back (:func:`verify`) before handing the summary over.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 
 from rcert import checks, plots
 from rcert.data import check_limit
-from rcert.files import atomic_write
+from rcert.errors import RcertError
+from rcert.files import STDOUT, atomic_write, locked_folder
 from rcert.models import foreign
 from rcert.plots import output
+from rcert.reading import read_bytes, read_json
 from rcert.results import schema, text
 from rcert.results.html import report_html
 from rcert.results.junit import junit_xml
@@ -89,11 +95,13 @@ GALLERY_SIZE = 6
 
 
 def compute(entries: list[ModelEntry], out: Path, *, attack: AttackConfig = EMPIRICAL_ATTACK,
-            run: RunConfig | None = None) -> Computed:
+            run: RunConfig | None = None, exclusive: bool = False) -> Computed:
     """Certify each model of ``entries``, resuming from ``out/.partial``.
 
     ``attack`` is the attack of the entries with ``empirical``. The results are keyed by
-    model name: the checkpoint's stem, with ``+`` added when two share one.
+    model name: the checkpoint's stem, with ``+`` added when two share one. ``exclusive``
+    says the caller holds ``out``'s lock (see
+    :func:`rcert.runs.resume.certify_resumable`).
     """
     run = run or RunConfig(device="cpu")
     results: dict[str, dict[str, Any]] = {}
@@ -112,7 +120,8 @@ def compute(entries: list[ModelEntry], out: Path, *, attack: AttackConfig = EMPI
                 model, dataset.x, dataset.index, path=out / ".partial" / f"{name}.jsonl",
                 config=config, attack=attack if entry.empirical else None, run=run,
                 identity={**loading.identity(model, entry.source),
-                          "data": str(dataset.spec), "n": len(dataset)})
+                          "data": str(dataset.spec), "n": len(dataset)},
+                exclusive=exclusive)
         described = {**foreign.describe(model, entry.source), "sha256": model.meta["sha256"]}
         results[name] = schema.result(df, model=described,
                                       config={"data": str(dataset.spec),
@@ -150,8 +159,10 @@ def write(out: Path, computed: Computed,
           verdicts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write the report folder (see the module docstring); return the results document."""
     results = computed.results
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "plots").mkdir(exist_ok=True)
+    try:
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RcertError(f"cannot create folder {out / 'plots'}: {exc.strerror}") from None
     marker = out / "results.json"
     marker.unlink(missing_ok=True)
     images = figures(results)
@@ -174,11 +185,85 @@ def write(out: Path, computed: Computed,
     return document
 
 
+#: What a second run into a folder in use should do.
+LOCK_HINT = "wait for it to finish or use another --out"
+
+
+@dataclass(frozen=True)
+class Written:
+    """A report as :func:`generate` wrote it: the ``results.json`` document, and
+    ``summary.md`` as read back from the verified folder."""
+
+    document: dict[str, Any]
+    summary: str
+
+
+def generate(entries: list[ModelEntry], out: Path, *,
+             attack: AttackConfig = EMPIRICAL_ATTACK, run: RunConfig | None = None,
+             verdicts: Callable[[dict[str, dict[str, Any]]], list[dict[str, Any]]]
+             | None = None, command: str | None = None) -> Written:
+    """Compute and write the report folder ``out``, holding its lock all along.
+
+    ``verdicts``, when given, judges the results (``rcert check``'s thresholds) before
+    they are written. ``command`` is what the lock records as the holder (default: this
+    process's command line). A second run into ``out`` fails at once with a one-line
+    RcertError naming the holder; the folder is read back (:func:`verify`) before the
+    lock is let go.
+    """
+    if str(out) == STDOUT:
+        raise RcertError("a report is a folder of files, not a stream: give --out a folder "
+                         "name rather than - (stdout)")
+    with locked_folder(out, "report folder", hint=LOCK_HINT, command=command):
+        computed = compute(entries, out, attack=attack, run=run, exclusive=True)
+        document = write(out, computed,
+                         None if verdicts is None else verdicts(computed.results))
+        summary = _verified(out)[1]["summary.md"].decode("utf-8")
+    return Written(document, summary)
+
+
+def _listed(out: Path, document: Any) -> dict[str, str]:
+    """The files ``results.json`` lists with their digests, if the list is sound: names of
+    files inside ``out``, each with a SHA-256 in hex."""
+    files = document.get("files") if isinstance(document, dict) else None
+    damaged = f"report folder {out} is damaged: its results.json"
+    if not isinstance(files, dict) or not files:
+        raise RcertError(f"{damaged} lists no files; rerun the report")
+    for name, digest in files.items():
+        parts = PurePosixPath(name).parts
+        if not parts or parts[0] == "/" or ".." in parts:
+            raise RcertError(f"{damaged} names {name!r}, not a file of the folder; "
+                             f"rerun the report")
+        if not isinstance(digest, str):
+            raise RcertError(f"{damaged} gives no digest for {name}; rerun the report")
+    return files
+
+
+def _verified(out: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """``results.json``'s document and every file it lists, by name, each checked against
+    its digest (:func:`verify`)."""
+    hint = "rerun the report to write it again"
+    document = read_json(out / "results.json", "report file", hint)
+    contents = {}
+    for name, digest in _listed(out, document).items():
+        data = read_bytes(out / name, "report file", hint)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise RcertError(f"report file {out / name} does not match its digest in "
+                             f"results.json: it changed after the report was written; {hint}")
+        contents[name] = data
+    return document, contents
+
+
+def verify(out: Path) -> dict[str, Any]:
+    """``out/results.json``'s document, if every file it lists is there and matches its
+    SHA-256; else a one-line RcertError naming the first file missing or changed."""
+    return _verified(out)[0]
+
+
 def is_complete(out: Path) -> bool:
-    """Whether ``out`` holds a complete report: ``results.json`` and matching files."""
+    """Whether ``out`` holds a complete report: ``results.json`` and matching files
+    (:func:`verify`)."""
     try:
-        document = json.loads((out / "results.json").read_text())
-        return all(hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
-                   for name, digest in document["files"].items())
-    except (OSError, ValueError, KeyError, TypeError):
+        verify(out)
+    except RcertError:
         return False
+    return True

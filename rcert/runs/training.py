@@ -15,7 +15,7 @@ from rcert import validate
 from rcert.data import load_data, parse_spec
 from rcert.engine.certify import certify
 from rcert.errors import RcertError
-from rcert.files import atomic_write, check_writable
+from rcert.files import STDOUT, atomic_write, check_writable
 from rcert.models import checkpoint
 from rcert.models.nets import build_model
 from rcert.models.training import VAL_STREAM, fit, mean_elbo
@@ -67,11 +67,15 @@ def train_checkpoint(
                          f"{spec.with_split('train')} (margin certifies the test split)")
     config = config or TrainConfig()
     seed = config.seed
+    if str(out) == STDOUT:
+        raise RcertError("cannot write the checkpoint to - (stdout): its model card goes "
+                         "beside it as .json; give a file name such as vae.safetensors")
     out = check_writable(out)
     card_path = out.with_suffix(".json")
     if out.suffix == ".json":
         raise RcertError(f"{out}: give the checkpoint a suffix other than .json (e.g. "
                          f".safetensors); the model card takes .json")
+    check_writable(card_path)  # now, not after training
     dataset = load_data(spec)
     n_val = max(1, math.ceil(config.val_fraction * len(dataset)))
     if len(dataset) - n_val < 1:

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -61,9 +62,10 @@ def abstaining(ab_ckpts, tmp_path_factory) -> dict:
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file of a report folder (hidden resume files aside), by relative path."""
+    """Every file of a report folder, by relative path; the hidden resume files and lock
+    file (``.partial/``, ``.lock``) aside."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and ".partial" not in p.parts}
+            if p.is_file() and not p.relative_to(folder).parts[0].startswith(".")}
 
 
 # --- the folder ----------------------------------------------------------------------------
@@ -174,6 +176,43 @@ def test_a_damaged_report_is_incomplete(report_copy, damage):
 def test_an_empty_or_missing_folder_is_incomplete(tmp_path):
     assert not report.is_complete(tmp_path)
     assert not report.is_complete(tmp_path / "missing")
+
+
+def test_verify_names_the_first_file_missing_or_changed(report_copy):
+    assert report.verify(report_copy)["kind"] == "report"
+    svg = report_copy / "plots" / "margins.svg"
+    svg.write_bytes(svg.read_bytes() + b" ")
+    with pytest.raises(rcert.RcertError, match=f"^report file {re.escape(str(svg))} does not "
+                                               f"match its digest in results.json: it changed "
+                                               f"after"):
+        report.verify(report_copy)
+    (report_copy / "inputs.csv").unlink()  # listed before the plots
+    with pytest.raises(rcert.RcertError, match=r"^report file \S+/inputs.csv does not exist"):
+        report.verify(report_copy)
+    marker = report_copy / "results.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()),
+                                  "files": {"../elsewhere": "0" * 64}}))
+    with pytest.raises(rcert.RcertError, match=r"names '\.\./elsewhere', not a file of"):
+        report.verify(report_copy)
+
+
+def test_the_lock_file_is_no_report_file(main_report):
+    out = main_report[0]
+    assert (out / ".lock").read_bytes() == b""  # let go, and naming no one
+    assert ".lock" not in strict_json((out / "results.json").read_text())["files"]
+
+
+def test_report_reads_its_folder_back_before_printing(ab_ckpts, tmp_path, run, monkeypatch):
+    real_write = report.write
+
+    def then_damaged(out, *args, **kwargs):
+        document = real_write(out, *args, **kwargs)
+        (out / "junit.xml").write_text("changed behind rcert's back")
+        return document
+
+    monkeypatch.setattr(report, "write", then_damaged)
+    line = assert_one_error_line(*run(*_report(ab_ckpts, tmp_path / "rep")))
+    assert "junit.xml does not match its digest in results.json" in line
 
 
 # --- JUnit XML ------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """Resumable certification (``rcert.runs.resume.certify_resumable``).
 
 A run killed after some chunks and then resumed must give the same table, byte for byte,
-as an uninterrupted run, computing only the chunks that were missing.
+as an uninterrupted run, computing only the chunks that were missing; a line saved under
+other settings, or damaged, is never used. (A real ``rcert report`` killed by SIGKILL and
+resumed: tests/runs/test_report_lock.py.)
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +42,12 @@ def _config(r: float = 0.8, seed: int = 0, n_samples: int = 50) -> rcert.Certify
 
 
 def _run(model, inputs, path: Path, *, r: float = 0.8, seed: int = 0,
-         n_samples: int = 50, run: rcert.RunConfig | None = None) -> pd.DataFrame:
+         n_samples: int = 50, run: rcert.RunConfig | None = None,
+         exclusive: bool = False) -> pd.DataFrame:
     x, index = inputs
     return rcert.runs.resume.certify_resumable(
         model, x, index, path=path, config=_config(r, seed, n_samples), identity=IDENTITY,
-        chunk=CHUNK, run=run)
+        chunk=CHUNK, run=run, exclusive=exclusive)
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -79,8 +83,11 @@ def test_uninterrupted_run_calls_certify_once_per_grid_chunk(model, inputs, tmp_
     assert calls.sizes == [3, 3, 3, 2]
     lines = _lines(tmp_path / "run.jsonl")
     assert lines[-1] == b""  # every line ends with a newline
-    assert json.loads(lines[0])["format"] == rcert.runs.resume.FORMAT
-    assert [json.loads(line)["start"] for line in lines[1:-1]] == [0, 3, 6, 9]
+    entries = [json.loads(line) for line in lines[:-1]]
+    assert [entry["start"] for entry in entries] == [0, 3, 6, 9]
+    # Every line carries the format and the settings key: it stands on its own.
+    assert {entry["format"] for entry in entries} == {rcert.runs.resume.FORMAT}
+    assert len({entry["key"] for entry in entries}) == 1
 
 
 @pytest.mark.parametrize("killed_on", [1, 2, 4])
@@ -91,7 +98,8 @@ def test_killed_then_resumed_equals_uninterrupted(model, inputs, fresh, tmp_path
         patch.setattr(rcert.runs.resume, "certify", CertifyCalls(fail_on=killed_on))
         with pytest.raises(KeyboardInterrupt):
             _run(model, inputs, path)
-    saved = len(_lines(path)) - 2  # header and the empty string after the last newline
+    # (No chunk done, no file; else one line per chunk, and "" after the last newline.)
+    saved = len(_lines(path)) - 1 if path.exists() else 0
     assert saved == killed_on - 1
 
     calls = CertifyCalls()
@@ -108,9 +116,10 @@ def test_killed_then_resumed_equals_uninterrupted(model, inputs, fresh, tmp_path
     assert again.calls == 0
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
 @pytest.mark.parametrize("cut", [1, 10, -1])
 def test_torn_last_line_is_dropped_and_recomputed(model, inputs, fresh, tmp_path,
-                                                  monkeypatch, cut):
+                                                  monkeypatch, cut, exclusive):
     path = tmp_path / "run.jsonl"
     _run(model, inputs, path)
     raw = path.read_bytes()
@@ -122,42 +131,47 @@ def test_torn_last_line_is_dropped_and_recomputed(model, inputs, fresh, tmp_path
 
     calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
-    resumed = _run(model, inputs, path)
+    resumed = _run(model, inputs, path, exclusive=exclusive)
     assert calls.calls == 1
     assert calls.sizes == [2]  # the last, short chunk
     pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
     assert _csv(resumed) == _csv(fresh)
-    assert path.read_bytes() == raw  # the torn bytes were cut away, not left in the file
+    if exclusive:  # the torn bytes were cut away, not left in the file
+        assert path.read_bytes() == raw
+    else:  # never truncated (another process may be writing): the torn bytes end a line
+        assert path.read_bytes() == raw[:last_start + keep] + b"\n" + raw[last_start:]
+        assert _run(model, inputs, path).equals(fresh)
 
 
-def test_torn_middle_line_recomputes_it_and_what_follows(model, inputs, fresh, tmp_path,
-                                                         monkeypatch):
+def test_a_torn_middle_line_costs_only_its_chunk(model, inputs, fresh, tmp_path, monkeypatch):
     path = tmp_path / "run.jsonl"
     _run(model, inputs, path)
     lines = _lines(path)
-    lines[2] = lines[2][: len(lines[2]) // 2]  # the chunk at 3 is garbage now
+    lines[1] = lines[1][: len(lines[1]) // 2]  # the chunk at 3 is garbage now
     path.write_bytes(b"\n".join(lines))
     calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
     resumed = _run(model, inputs, path)
-    assert calls.calls == 3
+    assert calls.calls == 1  # the lines after it stand on their own
     pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
 @pytest.mark.parametrize("change", [{"seed": 1}, {"r": 0.5}])
-def test_changed_settings_replace_the_file(model, inputs, fresh, tmp_path, monkeypatch,
-                                           change):
+def test_changed_settings_never_use_the_old_lines(model, inputs, fresh, tmp_path,
+                                                  monkeypatch, change, exclusive):
     path = tmp_path / "run.jsonl"
     _run(model, inputs, path)
-    old_header = _lines(path)[0]
+    old = path.read_bytes()
 
     calls = CertifyCalls()
     monkeypatch.setattr(rcert.runs.resume, "certify", calls)
-    changed = _run(model, inputs, path, **change)
+    changed = _run(model, inputs, path, exclusive=exclusive, **change)
     assert calls.calls == N_CHUNKS  # nothing of the old file was reused
-    lines = _lines(path)
-    assert lines[0] != old_header
-    assert len(lines) == 1 + N_CHUNKS + 1  # the old chunks are gone, not appended to
+    if exclusive:  # the old chunks are gone, not appended to
+        assert len(_lines(path)) == N_CHUNKS + 1 and old not in path.read_bytes()
+    else:  # only ever appended to: a run with the old settings may still be writing
+        assert path.read_bytes().startswith(old) and len(_lines(path)) == 2 * N_CHUNKS + 1
 
     monkeypatch.setattr(rcert.runs.resume, "certify", REAL_CERTIFY)
     want = _run(model, inputs, tmp_path / "fresh.jsonl", **change)
@@ -180,12 +194,84 @@ def test_a_different_chunk_size_starts_afresh(model, inputs, fresh, tmp_path, mo
 
 
 @pytest.mark.parametrize("content", [b"", b"not json\n", b'{"format": "other"}\n',
-                                     b"[1, 2]\n"])
-def test_a_foreign_file_is_replaced(model, inputs, fresh, tmp_path, content):
+                                     b"[1, 2]\n", b"no newline"])
+def test_a_foreign_file_is_never_used(model, inputs, fresh, tmp_path, content):
     path = tmp_path / "run.jsonl"
     path.write_bytes(content)
     pd.testing.assert_frame_equal(_run(model, inputs, path), fresh, check_exact=True)
-    assert json.loads(_lines(path)[0])["format"] == rcert.runs.resume.FORMAT
+    assert path.read_bytes().startswith(content)  # kept: it may be someone else's
+    pd.testing.assert_frame_equal(_run(model, inputs, path, exclusive=True), fresh,
+                                  check_exact=True)
+    assert all(json.loads(line)["format"] == rcert.runs.resume.FORMAT
+               for line in _lines(path)[:-1])  # dropped by the lock's holder
+
+
+def _planted(line: bytes, damage: str) -> bytes:
+    """A saved chunk line, its rows' p_lower doctored (so that using it shows), made
+    unusable by ``damage``."""
+    entry = json.loads(line)
+    entry["rows"] = [{**row, "p_lower": 0.123} for row in entry["rows"]]
+    if damage == "other key":
+        entry["key"] = "0" * 16
+    elif damage == "old format":
+        entry["format"] = "rcert-partial-2"
+    elif damage == "other inputs":
+        entry["rows"] = [{**row, "index": row["index"] + 1} for row in entry["rows"]]
+    elif damage == "off the grid":
+        entry["start"] += 1
+    return json.dumps(entry).encode()
+
+
+@pytest.mark.parametrize("damage", ["other key", "old format", "other inputs",
+                                    "off the grid"])
+def test_a_planted_chunk_is_never_used(model, inputs, fresh, tmp_path, monkeypatch, damage):
+    path = tmp_path / "run.jsonl"
+    _run(model, inputs, path)
+    lines = _lines(path)
+    # The chunk at 3 is there only as the planted line, first in the file.
+    path.write_bytes(b"\n".join([_planted(lines[1], damage), lines[0], *lines[2:]]))
+    calls = CertifyCalls()
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
+    resumed = _run(model, inputs, path)
+    assert calls.calls == 1 and calls.sizes == [3]
+    pd.testing.assert_frame_equal(resumed, fresh, check_exact=True)
+    assert _csv(resumed) == _csv(fresh)
+
+
+def test_two_settings_writing_one_file_at_once_never_mix(model, inputs, fresh, tmp_path,
+                                                         monkeypatch):
+    # Issue 9: a run at another r, started while this one was between chunks, once replaced
+    # the file; this run then appended to it, and the other's report carried its rows.
+    path = tmp_path / "run.jsonl"
+    other: list[pd.DataFrame] = []
+
+    def interleaved(model_, x, *args, **kwargs):
+        if not other:
+            with monkeypatch.context() as patch:
+                patch.setattr(rcert.runs.resume, "certify", REAL_CERTIFY)
+                other.append(_run(model, inputs, path, r=0.5))
+        return REAL_CERTIFY(model_, x, *args, **kwargs)
+
+    monkeypatch.setattr(rcert.runs.resume, "certify", interleaved)
+    mine = _run(model, inputs, path)
+    monkeypatch.setattr(rcert.runs.resume, "certify", REAL_CERTIFY)
+    pd.testing.assert_frame_equal(mine, fresh, check_exact=True)
+    want = _run(model, inputs, tmp_path / "alone.jsonl", r=0.5)
+    pd.testing.assert_frame_equal(other[0], want, check_exact=True)
+    # Both runs' chunks are in the file, and each rerun finds all of its own there.
+    calls = CertifyCalls()
+    monkeypatch.setattr(rcert.runs.resume, "certify", calls)
+    pd.testing.assert_frame_equal(_run(model, inputs, path), fresh, check_exact=True)
+    pd.testing.assert_frame_equal(_run(model, inputs, path, r=0.5), want, check_exact=True)
+    assert calls.calls == 0
+
+
+def test_a_resume_file_that_is_not_a_regular_file_is_refused(model, inputs, tmp_path):
+    path = tmp_path / "run.jsonl"
+    os.mkfifo(path)
+    with pytest.raises(rcert.RcertError, match=r"run.jsonl is a named pipe \(FIFO\), not a "
+                                               r"regular file; remove it"):
+        _run(model, inputs, path)
 
 
 def test_rows_are_never_duplicated_or_lost(model, inputs, fresh, tmp_path, monkeypatch):
@@ -200,11 +286,11 @@ def test_rows_are_never_duplicated_or_lost(model, inputs, fresh, tmp_path, monke
                 _run(model, inputs, path)
     raw = path.read_bytes()
     path.write_bytes(raw[:-5])
-    df = _run(model, inputs, path)
+    df = _run(model, inputs, path, exclusive=True)
     assert df["index"].tolist() == index.tolist()
     assert df["index"].is_unique
     assert len(df) == N
-    starts = [json.loads(line)["start"] for line in _lines(path)[1:-1]]
+    starts = [json.loads(line)["start"] for line in _lines(path)[:-1]]
     assert sorted(starts) == [0, 3, 6, 9]  # one line per chunk in the file too
 
 
