@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import UNBOXED, LinearVAE, TinyMLPVAE
 
-from rcert.errors import RcertError
 from rcert.engine import montecarlo
+from rcert.errors import RcertError
 from rcert.statistics import binomial
 
 certify_mod = importlib.import_module("rcert.engine.certify")
