@@ -64,6 +64,14 @@ def check_writable(path: str | os.PathLike, hint: str = "") -> Path:
     to a file). ``hint`` ends the message then (e.g. how to write to stdout instead).
     """
     path = Path(path)
+    try:
+        return _check_writable(path, hint)
+    except OSError as exc:  # e.g. a name too long, a loop of symlinks
+        raise RcertError(f"cannot write {path}: {exc.strerror or exc}; give another path"
+                         ) from None
+
+
+def _check_writable(path: Path, hint: str) -> Path:
     target, through = _resolved(path)
     if not target.parent.is_dir():
         raise RcertError(f"cannot write {path}: folder {target.parent} does not exist; "
@@ -99,14 +107,28 @@ def _is_own_stream(info: os.stat_result) -> bool:
     return False
 
 
-def check_output(path: str | os.PathLike, *, binary: bool = False, hint: str = "") -> None:
+def check_output(path: str | os.PathLike, *, binary: bool = False, hint: str = "",
+                 inputs: dict[str, str | os.PathLike | None] | None = None) -> None:
     """Fail early if the output ``path`` cannot be written: :data:`STDOUT`, refused for
-    ``binary`` data while stdout is a terminal, or a file (:func:`check_writable`)."""
+    ``binary`` data while stdout is a terminal, or a file (:func:`check_writable`) that is
+    none of the run's ``inputs`` (what each is, by path: ``{"model": ...}``), which
+    writing the output would destroy."""
     if str(path) != STDOUT:
         check_writable(path, hint)
+        for what, source in (inputs or {}).items():
+            if source is not None and _same_file(path, source):
+                raise RcertError(f"cannot write {path}: it is the {what} this run reads, and "
+                                 f"writing it would destroy it; give another output file")
     elif binary and sys.stdout.isatty():
         raise RcertError("refusing to write binary data to the terminal; redirect stdout "
                          "(> file) or give a file name instead of -")
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # either is missing: they cannot be one file
+        return False
 
 
 def write_output(path: str | os.PathLike, data: bytes | str) -> None:

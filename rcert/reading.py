@@ -167,8 +167,10 @@ def read_bytes(path: str | os.PathLike, what: str, hint: str = "", *,
         if size > limit * MB:
             raise _too_big(what, Path(path), size, limit, variable)
         try:
-            # Never more than the limit, even if the file grows while it is read.
-            return handle.read(int(limit * MB) + 1)[: int(limit * MB)]
+            # The size found, not the limit: read() reserves what it is asked for, and a
+            # reservation of the whole ceiling fails under a limit on address space. A file
+            # that grows meanwhile is cut at the size checked.
+            return handle.read(size)
         except OSError as exc:
             raise RcertError(f"cannot read {what} {path}: {exc.strerror}") from None
 

@@ -220,3 +220,22 @@ def test_a_folder_that_cannot_be_locked_is_one_line(tmp_path):
     with pytest.raises(RcertError, match=r"its \.lock is not a regular file; remove it$"):
         with locked_folder(tmp_path, "report folder"):
             pass
+
+
+def test_an_output_that_is_an_input_of_the_run_is_refused(tmp_path):
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"weights")
+    link = tmp_path / "alias"
+    link.symlink_to(model)
+    for output in (model, link):
+        with pytest.raises(RcertError, match=r"it is the model this run reads, and writing it "
+                                             r"would destroy it; give another output file"):
+            check_output(output, inputs={"model": model, "data": "digits:test"})
+    assert model.read_bytes() == b"weights"
+    check_output(tmp_path / "out.csv", inputs={"model": model, "data": None})
+
+
+def test_a_path_the_system_cannot_take_is_one_line(tmp_path):
+    with pytest.raises(RcertError, match=r"^cannot write .*: File name too long; give another "
+                                         r"path$"):
+        check_writable(tmp_path / ("x" * 300))

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from rcert.cli import guard
 from rcert.cli.options import (
     apply,
     build,
@@ -113,7 +114,8 @@ def execute(kind: str, values: dict[str, Any], run: RunConfig, source: ModelSour
     if values.get("seed") is not None:
         check_seed(values["seed"], "--seed")
     if output is not None:
-        check_output(output, hint="use --output - for stdout")
+        check_output(output, hint="use --output - for stdout",
+                     inputs={"model": source.path, "data": values["data_spec"]})
     model, dataset = loading.load_with_data(source, data_spec=values["data_spec"],
                                             limit=values["limit"], device=run.device)
     with checks.collect(reissue=False) as warned:
@@ -134,7 +136,8 @@ def print_warnings(warned: list[dict[str, str]], model: str | None = None) -> No
     """Each reliability warning once on stderr, as ``rcert: warning: CODE: message``."""
     where = f"{model}: " if model else ""
     for entry in warned:
-        click.echo(f"rcert: warning: {where}{entry['code']}: {entry['message']}", err=True)
+        line = f"rcert: warning: {where}{entry['code']}: {entry['message']}"
+        click.echo(guard.one_line(line), err=True)
 
 
 def print_report_warnings(results: dict[str, dict[str, Any]]) -> None:

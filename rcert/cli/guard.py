@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import sys
 import tempfile
 import traceback
@@ -26,6 +27,15 @@ INTERNAL = 70
 
 _ALLOCATION = ("can't allocate memory", "out of memory", "unable to allocate",
                "not enough memory", "defaultcpuallocator")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (``\\n`` for a newline in a path, say),
+    so that a message is always exactly one line on the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def debugging() -> bool:
@@ -62,7 +72,7 @@ def out_of_memory_line() -> str:
     """The one line for an allocation failure."""
     return ("rcert: error: out of memory: the run needed more memory than this machine has; "
             "lower --memory-mb (smaller chunks of work), --n-samples or the number of inputs "
-            "(--limit)")
+            "(--limit), or, when training, --hidden or --batch-size")
 
 
 def _log_folder() -> Path:
@@ -111,7 +121,7 @@ def _where(exc: BaseException) -> str:
 
 def internal_error_line(exc: BaseException, log: Path | None) -> str:
     """The one line for a bug: what failed, where, and what to send with the report."""
-    message = (str(exc).splitlines() or [""])[0][:160]
+    message = one_line(str(exc))[:160]
     what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     kept = (f"the traceback is in {log}" if log is not None
             else "rerun with RCERT_DEBUG=1 to see the traceback")

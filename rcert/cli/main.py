@@ -53,12 +53,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = _invoke(args)
     except RcertError as exc:
         guard.print_traceback(exc)
-        click.echo(f"rcert: error: {exc}", err=True)
+        click.echo(f"rcert: error: {guard.one_line(str(exc))}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"rcert: error: {exc.format_message()} (see rcert --help)", err=True)
+        click.echo(f"rcert: error: {guard.one_line(exc.format_message())} (see rcert --help)",
+                   err=True)
         sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("rcert: interrupted", err=True)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rcert.errors import RcertError
+from rcert.reading import FileLimits
 from rcert.settings import choice, positive_float, positive_int
 from rcert.validate import int_tuple
 
@@ -375,4 +376,20 @@ def build_model(arch: str, **hparams: Any) -> VAE:
         raise RcertError(
             f"bad hyper-parameters for arch {arch!r}: {problem}; valid ones are {list(params)}"
         )
+    _check_size(cls, arch, hparams)
     return cls(**hparams)
+
+
+def _check_size(cls: type[VAE], arch: str, hparams: dict[str, Any]) -> None:
+    """Refuse, before any weight is allocated, an architecture larger than the checkpoints
+    rcert reads (:class:`rcert.reading.FileLimits`): it could not be saved and read back,
+    and allocating it could take the machine's memory."""
+    with torch.device("meta"):  # shapes only: no memory for the weights
+        shapes = cls(**hparams)
+    n_params = sum(p.numel() for p in shapes.parameters())
+    limit = FileLimits.from_env().file_mb
+    if n_params * 4 > limit * 2**20:
+        raise RcertError(
+            f"architecture {arch!r} with {hparams} has {n_params:.3g} parameters "
+            f"({n_params * 4 / 2**20:.4g} MB), more than the {limit:g} MB of a checkpoint "
+            f"rcert reads; choose smaller layers (e.g. --hidden) or raise RCERT_MAX_FILE_MB")

@@ -33,6 +33,7 @@ import pandas as pd
 
 from rcert import checks, plots
 from rcert.data import check_limit
+from rcert.engine import montecarlo
 from rcert.errors import RcertError
 from rcert.files import STDOUT, atomic_write, locked_folder
 from rcert.models import foreign
@@ -94,27 +95,51 @@ class Computed:
 GALLERY_SIZE = 6
 
 
-def compute(entries: list[ModelEntry], out: Path, *, attack: AttackConfig = EMPIRICAL_ATTACK,
-            run: RunConfig | None = None, exclusive: bool = False) -> Computed:
-    """Certify each model of ``entries``, resuming from ``out/.partial``.
+@dataclass(frozen=True)
+class _Loaded:
+    """One entry of a report, loaded: its model, data, settings and name."""
 
-    ``attack`` is the attack of the entries with ``empirical``. The results are keyed by
-    model name: the checkpoint's stem, with ``+`` added when two share one. ``exclusive``
-    says the caller holds ``out``'s lock (see
-    :func:`rcert.runs.resume.certify_resumable`).
-    """
-    run = run or RunConfig(device="cpu")
-    results: dict[str, dict[str, Any]] = {}
-    gallery: dict[str, list[dict[str, Any]]] = {}
+    entry: ModelEntry
+    model: Any
+    dataset: Any
+    config: CertifyConfig
+    name: str
+
+
+def _load_all(entries: list[ModelEntry], run: RunConfig) -> list[_Loaded]:
+    """Every entry's model and data, and its settings checked, before any is certified: a
+    bad entry fails before work on the others, and before anything is saved. Names are the
+    checkpoints' stems, with ``+`` added when two share one."""
+    loaded: list[_Loaded] = []
     for entry in entries:
         path = entry.source.path
         model, dataset = loading.load_with_data(entry.source, data_spec=entry.data,
                                                 limit=entry.limit, device=run.device or "cpu")
         config = CertifyConfig(**{**entry.certify, "r": loading.radius(
             model, entry.certify.get("r"), path)})
+        montecarlo.check_sample_budget(config.n_samples, run.memory_mb)
         name = Path(path).stem
-        while name in results:
+        while name in {item.name for item in loaded}:
             name += "+"
+        loaded.append(_Loaded(entry, model, dataset, config, name))
+    return loaded
+
+
+def compute(entries: list[ModelEntry], out: Path, *, attack: AttackConfig = EMPIRICAL_ATTACK,
+            run: RunConfig | None = None, exclusive: bool = False) -> Computed:
+    """Certify each model of ``entries``, resuming from ``out/.partial``.
+
+    ``attack`` is the attack of the entries with ``empirical``. The results are keyed by
+    model name: the checkpoint's stem, with ``+`` added when two share one. Every model is
+    loaded before the first is certified. ``exclusive`` says the caller holds ``out``'s
+    lock (see :func:`rcert.runs.resume.certify_resumable`).
+    """
+    run = run or RunConfig(device="cpu")
+    results: dict[str, dict[str, Any]] = {}
+    gallery: dict[str, list[dict[str, Any]]] = {}
+    for item in _load_all(entries, run):
+        entry, model, dataset, config, name = (item.entry, item.model, item.dataset,
+                                               item.config, item.name)
         with checks.collect(reissue=False) as warned:
             df = resume.certify_resumable(
                 model, dataset.x, dataset.index, path=out / ".partial" / f"{name}.jsonl",

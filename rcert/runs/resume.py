@@ -106,6 +106,8 @@ def _append(path: Path, line: bytes) -> None:
     a line of their own rather than spoiling this one.
     """
     try:
+        # Made with the first line, so a run that fails before it leaves no folder behind.
+        path.parent.mkdir(parents=True, exist_ok=True)
         # O_NONBLOCK: a named pipe put in the file's place is refused, not waited on.
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
                      | os.O_CLOEXEC, 0o666)
@@ -171,10 +173,6 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
     starts = range(0, len(x), chunk)
     if not starts:
         raise RcertError("no inputs to certify")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RcertError(f"cannot create folder {path.parent}: {exc.strerror}") from None
     done = _read(path, key, np.asarray(index), chunk, exclusive=exclusive)
     quiet = dataclasses.replace(run, progress=False)
     # Chosen from the whole run's ids, so that every chunk audits its share of one subset.

@@ -87,3 +87,10 @@ def test_a_closed_stdout_pipe_ends_quietly():
     done = subprocess.run([sys.executable, "-c", code, "inspect", str(MODEL)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_control_characters_in_a_message_stay_on_one_line(run, tmp_path):
+    code, out, err = run("margin", "--model", tmp_path / "a\nb\x1b[31m.safetensors")
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("rcert: error: model ") and "a\\nb\\x1b[31m.safetensors" in line

@@ -260,3 +260,17 @@ def test_rows_are_independent_and_vmap_jacobians_work(arch):
     torch.testing.assert_close(jac[1], reference)
     dec = torch.func.vmap(torch.func.jacrev(lambda z: model.decode(z.unsqueeze(0))[0]))(mu)
     assert dec.shape == (4, 1, 8, 8, 3)
+
+
+def test_an_architecture_too_large_to_read_back_is_refused_before_allocating(monkeypatch):
+    # 2e16 parameters: allocating them would take the machine down long before training.
+    with pytest.raises(RcertError, match=r"has 2e\+16 parameters \(7\.629e\+10 MB\), more than "
+                                         r"the 4096 MB of a checkpoint rcert reads; choose "
+                                         r"smaller layers"):
+        build_model("mlp", input_shape=(64,), latent_dim=2, hidden=(10**8, 10**8))
+    monkeypatch.setenv("RCERT_MAX_FILE_MB", "0.1")
+    with pytest.raises(RcertError, match="raise RCERT_MAX_FILE_MB"):
+        build_model("mlp", input_shape=(64,), latent_dim=2, hidden=(256, 256))
+    monkeypatch.setenv("RCERT_MAX_FILE_MB", "1")
+    assert sum(p.numel() for p in build_model("mlp", input_shape=(64,), latent_dim=2,
+                                              hidden=(256, 256)).parameters()) == 166468

@@ -642,3 +642,24 @@ def test_headline_figures_are_recomputed_from_the_inputs(hand_made_results):
     # inf mean on the second, violations on both.
     assert table["violations"] == ["2", "3"]
     assert table["mean margin_empirical"][1] == "inf"
+
+
+def test_a_bad_second_model_fails_before_the_first_is_certified(ab_ckpts, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    out = tmp_path / "rep"
+    for second in (tmp_path / "missing.safetensors", bad):
+        code, stdout, stderr = cli_output("report", "--model", ab_ckpts["a"], "--model",
+                                          second, "--out", out, "--limit", "4",
+                                          "--n-samples", "20", "--quiet")
+        assert_one_error_line(code, stdout, stderr)
+        assert not out.exists()  # nothing computed, nothing saved, no folder left
+
+
+def test_a_sample_too_large_for_the_budget_fails_before_anything_is_saved(ab_ckpts, tmp_path):
+    out = tmp_path / "rep"
+    code, stdout, stderr = cli_output("report", "--model", ab_ckpts["a"], "--out", out,
+                                      "--n-samples", 10**12, "--quiet")
+    line = assert_one_error_line(code, stdout, stderr)
+    assert "n_samples = 1000000000000 needs 7.28 TiB" in line
+    assert not out.exists()
