@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from rcert.errors import RcertError
+from rcert.errors import RcertError, first_line
 from rcert.settings import field_help, positive_float, positive_int, set_field
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
@@ -223,6 +223,9 @@ def parse_json(text: str, where: str, hint: str = "") -> Any:
         raise RcertError(f"{where} nests too deep to read{_suffix(hint)}") from None
     except RcertError as exc:
         raise RcertError(f"{where}: {exc}") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise RcertError(f"{where} is not valid JSON ({first_line(exc, 120)})"
+                         f"{_suffix(hint)}") from None
 
 
 def read_json(path: str | os.PathLike, what: str, hint: str = "") -> Any:

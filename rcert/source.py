@@ -99,8 +99,11 @@ def parse_factory_args(value: Any) -> dict[str, Any]:
                                  f"got {item!r}")
             try:
                 items.append((key, json.loads(text)))
-            except ValueError:
+            except ValueError:  # not JSON (or an integer too long to convert): the text
                 items.append((key, text))
+            except RecursionError:
+                raise RcertError(f"factory argument {key} nests too deep to read; pass a "
+                                 "flatter value") from None
     else:
         raise RcertError(f"factory_args must be a table of keyword arguments, got {value!r}")
     for key, _ in items:

@@ -114,3 +114,8 @@ def test_limits_from_the_environment_are_checked(value, message):
         FileLimits.from_env({"RCERT_MAX_FILE_MB": value})
     assert FileLimits.from_env({"RCERT_MAX_DOCUMENT_MB": "12"}).document_mb == 12.0
     assert FileLimits.from_env({}) == FileLimits()
+
+
+def test_a_number_too_long_to_convert_is_one_line():
+    with pytest.raises(RcertError, match=r"^doc is not valid JSON \(Exceeds the limit"):
+        reading.parse_json('{"a": ' + "1" * 5000 + "}", "doc")

@@ -34,6 +34,8 @@ from rcert.files import atomic_write
 from rcert.models import legacy
 from rcert.models.legacy import DTYPES, FORMAT_NAME
 from rcert.models.nets import VAE, build_model
+from rcert.models.statedict import open_model_file, refuse_nonfinite
+from rcert.reading import open_regular
 from rcert.settings import positive_float
 
 FORMAT_VERSION = 2
@@ -164,9 +166,8 @@ def _classify(head: bytes, size: int) -> str:
 def _sniff(path: Path) -> str:
     """``"legacy"`` or ``"safetensors"``; RcertError naming the file for anything else."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(16)
+        with open_model_file(path, "checkpoint") as f:
+            size, head = os.fstat(f.fileno()).st_size, f.read(16)
     except OSError as exc:
         raise _unreadable(path, exc) from None
     kind = _classify(head, size)
@@ -213,11 +214,7 @@ def _safetensors_parts(path: Path) -> _Parts:
             f"{path} is a safetensors file without rcert metadata: weights without an "
             "architecture; load it as you would a torch.save state dict, with --arch or "
             "--factory (see docs/models.md)")
-    try:
-        header = json.loads(metadata[METADATA_KEY])
-    except (ValueError, RecursionError):
-        raise RcertError(f"{path} has a corrupt JSON header; re-save the checkpoint") from None
-    header = legacy.check_header(header, path, FORMAT_VERSION)
+    header = legacy.parse_header(metadata[METADATA_KEY], path, FORMAT_VERSION)
     for name, (dtype, _) in specs.items():
         if dtype not in _SAFETENSORS_DTYPES:
             raise RcertError(
@@ -240,7 +237,7 @@ def _parts(path: Path, *, tensors: bool) -> _Parts:
     if _sniff(path) == "safetensors":
         return _safetensors_parts(path)
     try:
-        with open(path, "rb") as f:
+        with open_model_file(path, "checkpoint") as f:
             header, table, body = legacy.read(f, path, payload=tensors)
     except OSError as exc:
         raise _unreadable(path, exc) from None
@@ -271,16 +268,15 @@ def is_native(path: str | os.PathLike[str]) -> bool:
     folders, unreadable paths). Never raises: :func:`load` says what is wrong with a file.
     """
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(16)
+        with open_regular(path, "checkpoint") as f:
+            size, head = os.fstat(f.fileno()).st_size, f.read(16)
             if head.startswith(legacy.MAGIC):
                 return True
             if _classify(head, size) != "safetensors":
                 return False
             f.seek(8)
             table = json.loads(f.read(int.from_bytes(head[:8], "little")).decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
+    except (OSError, ValueError, RecursionError):  # RcertError included: not a regular file
         return False
     metadata = table.get("__metadata__") if isinstance(table, dict) else None
     return isinstance(metadata, dict) and METADATA_KEY in metadata
@@ -344,6 +340,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     header, specs, read_tensors = _parts(path, tensors=True)
     model = _skeleton(header, specs, path)
     state = read_tensors()
+    refuse_nonfinite(state, "checkpoint", path)
     float_dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(float_dtypes) == 1:
         model = model.to(float_dtypes.pop())
@@ -390,7 +387,7 @@ def model_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
     e.g. the command that regenerates the checkpoint.
     """
     header = read_header(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "checkpoint") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     return {"name": Path(path).stem, "checkpoint": Path(path).name, "sha256": digest,
             "architecture": header["model"], "data": header["data"],

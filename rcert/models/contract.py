@@ -93,7 +93,7 @@ def traits(model: nn.Module) -> ModelTraits:
     if isinstance(stated, ModelTraits):
         return stated
     if stated is not None:
-        raise RcertError(f"{type(model).__name__}.traits must be a rcert ModelTraits, got "
+        raise RcertError(f"{type(model).__name__}.traits must be an rcert ModelTraits, got "
                          f"{type(stated).__name__}")
     box = getattr(model, "data_range", None)
     likelihood = getattr(model, "likelihood", None)

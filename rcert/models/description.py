@@ -14,34 +14,31 @@ Reading it never runs code: JSON and TOML hold data only.
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rcert.errors import RcertError, first_line
 from rcert.models.nets import VAE, build_model
+from rcert.reading import parse_json, parse_toml, read_text
 
-#: Descriptions are a few lines; anything larger is not one.
-MAX_BYTES = 1 << 20
-#: More parameters than this is a typo in a width, not a VAE rcert can certify.
-MAX_PARAMETERS = 1 << 30
+_HINT = "check the path given to --arch"
+_FORMAT = "write the architecture as a JSON object or TOML table, e.g. arch = \"mlp\""
 
 
 def _parse(path: Path, text: str) -> Any:
     """JSON or TOML by suffix; either, JSON first, for any other suffix."""
-    parsers = {"JSON": json.loads, "TOML": tomllib.loads}
-    names = {".json": ("JSON",), ".toml": ("TOML",)}.get(path.suffix.lower(), tuple(parsers))
-    for name in names:
+    where = f"architecture description {path}"
+    suffix = path.suffix.lower()
+    if suffix in (".json", ".toml"):
+        parse = parse_json if suffix == ".json" else parse_toml
+        return parse(text, where, _FORMAT)
+    for parse in (parse_json, parse_toml):
         try:
-            return parsers[name](text)
-        except (ValueError, RecursionError):
+            return parse(text, where)
+        except RcertError:
             continue
-    raise RcertError(f"{path} is not valid {' or '.join(names)}; write the architecture as "
-                     "a JSON object or TOML table, e.g. arch = \"mlp\"")
+    raise RcertError(f"{where} is not valid JSON or TOML; {_FORMAT}")
 
 
 def read_description(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -60,26 +57,12 @@ def read_description(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises
     ------
     RcertError
-        Not a readable file, over 1 MB, not UTF-8, not JSON/TOML, not a table, or no ``arch``.
+        Missing or not a regular file, over the document size limit
+        (:class:`~rcert.reading.FileLimits`), not UTF-8, not JSON/TOML, not a table, or no
+        ``arch``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RcertError(f"architecture description {path} is not a readable file; check "
-                         "the path given to --arch")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise RcertError(f"cannot read {path}: {exc.strerror or exc}; check the path") from None
-    if len(raw) > MAX_BYTES:
-        raise RcertError(f"{path} is over 1 MB, too large for an architecture description; "
-                         "pass the small JSON/TOML file of hyper-parameters")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RcertError(f"{path} is not UTF-8 text; pass a JSON or TOML architecture "
-                         "description") from None
-    table = _parse(path, text)
+    table = _parse(path, read_text(path, "architecture description", _HINT))
     if not isinstance(table, dict):
         raise RcertError(f"{path} holds a JSON {type(table).__name__}, not an object; write "
                          "the hyper-parameters as {\"arch\": \"mlp\", ...}")
@@ -108,12 +91,7 @@ def build_from_description(path: str | os.PathLike[str]) -> VAE:
         (listed), bad values, or a model too large to build.
     """
     path = Path(path)
-    hparams = read_description(path)
-    # Sized on the meta device first: a mistyped width must not exhaust memory.
-    with torch.device("meta"):
-        size = sum(p.numel() for p in _build(path, hparams).parameters())
-    if size > MAX_PARAMETERS:
-        raise RcertError(f"{path} describes a model with {size:.3g} parameters (more than "
-                         f"{MAX_PARAMETERS:.3g}); check its widths and latent_dim")
-    return _build(path, hparams)
+    # build_model sizes the model on the meta device before allocating it, so a mistyped
+    # width is refused without exhausting memory.
+    return _build(path, read_description(path))
 

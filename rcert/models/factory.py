@@ -28,6 +28,12 @@ def failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {line}" if str(exc) and line else type(exc).__name__
 
 
+def type_phrase(obj: Any) -> str:
+    """``obj``'s type name with its indefinite article, for a message: "an int", "a Linear"."""
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def _import(name: str) -> ModuleType:
     """Import ``name`` with the working directory importable for the import only."""
     saved = list(sys.path)
@@ -87,7 +93,7 @@ def call_factory(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
         raise RcertError(f"{name} has no attribute {attr!r}; check the name after ':' in "
                          f"--factory {spec}")
     if not callable(function):
-        raise RcertError(f"{spec} is a {type(function).__name__}, not a function; point "
+        raise RcertError(f"{spec} is {type_phrase(function)}, not a function; point "
                          "--factory at the function that builds the model")
     try:
         model = function(**kwargs)
@@ -96,6 +102,6 @@ def call_factory(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
         raise RcertError(f"factory {_call_text(spec, kwargs)} failed: {failure(exc)}; fix "
                          "the factory or its arguments (--factory-arg KEY=VALUE)") from None
     if not isinstance(model, nn.Module):
-        raise RcertError(f"factory {spec} returned {type(model).__name__}, not a "
+        raise RcertError(f"factory {spec} returned {type_phrase(model)}, not a "
                          "torch.nn.Module; return the model itself")
     return model

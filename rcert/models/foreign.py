@@ -4,10 +4,11 @@ The dispatch, in order:
 
 1. a folder is a pythae model folder (it has ``model_config.json``);
 2. an rcert checkpoint (:func:`rcert.models.checkpoint.is_native`) describes itself;
-3. any other file is read as ``torch.save`` with ``weights_only=True``
-   (:func:`rcert.models.statedict.read_torch_file`), and its architecture comes from the
-   library given (``library``), an rcert architecture description (``arch``), the user's
-   factory (``factory``), or else the first library whose ``detect`` recognises the file.
+3. any other file is read as ``torch.save`` with ``weights_only=True``, or as plain
+   safetensors weights (:func:`rcert.models.statedict.read_weights`), and its architecture
+   comes from the library given (``library``), an rcert architecture description
+   (``arch``), the user's factory (``factory``), or else the first library whose ``detect``
+   recognises the file.
 
 Nothing in a file is ever executed. Every model but an rcert checkpoint is *foreign*: its
 ``meta`` says how it was read (format, library, sigma convention, factory) and the SHA-256
@@ -30,12 +31,13 @@ from rcert.models.description import build_from_description
 from rcert.models.factory import call_factory
 from rcert.models.libraries import loader
 from rcert.models.nets import VAE
-from rcert.models.statedict import find_state_dict, load_weights, read_torch_file
+from rcert.models.statedict import find_state_dict, load_weights, read_weights, refuse_nonfinite
+from rcert.reading import check_regular, open_regular
 from rcert.settings import option_name
 from rcert.source import LIBRARIES, SIGMA_KINDS, ModelSource
 
 #: What ``meta["format"]`` may say: the file's container or the library that wrote it.
-FORMATS = ("rcert", "torch.save", "lightning", *LIBRARIES)
+FORMATS = ("rcert", "torch.save", "lightning", "safetensors", *LIBRARIES)
 #: The ModelSource fields that say how to read a file.
 READING = ("library", "arch", "factory", "sigma", "data_range", "input_shape")
 _READABLE = ("rcert reads rcert checkpoints, torch.save and Lightning .ckpt files (with "
@@ -49,10 +51,8 @@ def _given(source: ModelSource, *names: str) -> list[str]:
     return [option_name(name) for name in names if getattr(source, name) is not None]
 
 
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    with open(path, "rb") as f:
+def _sha256(path: Path) -> str:
+    with open_regular(path, "model") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
@@ -79,7 +79,9 @@ def _load_native(source: ModelSource, path: Path, device: str) -> nn.Module:
 
 
 def _load_folder(source: ModelSource, path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    if not (path / "model_config.json").is_file():
+    # exists(), not is_file(): a model_config.json that is a FIFO, say, is refused by its type
+    # when it is read, not called missing.
+    if not (path / "model_config.json").exists():
         raise RcertError(f"{path} is a folder without model_config.json, so not a pythae "
                          f"model folder; {_READABLE}: pass one of those")
     wrong = _given(source, "arch", "factory") or (
@@ -157,18 +159,23 @@ def _from_factory(source: ModelSource, path: Path,
                    "factory_args": dict(source.factory_args)}
 
 
-def _unreadable(path: Path, obj: Any, lightning: bool) -> RcertError:
+#: What a file of each container holding a state dict is, in words.
+_HOLDING = {"torch.save": "a torch.save state dict", "lightning": "a Lightning checkpoint",
+            "safetensors": "a safetensors file of weights"}
+
+
+def _unreadable(path: Path, obj: Any, container: str) -> RcertError:
     state = find_state_dict(obj, path)
     keys = ", ".join(list(state)[:3])
-    what = "a Lightning checkpoint" if lightning else "a torch.save state dict"
     tensors = f"{len(state)} tensor" + ("s" if len(state) != 1 else "")
-    return RcertError(f"{path} is {what} with {tensors} (e.g. keys {keys}); say "
-                      f"how to build the model: {_HOW}")
+    return RcertError(f"{path} is {_HOLDING[container]} with {tensors} (e.g. keys {keys}); "
+                      f"say how to build the model: {_HOW}")
 
 
 def _load_file(source: ModelSource, path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    obj = read_torch_file(path)
-    container = "lightning" if _is_lightning(obj) else "torch.save"
+    obj, container = read_weights(path)
+    if container == "torch.save" and _is_lightning(obj):
+        container = "lightning"
     if source.library is not None:
         return _from_library(source, source.library, obj)
     if source.arch is not None:
@@ -178,7 +185,7 @@ def _load_file(source: ModelSource, path: Path) -> tuple[nn.Module, dict[str, An
     else:
         name = next((n for n in LIBRARIES if loader(n).detect(path, obj)), None)
         if name is None:
-            raise _unreadable(path, obj, container == "lightning")
+            raise _unreadable(path, obj, container)
         return _from_library(source, name, obj)
     return model, {"format": container, **meta}
 
@@ -217,13 +224,15 @@ def load_model(source: ModelSource, *, device: str = "cpu") -> nn.Module:
     if path.is_dir():
         model, meta = _load_folder(source, path)
         weights = path / "model.pt"
-    elif not path.is_file():
-        raise RcertError(f"{path} does not exist; check the model path")
-    elif checkpoint.is_native(path):
+    elif checkpoint.is_native(check_regular(path, "model", "check the model path")):
         return _load_native(source, path, device)
     else:
         model, meta = _load_file(source, path)
         weights = path
+    # rcert checkpoints are checked as they load; a foreign model's weights are checked here,
+    # named as in the file (without the wrapper's own prefix).
+    refuse_nonfinite((model.module if isinstance(model, Wrapped) else model).state_dict(),
+                     "model", path)
     for name in ("data_range", "input_shape"):
         if getattr(source, name) is not None:
             setattr(model, name, getattr(source, name))

@@ -21,7 +21,6 @@ What both formats share lives here, in the lower of the two modules: the stored 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import struct
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from rcert.errors import RcertError
+from rcert.reading import parse_json
 
 MAGIC = b"RCERTCKP"
 FORMAT_VERSION = 1
@@ -76,6 +76,16 @@ def check_header(header: Any, path: Path, version: int) -> dict[str, Any]:
     return header
 
 
+def parse_header(text: str, path: Path, version: int) -> dict[str, Any]:
+    """The header of format ``version`` in JSON ``text``, checked (:func:`check_header`).
+
+    It is parsed by :func:`rcert.reading.parse_json`: bounded in depth, and strict (JSON's
+    non-standard ``NaN`` and ``Infinity`` are refused), as both formats write it.
+    """
+    header = parse_json(text, f"the JSON header of {path}", "re-save the checkpoint")
+    return check_header(header, path, version)
+
+
 def read(f: BinaryIO, path: Path, *, payload: bool) -> Read:
     """The checked header of the legacy file ``f`` (read from its start) and, if ``payload``,
     its checked tensor table and payload (else an empty table and ``b""``).
@@ -102,10 +112,11 @@ def read(f: BinaryIO, path: Path, *, payload: bool) -> Read:
         raise RcertError(f"{path} is truncated (it ends inside the header); re-save it")
     body = f.read() if payload else b""
     try:
-        header = json.loads(raw_header.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise RcertError(f"{path} has a corrupt JSON header; re-save the checkpoint") from None
-    header = check_header(header, path, FORMAT_VERSION)
+        text = raw_header.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RcertError(f"{path} has a corrupt JSON header (not UTF-8); re-save the "
+                         "checkpoint") from None
+    header = parse_header(text, path, FORMAT_VERSION)
     if not payload:
         return header, {}, b""
     table = tensor_table(header, path, len(body))

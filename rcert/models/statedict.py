@@ -1,11 +1,13 @@
-"""Weights from ``torch.save`` files, read without running code from them.
+"""Weights from ``torch.save`` and plain safetensors files, read without running code from them.
 
-Every ``torch.save`` file goes through :func:`read_torch_file`: ``torch.load`` with
-``weights_only=True``, whose unpickler builds tensors and plain containers only and
-refuses any other global. The one extra global allowed is ``argparse.Namespace`` (the
-``args`` of beta-TCVAE checkpoints), and only within the call that reads the file.
-:func:`find_state_dict` digs the state dict out of the usual wrappers and
-:func:`load_weights` copies it into a module, naming missing and unexpected keys.
+Every weights file goes through :func:`read_weights`: a regular file within the size limit
+(:func:`open_model_file`); a safetensors file is read as the tensors it holds, a
+``torch.save`` file by ``torch.load`` with ``weights_only=True``, whose unpickler builds
+tensors and plain containers only and refuses any other global. The one extra global
+allowed is ``argparse.Namespace`` (the ``args`` of beta-TCVAE checkpoints), and only within
+the call that reads the file. :func:`find_state_dict` digs the state dict out of the usual
+wrappers and :func:`load_weights` copies it into a module, naming missing and unexpected
+keys; :func:`refuse_nonfinite` refuses weights that hold NaN or an infinity.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import safetensors.torch
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
-from rcert.errors import RcertError
+from rcert.errors import RcertError, first_line
+from rcert.reading import check_declared, open_regular, size_of
 
 #: Keys under which training loops nest the model's state dict, tried in order.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "vae")
@@ -54,41 +59,57 @@ def _refusal(path: Path, exc: Exception) -> RcertError:
         "a whole pickled module, load it yourself in Python if you trust it and use rcert.wrap")
 
 
-def _check_file_type(path: Path) -> None:
-    """Refuse, before torch sees it, a file that is no torch.save zip, pickle or safetensors
-    file (torch's own errors for those do not say what the file is)."""
+def open_model_file(path: str | os.PathLike[str], what: str = "model") -> IO[bytes]:
+    """``path`` opened for binary reading if it is a regular file (a folder, FIFO or device is
+    refused by its type, without blocking: :func:`rcert.reading.open_regular`) of at most
+    ``file_mb`` of :class:`~rcert.reading.FileLimits`; ``what`` names it in messages."""
+    handle = open_regular(path, what, f"check the {what} path")
     try:
-        with open(path, "rb") as f:
-            head = f.read(9)
+        check_declared(size_of(handle), what, path)
+    except RcertError:
+        handle.close()
+        raise
+    return handle
+
+
+def _container(f: IO[bytes], path: Path) -> str:
+    """``"torch.save"`` (a zip or a pickle) or ``"safetensors"``, from the first bytes of the
+    open file ``f``, which is left at its start; anything else is refused before torch sees
+    it (torch's own errors for those do not say what the file is)."""
+    try:
+        head = f.read(9)
+        f.seek(0)
     except OSError as exc:
         raise RcertError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not head:
         raise RcertError(f"{path} is empty; pass a complete model file")
-    zipped, pickled = head.startswith(b"PK\x03\x04"), head[:1] == b"\x80"
-    if not (zipped or pickled or head[8:9] == b"{"):
-        raise RcertError(
-            f"{path} is not a model file rcert can read (not an rcert checkpoint, torch.save, "
-            "Lightning .ckpt or safetensors file); pass one of those or a pythae folder")
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "torch.save"
+    if head[8:9] == b"{":  # a safetensors header follows its 8-byte length
+        return "safetensors"
+    raise RcertError(
+        f"{path} is not a model file rcert can read (not an rcert checkpoint, torch.save, "
+        "Lightning .ckpt or safetensors file); pass one of those or a pythae folder")
 
 
-def read_torch_file(path: str | os.PathLike[str]) -> Any:
-    """The object in a ``torch.save`` file, read with ``weights_only=True`` on the CPU.
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, by name: plain weights (safetensors holds nothing
+    else, and checks its header against the file's size before reading)."""
+    try:
+        return safetensors.torch.load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise RcertError(f"{path} is a damaged safetensors file (safetensors: "
+                         f"{first_line(exc)}); check that it is complete") from None
 
-    Raises
-    ------
-    RcertError
-        The file is missing, unreadable, not a torch.save file, or holds anything a
-        weights-only read refuses (a pickled module, a ``__reduce__`` payload).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise RcertError(f"{path} is not a readable file; check the path")
-    _check_file_type(path)
+
+def _load_weights_only(f: IO[bytes], path: Path) -> Any:
+    """``torch.load`` of the open file ``f`` with ``weights_only=True``; a refused or broken
+    file is a one-line RcertError."""
     try:
         # torch warns about pickle protocols it reads anyway; the refusal below is the news.
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+            return torch.load(f, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, exc) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
@@ -98,6 +119,31 @@ def read_torch_file(path: str | os.PathLike[str]) -> Any:
                          "checkpoint") from None
     except OSError as exc:
         raise RcertError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_weights(path: str | os.PathLike[str]) -> tuple[Any, str]:
+    """What a weights file holds, and its container: ``"torch.save"`` (read with
+    ``weights_only=True`` on the CPU) or ``"safetensors"`` (a dict of tensors by name).
+
+    Raises
+    ------
+    RcertError
+        The file is missing, not a regular file, too large, unreadable, of another format,
+        damaged, or holds anything a weights-only read refuses (a pickled module, a
+        ``__reduce__`` payload).
+    """
+    path = Path(path)
+    # torch reads the handle opened and checked here: the file checked is the file read.
+    with open_model_file(path) as f:
+        container = _container(f, path)
+        if container == "safetensors":
+            return _load_safetensors(path), container
+        return _load_weights_only(f, path), container
+
+
+def read_torch_file(path: str | os.PathLike[str]) -> Any:
+    """What a ``torch.save`` (or plain safetensors) file holds: :func:`read_weights`."""
+    return read_weights(path)[0]
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -170,3 +216,19 @@ def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor],
 def _few(items: list[str]) -> str:
     shown = ", ".join(items[:5]) or "none"
     return shown + (f" (and {len(items) - 5} more)" if len(items) > 5 else "")
+
+
+def refuse_nonfinite(tensors: Mapping[str, torch.Tensor], what: str,
+                     path: str | os.PathLike[str]) -> None:
+    """An RcertError naming the first tensor of ``tensors`` (a model's weights and buffers,
+    read from the file ``path``) that holds NaN or an infinity.
+
+    Such a model computes nothing meaningful: left alone, every certificate on it abstains and
+    the run would pass for a finished one.
+    """
+    for name, tensor in tensors.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and \
+                not bool(torch.isfinite(tensor).all()):
+            found = "NaN" if bool(torch.isnan(tensor).any()) else "an infinite value"
+            raise RcertError(f"{what} {path}: tensor {name} holds {found}; the checkpoint is "
+                             "damaged or training diverged")

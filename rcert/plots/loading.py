@@ -2,68 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rcert.errors import RcertError
 from rcert.plots.style import COLORS, Model
+from rcert.reading import read_json
 from rcert.results import schema
-from rcert.results.schema import KINDS, REPORT_KIND, REPORT_SCHEMA_VERSION, SCHEMA_VERSION
+from rcert.results.schema import REPORT_KIND
 
 Results = dict[str, Any] | Sequence[dict[str, Any]]
 
 #: The command that makes each kind of result.
 _MAKE = {"margin": "rcert margin --format json", "attack": "rcert attack --format json",
          "curve": "rcert curve --format json"}
-
-
-def _reject_constant(name: str) -> float:
-    raise RcertError(f"the file holds {name}, which strict JSON does not allow; rcert writes "
-                     f'non-finite numbers as the strings "inf", "-inf" and "nan"')
-
-
-def _read(path: Path, make: str) -> Any:
-    """The JSON document at ``path``; a one-line RcertError for anything unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RcertError(f"cannot read {path}: no such file; {make}") from None
-    except IsADirectoryError:
-        raise RcertError(f"cannot read {path}: it is a folder; give a result JSON file") from None
-    except UnicodeDecodeError:
-        raise RcertError(f"cannot read {path}: it is not UTF-8 text; {make}") from None
-    except OSError as exc:
-        raise RcertError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise RcertError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
-                         f"{exc.colno}); {make}") from None
-    except RcertError as exc:
-        raise RcertError(f"{path}: {exc}") from None
-
-
-def _checked(doc: Any, where: str, make: str) -> dict[str, Any]:
-    """``doc`` if it is a result of a known schema version and kind, numbers restored."""
-    if not isinstance(doc, dict) or not {"schema_version", "kind", "inputs"} <= doc.keys():
-        raise RcertError(f"{where} is not an rcert result (a JSON object with schema_version, "
-                         f"kind and inputs); {make}")
-    if doc["schema_version"] != SCHEMA_VERSION:
-        raise RcertError(f"{where} has result schema version {doc['schema_version']!r}, but "
-                         f"this rcert reads version {SCHEMA_VERSION}; use the rcert that wrote it")
-    if doc["kind"] not in KINDS:
-        raise RcertError(f"{where} has unknown kind {doc['kind']!r}; expected one of "
-                         f"{', '.join(KINDS)}")
-    if not isinstance(doc["inputs"], list) or not all(isinstance(r, dict) for r in doc["inputs"]):
-        raise RcertError(f"{where}: inputs must be a list of objects, one per input; {make}")
-    doc["inputs"] = schema.restore(doc["inputs"])
-    doc["summary"] = schema.restore(doc.get("summary", {}))
-    return doc
 
 
 _MAKE_ONE = "write one with rcert margin, attack or curve --format json"
@@ -96,11 +53,11 @@ def load_result(path: str | os.PathLike[str]) -> dict[str, Any]:
         rcert result of a known schema version and kind.
     """
     path = Path(path)
-    doc = _read(path, _MAKE_ONE)
+    doc = read_json(path, "result", _MAKE_ONE)
     if _is_report(doc):
         raise RcertError(f"{path} is a report (rcert report), which holds one result per "
                          f"model; read it with rcert.plots.load_results")
-    return _checked(doc, str(path), _MAKE_ONE)
+    return schema.check_result(doc, str(path), _MAKE_ONE)
 
 
 def load_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -127,24 +84,11 @@ def load_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """
     path = Path(path)
     make = f"{_MAKE_ONE}, or use a report's results.json"
-    doc = _read(path, make)
+    doc = read_json(path, "result", make)
     if not _is_report(doc):
-        return [_checked(doc, str(path), make)]
-    remake = "write it again with rcert report"
-    if doc.get("schema_version") != REPORT_SCHEMA_VERSION:
-        raise RcertError(f"{path} has report schema version {doc.get('schema_version')!r}, but "
-                         f"this rcert reads version {REPORT_SCHEMA_VERSION}; use the rcert "
-                         f"that wrote it")
-    models = doc.get("models")
-    if not isinstance(models, dict) or not models:
-        raise RcertError(f"{path} is a report without models (an object of results by model "
-                         f"name); {remake}")
-    out = []
-    for name, res in models.items():
-        res = _checked(res, f"{path}: model {name!r}", remake)
-        res["name"] = name
-        out.append(res)
-    return out
+        return [schema.check_result(doc, str(path), make)]
+    models = schema.check_report(doc, str(path), "write it again with rcert report")["models"]
+    return [{**res, "name": name} for name, res in models.items()]
 
 
 def frame(result: dict[str, Any]) -> pd.DataFrame:
@@ -191,6 +135,34 @@ def label(result: dict[str, Any]) -> str:
     return Path(path).stem or "model"
 
 
+#: Columns every result of a kind has, which any plot of that kind may read (the certified
+#: fraction never counts an abstention as certified).
+_ALWAYS = {"margin": ("abstain",)}
+
+
+#: The largest finite magnitude a figure places: beyond about 1e154, matplotlib's and
+#: seaborn's own arithmetic (variances, tick spacing) overflows.
+_LARGEST = 1e100
+
+
+def _check_drawable(df: pd.DataFrame, name: str) -> None:
+    """Refuse a finite number too large to draw in any numeric column of ``df``, which would
+    otherwise fail deep inside matplotlib."""
+    numbers = df.select_dtypes("number")
+    values = numbers.to_numpy(np.float64)
+    too_large = np.isfinite(values) & (np.abs(values) > _LARGEST)
+    if too_large.any():
+        row, col = np.argwhere(too_large)[0]
+        raise RcertError(f"{name}: column {numbers.columns[col]} holds "
+                         f"{values[row, col]:.3g}, too large to draw (figures place finite "
+                         f"values within ±{_LARGEST:g}); check that the result is not damaged")
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "a margin", "an attack"."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def models_to_draw(results: Results, plot: str, kind: str, needed: Sequence[str],
                    hint: str | None = None) -> list[Model]:
     """Check the results for one plot and give them names, frames and colours."""
@@ -210,13 +182,13 @@ def models_to_draw(results: Results, plot: str, kind: str, needed: Sequence[str]
     models = []
     for i, (res, name) in enumerate(zip(results, names, strict=True)):
         if res["kind"] != kind:
-            article = "an" if kind[0] in "aeiou" else "a"
-            raise RcertError(f"{plot} needs {article} {kind} result, but {name} is a "
-                             f"{res['kind']} result; make one with {_MAKE[kind]}")
+            raise RcertError(f"{plot} needs {_a(kind)} result, but {name} is "
+                             f"{_a(str(res['kind']))} result; make one with {_MAKE[kind]}")
         df = frame(res)
         if df.empty:
             raise RcertError(f"{name} has no inputs; run {_MAKE[kind]} on at least one input")
-        missing = [col for col in needed if col not in df.columns]
+        _check_drawable(df, name)
+        missing = [col for col in (*needed, *_ALWAYS.get(kind, ())) if col not in df.columns]
         if missing:
             raise RcertError(f"{name} lacks {', '.join(missing)}, which {plot} needs; "
                              f"{hint or 'make it with ' + _MAKE[kind]}")

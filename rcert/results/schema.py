@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rcert.errors import RcertError
 from rcert.settings import CertifyConfig, default
 from rcert.statistics.summary import summarize, summarize_attack, summarize_curve
 
@@ -83,16 +84,135 @@ def restore(value: Any) -> Any:
     return float(value) if isinstance(value, str) and value in NONFINITE else value
 
 
+def _as_floats(values: pd.Series, col: str) -> pd.Series:
+    """An object column (numbers mixed with None or bools, say) as float64; ValueError when a
+    value is no number. Text is refused even when it reads as one (``"0.5"``): rcert writes
+    numbers as JSON numbers, and only :data:`NONFINITE` as text."""
+    if not any(isinstance(v, str) for v in values):
+        try:
+            return values.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    raise ValueError(f"column {col} holds values that are not numbers")
+
+
 def inputs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Per-input rows read back from JSON as a DataFrame: non-finite strings become floats,
-    and a column left as text (e.g. all ``"inf"``) becomes float64; int and bool columns
-    keep their type. Raises ValueError for a column holding other text."""
+    and a column of mixed numbers becomes float64; int and bool columns keep their type.
+    Raises ValueError for a column holding anything else (text, lists, objects)."""
     df = pd.DataFrame(restore(rows))
     for col in df.columns:
         kind = df[col].dtype
         if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
-            try:
-                df[col] = df[col].astype(np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(f"column {col} holds values that are not numbers") from None
+            df[col] = _as_floats(df[col], col)
     return df
+
+
+# --- Reading documents back -------------------------------------------------------------------
+# A result or report read from a file is checked here, field by field, before anything uses it:
+# a damaged document is one line naming the file and the field, never a traceback later on.
+
+
+def _hint(hint: str) -> str:
+    return f"; {hint}" if hint else ""
+
+
+def _place(where: str, keys: tuple[str, ...]) -> str:
+    """``where`` and the dotted path of ``keys`` inside it, as a message names a field."""
+    return f"{where}: {'.'.join(keys)}" if keys else where
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a one-line message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def mistyped(where: str, keys: tuple[str, ...], want: str, value: Any,
+             hint: str = "") -> RcertError:
+    """The error for field ``keys`` of document ``where`` holding ``value`` instead of ``want``
+    (``"a number"``, ``"an object"``, ...)."""
+    return RcertError(f"{_place(where, keys)} must be {want}, got {_shown(value)}{_hint(hint)}")
+
+
+def lookup(doc: Any, keys: tuple[str, ...], where: str, hint: str = "") -> Any:
+    """The value at ``keys`` in the nested JSON objects of ``doc``; an RcertError naming the
+    first step that is missing or not an object."""
+    value = doc
+    for i, key in enumerate(keys):
+        if not isinstance(value, dict):
+            raise mistyped(where, keys[:i], "an object", value, hint)
+        if key not in value:
+            raise RcertError(f"{_place(where, keys[:i + 1])} is missing{_hint(hint)}")
+        value = value[key]
+    return value
+
+
+def number(value: Any, where: str, keys: tuple[str, ...], hint: str = "") -> float:
+    """``value`` as a float: a JSON number, or one of :data:`NONFINITE` as :func:`plain` writes
+    non-finite numbers; else an RcertError naming field ``keys`` of ``where``."""
+    if isinstance(value, str) and value in NONFINITE:
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise mistyped(where, keys, "a number", value, hint)
+    try:
+        return float(value)
+    except OverflowError:  # an integer too large for a float
+        raise mistyped(where, keys, "a number", value, hint) from None
+
+
+def check_result(doc: Any, where: str, hint: str = "",
+                 at: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``doc``, read back from JSON, if it is a result of this schema version (:func:`result`),
+    with ``inputs`` and ``summary`` restored (:func:`restore`); else a one-line RcertError.
+
+    ``where`` names the document (``"r.json"``), ``at`` the result's place in it (``("models",
+    "vae")`` in a report), ``hint`` says how to get a good one. The fields rcert reads back are
+    type-checked: ``inputs`` a list of objects, ``config``, ``model`` and ``summary`` objects,
+    ``config.m`` a number in (0, 1).
+    """
+    place = _place(where, at)
+    if not isinstance(doc, dict) or not {"schema_version", "kind", "inputs"} <= doc.keys():
+        raise RcertError(f"{place} is not an rcert result (a JSON object with schema_version, "
+                         f"kind and inputs){_hint(hint)}")
+    version = doc["schema_version"]
+    if isinstance(version, bool) or version != SCHEMA_VERSION:
+        raise RcertError(f"{place} has result schema version {_shown(version)}, but this rcert "
+                         f"reads version {SCHEMA_VERSION}; use the rcert that wrote it")
+    if doc["kind"] not in KINDS:
+        raise RcertError(f"{place} has unknown kind {_shown(doc['kind'])}; expected one of "
+                         f"{', '.join(KINDS)}")
+    rows = doc["inputs"]
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise mistyped(where, (*at, "inputs"), "a list of objects, one per input", rows, hint)
+    for key in ("config", "model", "summary"):
+        if not isinstance(doc.get(key, {}), dict):
+            raise mistyped(where, (*at, key), "an object", doc[key], hint)
+    if "m" in doc.get("config", {}):
+        m = number(doc["config"]["m"], where, (*at, "config", "m"), hint)
+        if not 0 < m < 1:
+            raise mistyped(where, (*at, "config", "m"), "a number in (0, 1)", m, hint)
+    return {**doc, "inputs": restore(rows), "summary": restore(doc.get("summary", {}))}
+
+
+def check_report(doc: Any, where: str, hint: str = "") -> dict[str, Any]:
+    """``doc``, read back from JSON, if it is a report's ``results.json`` of this schema
+    version (:mod:`rcert.runs.report`) whose ``models`` is a non-empty object of results,
+    each checked by :func:`check_result` (and returned restored); else a one-line RcertError
+    naming ``where`` and the field, ending with ``hint``."""
+    if not isinstance(doc, dict):
+        raise RcertError(f"{where} is not an rcert report (a JSON object with kind "
+                         f"{REPORT_KIND!r}), it holds {_shown(doc)}{_hint(hint)}")
+    if doc.get("kind") != REPORT_KIND:
+        raise RcertError(f"{where} has kind {_shown(doc.get('kind'))}, not {REPORT_KIND!r}: "
+                         f"it is not a report's results.json{_hint(hint)}")
+    version = doc.get("schema_version")
+    if isinstance(version, bool) or version != REPORT_SCHEMA_VERSION:
+        raise RcertError(f"{where} has report schema version {_shown(version)}, but this rcert "
+                         f"reads version {REPORT_SCHEMA_VERSION}{_hint(hint)}")
+    models = doc.get("models")
+    if not isinstance(models, dict) or not models:
+        raise RcertError(f"{where} is a report without models (an object of results by model "
+                         f"name){_hint(hint)}")
+    return {**doc, "models": {name: check_result(res, where, hint, ("models", name))
+                              for name, res in models.items()}}

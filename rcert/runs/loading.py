@@ -7,13 +7,15 @@ Every command and report loads models here: rcert's own checkpoints and foreign 
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from typing import Any
 
 import torch
 from torch import nn
 
-from rcert.data import default_eval_spec, load_data
+from rcert.data import default_eval_spec, load_data, parse_spec
 from rcert.errors import RcertError
 from rcert.models import foreign
 from rcert.source import ModelSource
@@ -36,21 +38,39 @@ def load_with_data(source: ModelSource | str | os.PathLike[str], *,
         if model.meta.get("foreign"):
             raise RcertError(f"{source.path} does not record its training data: pass --data "
                              "(e.g. digits:test, x.npz or mnist:DIR:test)")
-        data_spec = default_eval_spec(model.meta.get("data"), source.path)
+        recorded = model.meta.get("data")
+        _check_recorded_data(recorded, source.path)
+        data_spec = default_eval_spec(recorded, source.path)
     dataset = load_data(data_spec)
     if limit is not None:
         dataset = dataset.subset(limit)
     return model, dataset
 
 
+def _check_recorded_data(recorded: Any, path: str) -> None:
+    """Refuse training data recorded by a checkpoint that is no data spec rcert reads, naming
+    the checkpoint: the spec's own message would read as if the user had given it."""
+    if recorded:
+        try:
+            parse_spec(recorded)
+        except RcertError as exc:
+            raise RcertError(f"the checkpoint {path} records training data {recorded!r}, which "
+                             f"is not a data spec rcert reads ({exc}); pass --data") from None
+
+
 def radius(model: nn.Module, r: float | None, path: str | os.PathLike[str]) -> float:
-    """``r`` if given, else the recommended r the checkpoint records."""
+    """``r`` if given, else the recommended r the checkpoint records, which must be a
+    positive finite number (a damaged one is named as the checkpoint's)."""
     if r is not None:
         return r
     recommended = getattr(model, "meta", {}).get("recommended_r")
     if recommended is None:
         raise RcertError(f"{path} records no recommended r; pass one (--r, or r in the config)")
-    return recommended
+    if isinstance(recommended, bool) or not isinstance(recommended, numbers.Real) \
+            or not 0 < recommended < math.inf:
+        raise RcertError(f"the checkpoint {path} recommends r = {recommended!r}, which is not a "
+                         "positive finite number; pass one (--r, or r in the config)")
+    return float(recommended)
 
 
 def identity(model: nn.Module, source: ModelSource) -> dict[str, Any]:

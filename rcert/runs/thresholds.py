@@ -44,13 +44,12 @@ Every threshold applies to every model. A verdict is a dict with ``model``, ``th
 from __future__ import annotations
 
 import dataclasses
-import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rcert.errors import RcertError
+from rcert.reading import read_json, read_toml
 from rcert.results import schema
 from rcert.runs.report import ModelEntry
 from rcert.settings import (
@@ -121,20 +120,6 @@ def _typed(table: Any, keys: dict[str, type], where: str) -> dict[str, Any]:
     return out
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RcertError(f"no config file {path}: write one (see docs/ci.md) or pass its "
-                         f"path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RcertError(f"cannot read config {path}: {exc}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RcertError(f"{path} is not valid TOML: {exc}") from None
-
-
 def _models(path: Path, tables: Any) -> list[ModelEntry]:
     if not isinstance(tables, list) or not tables:
         raise RcertError(f"{path}: no [[model]] table; add one with at least a path")
@@ -178,7 +163,7 @@ def _settings(path: Path, config: dict[str, Any], name: str) -> Any:
 def load_config(path: str | Path) -> CheckConfig:
     """Read and check a config; relative paths in it are relative to the config's folder."""
     path = Path(path)
-    config = _read_toml(path)
+    config = read_toml(path, "config", "pass the path of an rcert check config (see docs/ci.md)")
     unknown = sorted(set(config) - {"model", "thresholds", *TABLES})
     if unknown:
         raise RcertError(f"{path}: unknown table {unknown[0]!r}; use [[model]], [attack], "
@@ -210,15 +195,24 @@ def _thresholds(path: Path, table: Any, models: list[ModelEntry]) -> dict[str, A
     return thresholds
 
 
-def _baseline(path: str) -> dict[str, Any]:
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-        return document["models"]
-    except FileNotFoundError:
-        raise RcertError(f"baseline {path} does not exist; point baseline at the "
-                         f"results.json of an earlier report") from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RcertError(f"baseline {path} is not an rcert results.json") from None
+_BASELINE_HINT = "point baseline at the results.json of an earlier report"
+#: Where a report's results.json holds a model's mean certified margin, which max_regression
+#: compares against.
+_MEAN_MARGIN = ("summary", "mean_margin", "bound_certified")
+
+
+def _baseline(path: str) -> dict[str, float]:
+    """Each model's mean certified margin in the baseline ``path``, the results.json of a
+    report, its schema checked in full: a bad baseline is one line naming the file and field."""
+    where = f"baseline {path}"
+    document = schema.check_report(read_json(path, "baseline", _BASELINE_HINT), where,
+                                   _BASELINE_HINT)
+    means = {}
+    for name in document["models"]:
+        keys = ("models", name, *_MEAN_MARGIN)
+        means[name] = schema.number(schema.lookup(document, keys, where, _BASELINE_HINT),
+                                    where, keys, _BASELINE_HINT)
+    return means
 
 
 def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
@@ -260,12 +254,11 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
             judge(model, "max_abstain_fraction", share, limit, share <= limit,
                   f"{share:.1%} of inputs abstained, above {limit:.1%}")
         if baseline is not None:
-            before = baseline.get(model)
-            if before is None:
+            old = baseline.get(model)
+            if old is None:
                 judge(model, "max_regression", mean_margin, float("nan"), False,
                       f"model {model} is not in the baseline; regenerate the baseline")
                 continue
-            old = schema.restore(before["summary"]["mean_margin"]["bound_certified"])
             allowed = thresholds.get("max_regression", 0.0)
             floor = old * (1 - allowed)
             judge(model, "max_regression", mean_margin, floor, mean_margin >= floor,

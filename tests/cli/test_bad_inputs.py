@@ -13,7 +13,9 @@
 The cases run concurrently, once, in a module fixture; each test asserts on one cached
 outcome, so ``-k npy_huge_shape`` reruns one case and a failure names it. Set
 ``RCERT_BAD_INPUTS_WORKERS`` to change the number of concurrent cases (default: the number of
-CPUs) and ``RCERT_BAD_INPUTS_DUMP=FILE`` to write every outcome as JSON.
+CPUs), ``RCERT_BAD_INPUTS_DUMP=FILE`` to write every outcome as JSON, and
+``BAD_INPUTS_RCERT_SOURCE=DIR`` to run the cases on the rcert source tree in DIR (e.g. a
+worktree of an earlier release; ``benchmarks/bench_bad_inputs.py`` does).
 
 How a case runs: as a forked child of a warm server (:data:`SERVER`, one per worker), a
 Python process that has already imported torch, numpy, pandas, scipy, matplotlib, scikit-learn,
@@ -86,6 +88,10 @@ os.dup2(null, 0)
 os.dup2(2, 1)
 os.close(null)
 
+# Another rcert source tree to run the corpus against (benchmarks/bench_bad_inputs.py
+# compares releases); by default the installed one.
+if os.environ.get("BAD_INPUTS_RCERT_SOURCE"):
+    sys.path.insert(0, os.environ["BAD_INPUTS_RCERT_SOURCE"])
 started = time.monotonic()
 failed = []
 # What the commands import inside functions, so that no child pays for it. A module that does

@@ -50,17 +50,23 @@ def test_output_onto_a_device_is_refused_before_any_work(run, tmp_path):
 
 
 def test_dev_stdout_redirected_to_a_file_is_refused_not_replaced(tmp_path):
+    # A link of our own made like /dev/stdout (-> /proc/self/fd/1): were the check to
+    # regress, a run as root would replace the system's /dev/stdout, not this link.
+    stdout_link = tmp_path / "stdout"
+    stdout_link.symlink_to("/proc/self/fd/1")
     log = tmp_path / "log.txt"
     log.write_text("earlier lines\n")
     with open(log, "a") as handle:
         done = subprocess.run([sys.executable, "-m", "rcert.cli", *_margin(
-            "--output", "/dev/stdout")], stdout=handle, stderr=subprocess.PIPE, text=True,
+            "--output", stdout_link)], stdout=handle, stderr=subprocess.PIPE, text=True,
             timeout=120)
     line = assert_one_error_line(done.returncode, "", done.stderr)
-    assert line == ("rcert: error: cannot write /dev/stdout: it is the file this process's "
-                    "stdout or stderr goes to (through a symlink); use --output - for stdout")
+    assert line == (f"rcert: error: cannot write {stdout_link}: it is the file this "
+                    f"process's stdout or stderr goes to (through a symlink); use --output - "
+                    f"for stdout")
     assert log.read_text() == "earlier lines\n"  # neither replaced nor appended to
-    assert os.listdir(tmp_path) == ["log.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["log.txt", "stdout"]
+    assert stdout_link.is_symlink()
 
 
 def test_plot_out_dash_writes_png_to_stdout_but_not_to_a_terminal(tmp_path, capsysbinary,

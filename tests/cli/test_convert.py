@@ -55,7 +55,7 @@ def _folder(tmp_path):
 @pytest.mark.parametrize(
     "make_src,dst,needle",
     [
-        (lambda d: d / "missing.rcert", "out.safetensors", "cannot read checkpoint"),
+        (lambda d: d / "missing.rcert", "out.safetensors", "does not exist"),
         (lambda d: d / "old.rcert", "old.rcert", "onto itself"),
         (lambda d: d / "old.rcert", "no/such/out.safetensors", "does not exist"),
         (lambda d: d / "old.rcert", "a_folder", "it is a folder"),

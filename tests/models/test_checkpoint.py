@@ -5,6 +5,7 @@ files too (the rest of legacy files: tests/models/test_legacy.py)."""
 
 import hashlib
 import json
+import math
 import os
 import pickle
 import struct
@@ -270,17 +271,30 @@ def test_foreign_and_broken_files(tmp_path, raw, match):
     assert not checkpoint.is_native(path)
 
 
-def test_dev_null_is_empty():
-    with pytest.raises(RcertError, match=f"{os.devnull} is empty"):
-        checkpoint.load(os.devnull)
+@pytest.mark.parametrize("device", [os.devnull, "/dev/zero"])
+def test_devices_are_refused_by_their_type(device):
+    with pytest.raises(RcertError, match=f"checkpoint {device} is a character device, not a "
+                                         "regular file"):
+        checkpoint.load(device)
+    assert not checkpoint.is_native(device)
 
 
-def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(RcertError, match="cannot read checkpoint"):
+def test_missing_file_directory_and_fifo(tmp_path):
+    with pytest.raises(RcertError, match=r"checkpoint .*nope\.safetensors does not exist"):
         checkpoint.load(tmp_path / "nope.safetensors")
-    with pytest.raises(RcertError, match="cannot read checkpoint"):
+    with pytest.raises(RcertError, match="is a folder, not a regular file"):
         checkpoint.read_header(tmp_path)
-    assert not checkpoint.is_native(tmp_path) and not checkpoint.is_native(tmp_path / "nope")
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(RcertError, match=r"is a named pipe \(FIFO\), not a regular file"):
+        checkpoint.load(tmp_path / "pipe")  # refused without blocking on the pipe
+    assert not any(checkpoint.is_native(p) for p in (tmp_path, tmp_path / "nope",
+                                                     tmp_path / "pipe"))
+
+
+def test_a_checkpoint_over_the_file_limit_is_refused(saved, monkeypatch):
+    monkeypatch.setenv("RCERT_MAX_FILE_MB", str(len(saved[1]) / 2 / 2**20))
+    with pytest.raises(RcertError, match=r"more than the .* MB rcert reads.*RCERT_MAX_FILE_MB"):
+        checkpoint.load(saved[0])
 
 
 def test_is_native_for_checkpoints_even_when_their_payload_is_cut(tmp_path, saved):
@@ -411,9 +425,10 @@ def test_corrupt_header_fields_are_refused(tmp_path, saved, edit, match):
 @pytest.mark.parametrize(
     "metadata,match",
     [
-        ({"rcert": "{bad"}, "corrupt JSON header"),
+        ({"rcert": "{bad"}, r"JSON header of .* is not valid JSON \(.*\); re-save"),
         ({"rcert": "[]"}, "not an rcert checkpoint header"),
-        ({"rcert": "[" * 100_000}, "corrupt JSON header"),
+        ({"rcert": "[" * 100_000}, "JSON header of .* nests arrays or objects more than"),
+        ({"rcert": '{"recommended_r": NaN}'}, "JSON header of .* holds NaN"),
         ({"rcert": 5}, "truncated or corrupt"),  # safetensors wants string metadata
         ({"rcert": {"format": "rcert-checkpoint"}}, "truncated or corrupt"),
     ],
@@ -425,6 +440,23 @@ def test_corrupt_metadata_is_refused(tmp_path, saved, metadata, match):
     with pytest.raises(RcertError, match=match) as info:
         checkpoint.load(path)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "legacy"])
+@pytest.mark.parametrize(("value", "word"), [(math.nan, "NaN"), (-math.inf, "an infinite value")])
+def test_nonfinite_weights_are_refused_naming_the_tensor(tmp_path, fmt, value, word):
+    model = _model()
+    with torch.no_grad():
+        model.mu_head.weight[1, 2] = value
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "safetensors":
+        checkpoint.save(model, path, **META)
+    else:
+        write_legacy(path, model.state_dict(), legacy_header(model, META))
+    with pytest.raises(RcertError, match=rf"^checkpoint {path}: tensor mu_head\.weight holds "
+                                         rf"{word}; the checkpoint is damaged or training "
+                                         "diverged$"):
+        checkpoint.load(path)
 
 
 def test_int64_and_float64_tensors_are_read(tmp_path):

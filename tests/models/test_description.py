@@ -1,9 +1,10 @@
 import json
+import os
 
 import pytest
 
 from rcert.errors import RcertError
-from rcert.models.description import MAX_BYTES, build_from_description, read_description
+from rcert.models.description import build_from_description, read_description
 from rcert.models.nets import build_model
 
 HPARAMS = {"arch": "mlp", "input_shape": [1, 2, 2], "latent_dim": 2, "hidden": [3],
@@ -41,11 +42,12 @@ def test_a_suffixless_json_file_is_read_as_json(tmp_path):
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda p: p, "not a readable file"),
-    (lambda p: p.mkdir() or p, "not a readable file"),
-    (lambda p: p.write_bytes(b" " * (MAX_BYTES + 1)) and p, "over 1 MB"),
+    (lambda p: p, "does not exist; check the path given to --arch"),
+    (lambda p: p.mkdir() or p, "is a folder, not a regular file"),
+    (lambda p: os.mkfifo(p) or p, r"is a named pipe \(FIFO\), not a regular file"),
     (lambda p: p.write_bytes(b"\xff\xfe{") and p, "not UTF-8"),
-    (lambda p: p.write_text('{"arch": "mlp",') and p, "not valid JSON; write"),
+    (lambda p: p.write_text('{"arch": "mlp",') and p, r"not valid JSON \(.*\); write"),
+    (lambda p: p.write_text("[" * 100_000) and p, "nests arrays or objects more than"),
     (lambda p: p.write_text("[1, 2]") and p, "a JSON list, not an object"),
     (lambda p: p.write_text('"mlp"') and p, "a JSON str, not an object"),
     (lambda p: p.write_text('{"latent_dim": 2}') and p, "names no architecture; add arch"),
@@ -55,6 +57,21 @@ def test_bad_files_are_refused_on_one_line(tmp_path, make, match):
     with pytest.raises(RcertError, match=match) as err:
         build_from_description(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null"])
+def test_a_device_is_refused_by_its_type(path):
+    with pytest.raises(RcertError, match=f"architecture description {path} is a character "
+                                         "device, not a regular file"):
+        build_from_description(path)
+
+
+def test_a_description_over_the_document_limit_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(HPARAMS) + " " * 2**20)
+    monkeypatch.setenv("RCERT_MAX_DOCUMENT_MB", "1")
+    with pytest.raises(RcertError, match=r"more than the 1 MB .*RCERT_MAX_DOCUMENT_MB"):
+        build_from_description(path)
 
 
 def test_a_file_that_is_neither_json_nor_toml(tmp_path):
@@ -69,7 +86,7 @@ def test_a_file_that_is_neither_json_nor_toml(tmp_path):
     ({"arch": "transformer"}, "unknown architecture 'transformer'; choose one of: mlp, conv"),
     ({"latent_dim": 0}, "latent_dim"),
     ({"hidden": "wide"}, "hidden"),
-    ({"hidden": [100_000, 100_000]}, "parameters .*check its widths"),
+    ({"hidden": [100_000, 100_000]}, "parameters .*choose smaller layers"),
 ])
 def test_bad_hyper_parameters_are_named(tmp_path, change, match):
     path = tmp_path / "arch.json"

@@ -6,6 +6,7 @@ from torch import nn
 
 from rcert.errors import RcertError
 from rcert.models.factory import call_factory
+from rcert.source import ModelSource
 
 MODELS = """
 from torch import nn
@@ -71,14 +72,14 @@ def test_a_module_that_fails_to_import_is_reported(project):
 
 @pytest.mark.parametrize("spec,kwargs,expected", [
     ("mypkg.models:build_gan", {}, "mypkg.models has no attribute 'build_gan'; check the name"),
-    ("mypkg.models:NOT_A_FUNCTION", {}, "mypkg.models:NOT_A_FUNCTION is a int, not a function"),
+    ("mypkg.models:NOT_A_FUNCTION", {}, "mypkg.models:NOT_A_FUNCTION is an int, not a function"),
     ("mypkg.models:build_vae", {"latent_dim": 2, "depth": 3},
      "factory mypkg.models:build_vae(latent_dim=2, depth=3) failed: TypeError: "),
     ("mypkg.models:build_broken", {"latent_dim": 9},
      "factory mypkg.models:build_broken(latent_dim=9) failed: ValueError: latent_dim too large;"
      " fix the factory or its arguments (--factory-arg KEY=VALUE)"),
     ("mypkg.models:build_nothing", {},
-     "factory mypkg.models:build_nothing returned str, not a torch.nn.Module"),
+     "factory mypkg.models:build_nothing returned a str, not a torch.nn.Module"),
 ])
 def test_factory_errors_are_one_line_with_the_fix(project, spec, kwargs, expected):
     assert expected in _error(spec, kwargs)
@@ -88,3 +89,13 @@ def test_factory_errors_are_one_line_with_the_fix(project, spec, kwargs, expecte
                                   "mypkg:build.x"])
 def test_malformed_specs_are_refused(spec):
     assert "factory must be module:function" in _error(spec)
+
+
+def test_factory_arguments_nested_too_deep_are_one_line():
+    with pytest.raises(RcertError, match=r"^factory argument hidden nests too deep to read"):
+        ModelSource("w.pt", factory="mypkg.models:build_vae",
+                    factory_args=["hidden=" + "[" * 100_000])
+    # Text that is no JSON, an over-long integer included, stays text.
+    long = "1" * 5000
+    assert ModelSource("w.pt", factory="mypkg.models:build_vae",
+                       factory_args=[f"n={long}"]).factory_args == {"n": long}

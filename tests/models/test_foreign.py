@@ -1,11 +1,17 @@
 import hashlib
 import json
+import math
+import os
 import pickle
+import re
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import safetensors.torch
 import torch
+from conftest import assert_one_error_line
 from torch import nn
 
 from rcert.errors import RcertError
@@ -335,3 +341,109 @@ def test_a_bad_device_is_one_line(project, reference):
 def test_corrupt_files_are_one_line(tmp_path, content, expected):
     (tmp_path / "bad.pt").write_bytes(content)
     assert expected in _error(ModelSource(str(tmp_path / "bad.pt")))
+
+
+# --- paths that are no regular files, and damaged weights ------------------------------------
+
+
+def _no_regular_file(tmp_path: Path, what: str) -> Path:
+    """A FIFO, a link to /dev/zero or a folder where a file is expected."""
+    path = tmp_path / what
+    if what == "pipe":
+        os.mkfifo(path)
+    elif what == "zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    return path
+
+
+KINDS = {"pipe": r"a named pipe \(FIFO\)", "zero": "a character device", "folder": "a folder"}
+
+
+@pytest.mark.parametrize("what", ["pipe", "zero"])
+def test_a_model_path_that_is_no_regular_file_says_what_it_is(tmp_path, run, what):
+    path = _no_regular_file(tmp_path, what)
+    with pytest.raises(RcertError, match=rf"^model {path} is {KINDS[what]}, not a regular "
+                                         "file; check the model path$"):
+        load_model(ModelSource(str(path)))
+    line = assert_one_error_line(*run("margin", "--model", "/dev/zero", "--quiet"))
+    assert line == ("rcert: error: model /dev/zero is a character device, not a regular file; "
+                    "check the model path")
+
+
+@pytest.mark.parametrize("what", list(KINDS))
+def test_an_arch_that_is_no_regular_file_says_what_it_is(tmp_path, what):
+    vae = build_model("mlp", input_shape=[6], latent_dim=2, hidden=[5])
+    torch.save(vae.state_dict(), tmp_path / "w.pt")
+    arch = _no_regular_file(tmp_path, what)
+    with pytest.raises(RcertError, match=rf"^architecture description {arch} is {KINDS[what]}, "
+                                         "not a regular file; check the path given to --arch$"):
+        load_model(ModelSource(str(tmp_path / "w.pt"), arch=str(arch)))
+
+
+def _poisoned(state: dict, name: str, value: float = math.nan) -> dict:
+    """``state`` with one number of tensor ``name`` replaced by ``value``."""
+    state = {key: tensor.clone() for key, tensor in state.items()}
+    state[name].view(-1)[-1] = value
+    return state
+
+
+def _refusal(path: Path, name: str, word: str = "NaN", what: str = "model") -> str:
+    return (rf"^{what} {path}: tensor {name} holds {word}; the checkpoint is damaged or "
+            "training diverged$")
+
+
+@pytest.mark.parametrize(("value", "word"), [(math.nan, "NaN"), (math.inf, "an infinite value")])
+def test_nonfinite_weights_of_a_state_dict_with_an_arch_are_refused(tmp_path, value, word):
+    vae = build_model("mlp", input_shape=[6], latent_dim=2, hidden=[5])
+    name = next(k for k in vae.state_dict() if k.startswith("decoder") and k.endswith("weight"))
+    torch.save(_poisoned(vae.state_dict(), name, value), tmp_path / "w.pt")
+    (tmp_path / "arch.json").write_text(json.dumps(vae.config()))
+    with pytest.raises(RcertError, match=_refusal(tmp_path / "w.pt", re.escape(name), word)):
+        load_model(ModelSource(str(tmp_path / "w.pt"), arch=str(tmp_path / "arch.json")))
+
+
+def test_nonfinite_weights_of_a_factory_model_are_named_as_in_the_file(project, reference):
+    # The factory's module is wrapped; the tensor is named as the file names it.
+    torch.save(_poisoned(reference.state_dict(), "decoder.0.weight"), project / "w.pt")
+    with pytest.raises(RcertError, match=_refusal(Path("w.pt"), r"decoder\.0\.weight")):
+        load_model(ModelSource("w.pt", factory=FACTORY, factory_args={"latent_dim": 2},
+                               sigma="logvar"))
+
+
+def test_nonfinite_weights_of_an_rcert_checkpoint_are_refused(tmp_path):
+    vae = build_model("mlp", input_shape=[6], latent_dim=2, hidden=[5])
+    vae.load_state_dict(_poisoned(vae.state_dict(), "mu_head.bias"))
+    checkpoint.save(vae, tmp_path / "m.safetensors")
+    with pytest.raises(RcertError, match=_refusal(tmp_path / "m.safetensors",
+                                                  r"mu_head\.bias", what="checkpoint")):
+        load_model(ModelSource(str(tmp_path / "m.safetensors")))
+
+
+def test_plain_safetensors_weights_load_with_an_arch(tmp_path):
+    vae = _seeded(build_model("mlp", input_shape=[6], latent_dim=2, hidden=[5]))
+    safetensors.torch.save_file(vae.state_dict(), tmp_path / "w.safetensors")
+    (tmp_path / "arch.json").write_text(json.dumps(vae.config()))
+    path = str(tmp_path / "w.safetensors")
+    model = load_model(ModelSource(path, arch=str(tmp_path / "arch.json")))
+    torch.testing.assert_close(model.encode(_x()), vae.encode(_x()))
+    assert model.meta["format"] == "safetensors"
+    assert _error(ModelSource(path)).startswith(
+        f"{path} is a safetensors file of weights with 10 tensors (e.g. keys ")
+
+
+def test_a_damaged_safetensors_file_says_what_safetensors_found(tmp_path):
+    # A header length past safetensors' own limit, and shapes the file does not hold.
+    for name, raw in (("long", struct.pack("<Q", 2**40) + b'{"a": 1}'),
+                      ("shape", _header_only({"w": {"dtype": "F32", "shape": [10**6, 10**6],
+                                                     "data_offsets": [0, 4 * 10**12]}}))):
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(RcertError, match=rf"{name} is a damaged safetensors file "
+                                             r"\(safetensors: .*\); check that it is complete"):
+            load_model(ModelSource(str(tmp_path / name)))
+
+
+def _header_only(table: dict) -> bytes:
+    text = json.dumps(table).encode()
+    return struct.pack("<Q", len(text)) + text + bytes(16)

@@ -100,8 +100,9 @@ def test_convert_refuses_to_overwrite_its_source(tmp_path, legacy):
         (b"RCERTCKP\x01\x00", "truncated"),
         (b"RCERTCKP" + struct.pack("<IQ", 2, 2) + b"{}", "format version 2.*upgrade rcert"),
         (b"RCERTCKP" + struct.pack("<IQ", 1, 2**62) + b"{}", "truncated"),
-        (b"RCERTCKP" + struct.pack("<IQ", 1, 5) + b"{bad}", "corrupt JSON header"),
+        (b"RCERTCKP" + struct.pack("<IQ", 1, 5) + b"{bad}", "JSON header of .* is not valid JSON"),
         (b"RCERTCKP" + struct.pack("<IQ", 1, 2) + b"\xff\xfe", "corrupt JSON header"),
+        (b"RCERTCKP" + struct.pack("<IQ", 1, 3) + b"NaN", "JSON header of .* holds NaN"),
         (b"RCERTCKP" + struct.pack("<IQ", 1, 2) + b"[]", "not an rcert checkpoint header"),
     ],
 )

@@ -8,8 +8,10 @@ repositories' layouts and evaluated with torch.nn.functional.
 import argparse
 import functools
 import json
+import math
 import os
 import pickle
+import re
 import sys
 import types
 from pathlib import Path
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from rcert.errors import RcertError
+from rcert.models.foreign import load_model
 from rcert.models.libraries import beta_tcvae, loader, pytorch_vae
 from rcert.models.libraries import pythae as pythae_loader
 from rcert.models.statedict import SAFE_GLOBALS, read_torch_file
@@ -144,7 +147,8 @@ def test_invalid_or_mismatching_pythae_configs_are_named(pythae, tmp_path, chang
 
 
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"latent_dim": 3}',
-                                  '{"name": "VAEConfig", "pad": "' + "x" * (1 << 20) + '"}'])
+                                  '{"name": "VAEConfig", "latent_dim": NaN}',
+                                  '{"name": ' + "[" * 100_000])
 def test_a_config_that_is_no_pythae_config_is_refused_without_pythae(tmp_path, text):
     (tmp_path / "model_config.json").write_text(text)
     message = _error(pythae_loader.load, ModelSource(str(tmp_path)))
@@ -341,6 +345,11 @@ def test_hyper_parameters_are_checked_against_the_weights(tmp_path):
                        hyper_parameters={"model_params": {**params, "latent_dim": 7}})
     message = _error(pytorch_vae.load, ModelSource(str(path)), wrong)
     assert "hyper-parameter latent_dim=7 but weights for latent_dim=5" in message
+    # A tensor saved as a hyper-parameter has no truth value: it disagrees, on one line.
+    tensor = _lightning(_vanilla_state(3, 5, HIDDEN), hyper_parameters={
+        "model_params": {**params, "latent_dim": torch.tensor([5, 5])}})
+    message = _error(pytorch_vae.load, ModelSource(str(path)), tensor)
+    assert "hyper-parameter latent_dim=tensor([5, 5]) but weights for latent_dim=5" in message
 
 
 def test_other_pytorch_vae_models_are_refused_with_the_factory_way(tmp_path):
@@ -566,3 +575,72 @@ def test_a_hostile_beta_tcvae_args_never_runs_code(tmp_path):
 def test_every_library_is_registered(name):
     module = loader(name)
     assert callable(module.detect) and callable(module.load)
+
+
+# ---------------------------------------------------------------- hostile files, every library
+
+
+def _refusal(path: Path, name: str) -> str:
+    return (rf"^model {re.escape(str(path))}: tensor {re.escape(name)} holds NaN; the "
+            "checkpoint is damaged or training diverged$")
+
+
+def _poisoned(state: dict, name: str) -> dict:
+    state = {key: tensor.clone() for key, tensor in state.items()}
+    state[name].view(-1)[0] = math.nan
+    return state
+
+
+def test_nonfinite_weights_of_library_checkpoints_are_refused(tmp_path):
+    path = tmp_path / "last.ckpt"
+    torch.save(_lightning(_poisoned(_vanilla_state(3, 5, HIDDEN), "fc_var.weight")), path)
+    with pytest.raises(RcertError, match=_refusal(path, "fc_var.weight")):
+        load_model(ModelSource(str(path)))
+    state = _poisoned(_btc_state(4, True), "decoder.conv_final.bias")
+    path = _btc_file(tmp_path, state, conv=True)
+    with pytest.raises(RcertError, match=_refusal(path, "decoder.conv_final.bias")):
+        load_model(ModelSource(str(path)))
+
+
+def test_nonfinite_weights_of_a_pythae_folder_are_refused(pythae, tmp_path):
+    _saved(pythae, tmp_path / "m")
+    saved = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    name = next(k for k in saved["model_state_dict"] if k.startswith("decoder."))
+    torch.save({"model_state_dict": _poisoned(saved["model_state_dict"], name)},
+               tmp_path / "m" / "model.pt")
+    with pytest.raises(RcertError, match=_refusal(tmp_path / "m", name)):
+        load_model(ModelSource(str(tmp_path / "m")))
+
+
+def _replace(path: Path, what: str) -> None:
+    """Put a FIFO, a link to /dev/zero or a folder where the file ``path`` was."""
+    path.unlink()
+    if what == "pipe":
+        os.mkfifo(path)
+    elif what == "zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+
+
+KINDS = {"pipe": r"a named pipe \(FIFO\)", "zero": "a character device", "folder": "a folder"}
+
+
+@pytest.mark.parametrize("what", list(KINDS))
+@pytest.mark.parametrize(("file", "words"), [("model_config.json", "pythae model config"),
+                                             ("model.pt", "model")])
+def test_a_pythae_folder_file_that_is_no_regular_file_says_what_it_is(pythae, tmp_path, file,
+                                                                      words, what):
+    _saved(pythae, tmp_path / "m")
+    _replace(tmp_path / "m" / file, what)
+    with pytest.raises(RcertError, match=rf"^{words} {re.escape(str(tmp_path / 'm' / file))} "
+                                         rf"is {KINDS[what]}, not a regular file"):
+        load_model(ModelSource(str(tmp_path / "m")))
+
+
+@pytest.mark.parametrize("file", ["encoder.pkl", "environment.json"])
+def test_a_trusted_pickle_that_is_no_regular_file_is_never_opened(pythae, tmp_path, file):
+    _saved(pythae, tmp_path / "m", encoder=_custom_encoder(pythae))
+    _replace(tmp_path / "m" / file, "pipe")
+    with pytest.raises(RcertError, match=rf"^pythae file .*{file} is a named pipe"):
+        load_model(ModelSource(str(tmp_path / "m"), trust_pickles=True))

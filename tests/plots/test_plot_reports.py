@@ -79,11 +79,11 @@ def _bad_reports(report_json) -> list[tuple[object, str]]:
     edit("without models", lambda d: d.pop("models"))
     edit("without models", lambda d: d.update(models={}))
     edit("without models", lambda d: d.update(models=[1, 2]))
-    edit("model 'b' is not an rcert result", lambda d: d["models"].update(b=[]))
-    edit("model 'a' has result schema version 7",
+    edit("models.b is not an rcert result", lambda d: d["models"].update(b=[]))
+    edit("models.a has result schema version 7",
          lambda d: d["models"]["a"].update(schema_version=7))
-    edit("model 'a' has unknown kind 'banana'", lambda d: d["models"]["a"].update(kind="banana"))
-    edit("model 'b': inputs must be a list", lambda d: d["models"]["b"].update(inputs={}))
+    edit("models.a has unknown kind 'banana'", lambda d: d["models"]["a"].update(kind="banana"))
+    edit(r"models\.b\.inputs must be a list", lambda d: d["models"]["b"].update(inputs={}))
     return cases
 
 

@@ -99,7 +99,7 @@ def test_label_falls_back_to_model():
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (None, "no such file"),
+    (None, r"^result .*r\.json does not exist; write one with rcert margin"),
     ("{not json", "not valid JSON"),
     ('{"schema_version": 1, "kind": "margin", "inputs": [{"a": NaN}]}', "strict JSON"),
     ("[1, 2]", "not an rcert result"),

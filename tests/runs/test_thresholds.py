@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -14,6 +15,7 @@ from conftest import Kink, assert_one_error_line, cli_output, kinked_vae, strict
 from scipy import stats
 
 import rcert
+import rcert.runs.loading
 from rcert.runs import report
 from rcert.runs import thresholds as check
 
@@ -60,6 +62,15 @@ def _inputs(out: Path, model: str = "a") -> pd.DataFrame:
     return df[df.model == model]
 
 
+def _report(means: dict[str, float | str]) -> dict:
+    """The smallest results.json of a report whose models have these mean certified margins."""
+    models = {name: {"schema_version": 1, "kind": "margin", "config": {}, "model": {},
+                     "summary": {"mean_margin": {"bound_certified": mean}}, "inputs": []}
+              for name, mean in means.items()}
+    return {"schema_version": 1, "kind": "report", "models": models, "verdicts": [],
+            "files": {}}
+
+
 # --- load_config ------------------------------------------------------------------------------
 
 
@@ -92,7 +103,7 @@ max_regression = 0.1
     config = _write(tmp_path / "cfg", text)
     # The baseline is read when the config is loaded, so a bad one fails before any run.
     (tmp_path / "cfg" / "prev").mkdir()
-    (tmp_path / "cfg" / "prev" / "results.json").write_text('{"models": {}}')
+    (tmp_path / "cfg" / "prev" / "results.json").write_text(json.dumps(_report({"a": 0.5})))
     parsed = check.load_config(config)
     entries, thresholds = parsed.models, parsed.thresholds
     assert entries == [
@@ -172,7 +183,8 @@ def test_check_refuses_a_bad_config_in_one_line(tmp_path, run, text, needle):
 
 
 def test_load_config_missing_file(tmp_path, run):
-    with pytest.raises(rcert.RcertError, match="no config file"):
+    with pytest.raises(rcert.RcertError, match=r"config .*nope\.toml does not exist; pass the "
+                                               r"path of an rcert check config \(see docs"):
         check.load_config(tmp_path / "nope.toml")
     line = assert_one_error_line(*run("check", tmp_path / "nope.toml", "--quiet"))
     assert "nope.toml" in line
@@ -436,6 +448,92 @@ def test_a_bad_baseline_is_an_error(passing, ab_ckpts, tmp_path, run, which):
     assert not report.is_complete(tmp_path / "rep")
 
 
+_FIX = "; point baseline at the results.json of an earlier report$"
+
+
+def _edited_report(change) -> str:
+    doc = _report({"vae": 0.5})
+    change(doc)
+    return json.dumps(doc)
+
+
+def _vae_summary(doc: dict) -> dict:
+    return doc["models"]["vae"]["summary"]
+
+
+BAD_BASELINES = {
+    "a list": ("[1, 2]", r" is not an rcert report \(a JSON object with kind 'report'\)"),
+    "no summary": (_edited_report(lambda d: d["models"]["vae"].pop("summary")),
+                   r": models\.vae\.summary\.mean_margin is missing"),
+    "a string for a number": (
+        _edited_report(lambda d: _vae_summary(d)["mean_margin"].update(bound_certified="x")),
+        r": models\.vae\.summary\.mean_margin\.bound_certified must be a number, got 'x'"),
+    "a list for an object": (_edited_report(lambda d: _vae_summary(d).update(mean_margin=[1])),
+                             r": models\.vae\.summary\.mean_margin must be an object, got \[1\]"),
+    "no inputs": (_edited_report(lambda d: d["models"]["vae"].pop("inputs")),
+                  r": models\.vae is not an rcert result"),
+    "100k deep": ("[" * 100_000 + "]" * 100_000, r" nests arrays or objects more than \d+ deep"),
+    "schema_version 99": (_edited_report(lambda d: d.update(schema_version=99)),
+                          r" has report schema version 99, but this rcert reads version 1"),
+    "kind margin": (_edited_report(lambda d: d.update(kind="margin")),
+                    r" has kind 'margin', not 'report': it is not a report's results\.json"),
+    "no models": (_edited_report(lambda d: d.update(models={})), r" is a report without models"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BASELINES))
+def test_a_bad_baseline_is_refused_naming_the_file_and_field(tmp_path, case):
+    text, message = BAD_BASELINES[case]
+    (tmp_path / "b.json").write_text(text)
+    config = _write(tmp_path, _PATH + '[thresholds]\nbaseline = "b.json"\n')
+    with pytest.raises(rcert.RcertError, match=f"^baseline {tmp_path / 'b.json'}{message}.*{_FIX}"):
+        check.load_config(config)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_baseline_that_is_no_regular_file_is_refused_without_reading_it(tmp_path, kind):
+    baseline = tmp_path / "b.json" if kind == "fifo" else Path(kind)
+    if kind == "fifo":
+        os.mkfifo(baseline)
+    config = _write(tmp_path, _PATH + f'[thresholds]\nbaseline = "{baseline}"\n')
+    what = r"a named pipe \(FIFO\)" if kind == "fifo" else "a character device"
+    with pytest.raises(rcert.RcertError, match=f"^baseline {baseline} is {what}, not a regular "
+                                               f"file{_FIX}"):
+        check.load_config(config)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_config_that_is_no_regular_file_is_one_line(tmp_path, run, kind):
+    config = tmp_path / "rcert.toml" if kind == "fifo" else Path(kind)
+    if kind == "fifo":
+        os.mkfifo(config)
+    line = assert_one_error_line(*run("check", config, "--out", tmp_path / "rep", "--quiet"))
+    assert line.startswith(f"rcert: error: config {config} is ")
+    assert line.endswith("not a regular file; pass the path of an rcert check config "
+                         "(see docs/ci.md)")
+
+
+def test_non_finite_baseline_numbers_as_rcert_writes_them_are_read(tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps(_report({"m": "nan", "n": "inf"})))
+    got = {(v["model"], v["threshold"]): v for v in check.verdicts(
+        {"m": _result([0.1], [False]), "n": _result([0.2], [False])},
+        {"baseline": str(tmp_path / "b.json"), "max_regression": 0.5})}
+    assert math.isnan(got["m", "max_regression"]["limit"])
+    assert not got["m", "max_regression"]["passed"]  # nothing compares with NaN
+    assert got["n", "max_regression"]["limit"] == math.inf
+
+
+def test_check_refuses_a_bad_baseline_before_loading_any_model(tmp_path, run, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(rcert.runs.loading, "load_with_data",
+                        lambda *args, **kwargs: loaded.append(args))
+    (tmp_path / "b.json").write_text(BAD_BASELINES["a string for a number"][0])
+    config = _write(tmp_path, _toml([{"path": "a.rcert"}], {"baseline": "b.json"}))
+    line = assert_one_error_line(*run("check", config, "--out", tmp_path / "rep", "--quiet"))
+    assert "models.vae.summary.mean_margin.bound_certified must be a number" in line
+    assert loaded == [] and not (tmp_path / "rep").exists()
+
+
 # --- empirical --------------------------------------------------------------------------------
 
 
@@ -558,8 +656,7 @@ def test_failure_messages_print_the_judged_values():
 
 def test_failure_messages_of_the_margin_violation_and_regression_thresholds(tmp_path):
     baseline = tmp_path / "results.json"
-    baseline.write_text(json.dumps(
-        {"models": {"m": {"summary": {"mean_margin": {"bound_certified": 0.5}}}}}))
+    baseline.write_text(json.dumps(_report({"m": 0.5})))
     res = {"m": _result([0.1, 0.2, 0.3], [False] * 3, violations=[0, 2]),
            "new": _result([0.2], [False], violations=[])}
     thresholds = {"min_mean_margin": 0.25, "max_violations": 1, "baseline": str(baseline),

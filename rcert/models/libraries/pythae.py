@@ -24,7 +24,6 @@ take data in [0, 1].
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -34,13 +33,12 @@ import torch
 from torch import nn
 
 from rcert.errors import RcertError
-from rcert.models.factory import failure
+from rcert.models.factory import failure, type_phrase
 from rcert.models.libraries.common import build_checked, finish
 from rcert.models.statedict import find_state_dict, load_weights, read_torch_file
+from rcert.reading import check_regular, read_json
 from rcert.source import ModelSource, parse_shape
 
-#: Largest ``model_config.json`` read; pythae's are a few hundred bytes.
-CONFIG_LIMIT = 1 << 20
 #: pythae models whose posterior is the encoder's Gaussian ``N(embedding,
 #: exp(log_covariance))`` and whose decoder maps that latent: rcert's bounds hold as stated.
 GAUSSIAN = ("VAE", "BetaVAE", "BetaTCVAE", "DisentangledBetaVAE", "FactorVAE", "INFOVAE_MMD",
@@ -83,19 +81,9 @@ def _pythae_models() -> ModuleType:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    """``model_config.json`` as plain JSON, size-limited."""
-    try:
-        size = path.stat().st_size
-        text = path.read_bytes() if size <= CONFIG_LIMIT else None
-    except OSError as exc:
-        raise RcertError(f"cannot read {path}: {exc.strerror or exc}; check the folder") from None
-    if text is None:
-        raise RcertError(f"{path} has {size} bytes, more than a pythae model config has "
-                         f"({CONFIG_LIMIT} at most); check that it is the model's config")
-    try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError):
-        raw = None
+    """``model_config.json`` as plain JSON (:func:`rcert.reading.read_json`: a regular file,
+    bounded in size and depth)."""
+    raw = read_json(path, "pythae model config", _RESAVE)
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise RcertError(f"{path} is not a pythae model config (a JSON object with a \"name\" "
                          f"such as \"VAEConfig\"); {_RESAVE}")
@@ -150,9 +138,13 @@ def _unpickle(model_cls: type, part: str, folder: Path) -> nn.Module:
     """A trusted ``<part>.pkl`` read by pythae's own reader (its version checks included)."""
     file = folder / f"{part}.pkl"
     reader = getattr(model_cls, f"_load_custom_{part}_from_folder", None)
-    if reader is None or not file.is_file():
+    if reader is None or not file.exists():
         raise RcertError(f"{file} is missing or unknown to pythae {model_cls.__name__}, yet "
                          f"model_config.json says uses_default_{part} is false; {_RESAVE}")
+    # pythae's reader opens the pickle and environment.json with open(), which blocks on a FIFO.
+    for needed in (file, folder / "environment.json"):
+        if needed.exists():
+            check_regular(needed, "pythae file", _RESAVE)
     try:
         net = reader(str(folder))
     # Unpickling runs the folder's code, which can fail in any way; the user asked for it.
@@ -160,8 +152,7 @@ def _unpickle(model_cls: type, part: str, folder: Path) -> nn.Module:
         raise RcertError(f"cannot unpickle {file} ({failure(exc)}); use the Python, pythae "
                          "and package versions that saved it") from None
     if not isinstance(net, nn.Module):
-        raise RcertError(f"{file} unpickles to a {type(net).__name__}, not a network; "
-                         f"{_RESAVE}")
+        raise RcertError(f"{file} unpickles to {type_phrase(net)}, not a network; {_RESAVE}")
     return net
 
 
@@ -221,7 +212,7 @@ def load(source: ModelSource, obj: Any | None) -> nn.Module:
     path = Path(source.path)
     folder = path if path.is_dir() else path.parent
     config_path = folder / "model_config.json"
-    if not config_path.is_file():
+    if not config_path.exists():  # one that is no regular file is refused as it is read
         raise RcertError(f"{folder} has no model_config.json, so it is no pythae model folder; "
                          "pass the folder that pythae's model.save wrote")
     raw = _read_config(config_path)

@@ -121,6 +121,15 @@ def _sizes(state: Mapping[str, Tensor], path: Path) -> dict[str, Any]:
             "out_channels": int(final.shape[0])}
 
 
+def _differs(value: Any, size: Any) -> bool:
+    """Whether a saved hyper-parameter differs from the size read off the weights; one whose
+    comparison has no truth value (a tensor of several numbers) differs."""
+    try:
+        return bool(value != size)
+    except (RuntimeError, TypeError, ValueError):
+        return True
+
+
 def _model_name(obj: Any, sizes: dict[str, Any], path: Path) -> str:
     """The class named by hyper-parameters a fork may have saved, checked against the weights.
 
@@ -139,7 +148,7 @@ def _model_name(obj: Any, sizes: dict[str, Any], path: Path) -> str:
             value = table.get(key)
             if isinstance(value, Sequence) and not isinstance(value, str):
                 value = list(value)  # hidden_dims may have been saved as a tuple
-            if value is not None and value != sizes[key]:
+            if value is not None and _differs(value, sizes[key]):
                 raise RcertError(f"{path} has hyper-parameter {key}={value!r} but weights "
                                  f"for {key}={sizes[key]!r}; the checkpoint is inconsistent: "
                                  "save it again from the trained model")
