@@ -12,10 +12,10 @@ from rcert.cli.app import cli
 @click.argument("dst")
 def convert_command(src: str, dst: str) -> None:
     """Rewrite the rcert checkpoint SRC (a legacy .rcert file, or a safetensors one) as the
-    safetensors checkpoint DST, with the same tensors and metadata. DST is written
-    atomically and must not be SRC itself.
+    safetensors checkpoint DST (- for stdout), with the same tensors and metadata. DST is
+    written atomically and must not be SRC itself.
     """
     from rcert.models import checkpoint
 
     checkpoint.convert(src, dst)
-    click.echo(f"rcert: converted {src} -> {dst}", err=True)
+    click.echo(f"rcert: converted {src} -> {'stdout' if dst == '-' else dst}", err=True)

@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from rcert.errors import RcertError, first_line
-from rcert.files import atomic_write
+from rcert.files import STDOUT, check_output, write_output
 from rcert.models import legacy
 from rcert.models.legacy import DTYPES, FORMAT_NAME
 from rcert.models.nets import VAE, build_model
@@ -95,7 +95,7 @@ def _write(model: VAE, path: str | os.PathLike[str], fields: dict[str, Any]) -> 
         raise RcertError(
             f"checkpoint metadata is not plain JSON ({exc}); pass metrics/extra as dicts of "
             "finite numbers, strings, lists and dicts") from None
-    atomic_write(path, safetensors.torch.save(tensors, {METADATA_KEY: text}))
+    write_output(path, safetensors.torch.save(tensors, {METADATA_KEY: text}))
 
 
 def save(model: VAE, path: str | os.PathLike[str], *, data: str | None = None,
@@ -352,7 +352,8 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
 
 
 def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    """Rewrite the checkpoint ``src`` (legacy or safetensors) atomically as safetensors ``dst``.
+    """Rewrite the checkpoint ``src`` (legacy or safetensors) atomically as safetensors ``dst``
+    (``-``: to stdout, unless it is a terminal).
 
     The tensors and the metadata, ``rcert_version`` included, are kept; ``format_version``
     and the definition of ``sha256`` are the current ones.
@@ -363,10 +364,12 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         ``src`` does not load (see :func:`load`), ``dst`` is ``src``, or ``dst`` cannot be
         written.
     """
-    src, dst = Path(src), Path(dst)
-    if dst.exists() and src.exists() and os.path.samefile(src, dst):
-        raise RcertError(f"cannot convert {src} onto itself; give a new file as DST, e.g. "
-                         f"{src.with_suffix('.safetensors')}")
+    if str(dst) != STDOUT:
+        src, dst = Path(src), Path(dst)
+        if dst.exists() and src.exists() and os.path.samefile(src, dst):
+            raise RcertError(f"cannot convert {src} onto itself; give a new file as DST, e.g. "
+                             f"{src.with_suffix('.safetensors')}")
+    check_output(dst, binary=True)  # before the work: a terminal, a device, a folder
     model = load(src)
     keep = ("rcert_version", "data", "metrics", "recommended_r", "extra")
     _write(model, dst, {key: model.meta[key] for key in keep})

@@ -82,3 +82,16 @@ def test_convert_is_listed_last_in_help(run):
     assert code == 0
     commands = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line]
     assert commands[-1] == "convert"
+
+
+def test_dash_writes_the_checkpoint_to_stdout(tmp_path, legacy, capsysbinary, monkeypatch):
+    from rcert import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["convert", str(legacy), "-"])
+    out, err = capsysbinary.readouterr()
+    assert info.value.code == 0, err
+    tensors = safetensors.torch.load(out)
+    assert set(tensors) == set(rcert.load(legacy).state_dict())
+    assert not (tmp_path / "-").exists()
