@@ -25,9 +25,6 @@ from pathlib import Path
 #: Exit status of an internal error (a bug in rcert).
 INTERNAL = 70
 
-_ALLOCATION = ("can't allocate memory", "out of memory", "unable to allocate",
-               "not enough memory", "defaultcpuallocator")
-
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -57,15 +54,6 @@ def silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocation failure: ``MemoryError`` (numpy's included), torch's
-    ``OutOfMemoryError``, or a RuntimeError of an allocator."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    return isinstance(exc, RuntimeError) and any(
-        word in str(exc).lower() for word in _ALLOCATION)
 
 
 def out_of_memory_line() -> str:

@@ -28,7 +28,7 @@ from rcert.cli import (  # noqa: F401
     train,
 )
 from rcert.cli.app import ORDER, cli
-from rcert.errors import RcertError
+from rcert.errors import RcertError, is_out_of_memory
 
 
 def _invoke(args: list[str]) -> int:
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(141)
     except Exception as exc:  # the global guard: never a traceback
         guard.print_traceback(exc)
-        if guard.is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             click.echo(guard.out_of_memory_line(), err=True)
             sys.exit(2)
         log = None if guard.debugging() else guard.crash_log(exc, args)

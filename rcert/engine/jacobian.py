@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rcert.errors import RcertError, first_line, is_out_of_memory
+
 
 @dataclass
 class EncoderOutput:
@@ -41,12 +43,22 @@ def encoder_jacobian(model: nn.Module, x: torch.Tensor) -> EncoderOutput:
         mu, sigma = model.encode(xb)
         return mu, sigma
 
-    with torch.enable_grad():
-        mu, vjp_fn, sigma = torch.func.vjp(encode, x, has_aux=True)
-        d_z = mu.shape[1]
-        basis = torch.eye(d_z, dtype=mu.dtype, device=mu.device)
-        cotangents = basis.unsqueeze(1).expand(d_z, *mu.shape)
-        (rows,) = torch.func.vmap(vjp_fn)(cotangents)
+    try:
+        with torch.enable_grad():
+            mu, vjp_fn, sigma = torch.func.vjp(encode, x, has_aux=True)
+            d_z = mu.shape[1]
+            basis = torch.eye(d_z, dtype=mu.dtype, device=mu.device)
+            cotangents = basis.unsqueeze(1).expand(d_z, *mu.shape)
+            (rows,) = torch.func.vmap(vjp_fn)(cotangents)
+    except (RuntimeError, TypeError, NotImplementedError) as exc:
+        if is_out_of_memory(exc):
+            raise
+        # The user's encode failed under torch.func (a numpy step, an in-place trick):
+        # say so, rather than report a bug in rcert.
+        raise RcertError(
+            f"the exact Jacobian of encode cannot be computed with torch.func "
+            f"({first_line(exc, 120)}); keep encode in differentiable torch operations on "
+            f"x (an allowed model check does not make the Jacobian exist)") from exc
     jacobian = rows.reshape(d_z, x.shape[0], -1).transpose(0, 1)
     return EncoderOutput(mu.detach(), sigma.detach(), jacobian.detach())
 

@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
+from rcert.errors import RcertError
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -72,3 +74,33 @@ def test_zero_jacobian_gives_zero_norms(device):
     norms = jacobian_norms(torch.zeros(2, 3, 5, device=device), torch.ones(2, 3, device=device))
     for value in norms.values():
         assert torch.equal(value.cpu(), torch.zeros(2, dtype=torch.float64))
+
+
+class _NumpyStep(nn.Module):
+    """An encoder with a numpy step: torch.func cannot differentiate it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def encode(self, x):
+        h = torch.from_numpy(np.tanh(x.detach().cpu().numpy())).float()
+        mu = self.lin(h)
+        return mu, torch.full_like(mu, 0.5)
+
+
+def test_an_encoder_torch_func_cannot_differentiate_is_one_line_not_a_bug():
+    with pytest.raises(RcertError, match=r"^the exact Jacobian of encode cannot be computed "
+                                         r"with torch\.func \(.*\); keep encode in "
+                                         r"differentiable torch operations"):
+        encoder_jacobian(_NumpyStep(), torch.rand(3, 4))
+
+
+def test_an_allocation_failure_is_left_to_the_guard(monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                           "8000000000000 bytes")
+
+    monkeypatch.setattr(torch.func, "vjp", no_memory)
+    with pytest.raises(RuntimeError, match="can't allocate memory"):
+        encoder_jacobian(_NumpyStep(), torch.rand(3, 4))
