@@ -7,7 +7,8 @@ chunk is computed by the same call on the same inputs either way, a resumed run 
 same table, byte for byte, as an uninterrupted one.
 
 Every line stands on its own: it carries the file format, the settings key
-(:func:`run_key`), its chunk's start, and its rows, whose input ids must be the chunk's. A
+(:func:`run_key`), its chunk's start, its rows, whose input ids must be the chunk's, and the
+SHA-256 of all of these, so a line changed after it was written is never used. A
 rerun uses only the lines that pass all of these checks for its own key, and recomputes
 every other chunk. A line under another key (a run with other settings, even one writing
 the same file at the same time), a line cut short by a kill, or anything else unreadable
@@ -65,6 +66,8 @@ def _chunk(line: bytes, key: str, index: np.ndarray, chunk: int
         return None
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
         return None
+    if entry.get("sha256") != _digest({k: v for k, v in entry.items() if k != "sha256"}):
+        return None  # damaged or edited since it was written
     start, rows, warnings = entry.get("start"), entry.get("rows"), entry.get("warnings")
     if type(start) is not int or start % chunk or not 0 <= start < len(index):
         return None
@@ -77,6 +80,17 @@ def _chunk(line: bytes, key: str, index: np.ndarray, chunk: int
                and isinstance(w.get("message"), str) for w in warnings):
         return None
     return start, {"rows": rows, "warnings": warnings}
+
+
+def _digest(content: dict[str, Any]) -> str:
+    """The SHA-256 of a chunk line's content, as canonical JSON: a line whose bytes changed
+    after it was written (a flipped bit, an edit) is never used."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _line(content: dict[str, Any]) -> bytes:
+    """A chunk line: ``content`` with its digest, and a newline."""
+    return (json.dumps({**content, "sha256": _digest(content)}) + "\n").encode()
 
 
 def _read(path: Path, key: str, index: np.ndarray, chunk: int, *, exclusive: bool
@@ -191,8 +205,8 @@ def certify_resumable(model: nn.Module, x: torch.Tensor, index: np.ndarray, *, p
                                              audited=audited)
             done[start] = {"rows": schema.plain(df.to_dict(orient="records")),
                            "warnings": warned}
-            _append(path, (json.dumps({"format": FORMAT, "key": key, "start": start,
-                                       **done[start]}) + "\n").encode())
+            _append(path, _line({"format": FORMAT, "key": key, "start": start,
+                                 **done[start]}))
         frames.append(schema.inputs_frame(done[start]["rows"]))
         bar.update(1)
     bar.close()

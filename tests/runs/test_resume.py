@@ -208,7 +208,9 @@ def test_a_foreign_file_is_never_used(model, inputs, fresh, tmp_path, content):
 
 def _planted(line: bytes, damage: str) -> bytes:
     """A saved chunk line, its rows' p_lower doctored (so that using it shows), made
-    unusable by ``damage``."""
+    unusable by ``damage`` and then signed again (a digest that matches), so that the check
+    under test, not the digest, is what must refuse it; except for ``edited``, whose digest
+    is the original's, and ``none``, a well-formed line that is used."""
     entry = json.loads(line)
     entry["rows"] = [{**row, "p_lower": 0.123} for row in entry["rows"]]
     if damage == "other key":
@@ -219,11 +221,23 @@ def _planted(line: bytes, damage: str) -> bytes:
         entry["rows"] = [{**row, "index": row["index"] + 1} for row in entry["rows"]]
     elif damage == "off the grid":
         entry["start"] += 1
+    if damage != "edited":
+        content = {k: v for k, v in entry.items() if k != "sha256"}
+        entry["sha256"] = rcert.runs.resume._digest(content)
     return json.dumps(entry).encode()
 
 
+def test_a_well_formed_planted_chunk_is_used_so_the_test_below_can_see_use(model, inputs,
+                                                                             tmp_path):
+    path = tmp_path / "run.jsonl"
+    _run(model, inputs, path)
+    lines = _lines(path)
+    path.write_bytes(b"\n".join([_planted(lines[1], "none"), lines[0], *lines[2:]]))
+    assert (_run(model, inputs, path)["p_lower"] == 0.123).sum() == 3
+
+
 @pytest.mark.parametrize("damage", ["other key", "old format", "other inputs",
-                                    "off the grid"])
+                                    "off the grid", "edited"])
 def test_a_planted_chunk_is_never_used(model, inputs, fresh, tmp_path, monkeypatch, damage):
     path = tmp_path / "run.jsonl"
     _run(model, inputs, path)
