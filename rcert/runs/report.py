@@ -35,7 +35,7 @@ from rcert import checks, plots
 from rcert.data import check_limit
 from rcert.engine import montecarlo
 from rcert.errors import RcertError
-from rcert.files import STDOUT, atomic_write, locked_folder
+from rcert.files import STDOUT, atomic_write, check_writable, locked_folder
 from rcert.models import foreign
 from rcert.plots import output
 from rcert.reading import read_bytes, read_json
@@ -53,6 +53,9 @@ from rcert.settings import (
     run_record,
 )
 from rcert.source import ModelSource
+
+#: The report's files besides the figures, ``results.json`` (written last) among them.
+TEXT_FILES = ("inputs.csv", "summary.md", "junit.xml", "report.html", "results.json")
 
 #: Figures drawn for every report, and the one that needs ``--empirical``.
 FIGURES = ("certified-fraction", "margins", "encoder")
@@ -239,6 +242,8 @@ def generate(entries: list[ModelEntry], out: Path, *,
         raise RcertError("a report is a folder of files, not a stream: give --out a folder "
                          "name rather than - (stdout)")
     with locked_folder(out, "report folder", hint=LOCK_HINT, command=command):
+        for name in TEXT_FILES:  # a link to a device, say: refused now, not after the work
+            check_writable(out / name)
         computed = compute(entries, out, attack=attack, run=run, exclusive=True)
         document = write(out, computed,
                          None if verdicts is None else verdicts(computed.results))

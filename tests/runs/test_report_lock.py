@@ -176,3 +176,18 @@ def test_a_killed_run_lets_go_of_the_lock_and_resumes_to_the_same_bytes(
     assert calls.calls == 1  # only the chunk the kill lost
     assert partial.read_bytes().startswith(saved)
     _same_report(out, reference)
+
+
+def test_a_report_file_that_cannot_be_written_is_refused_before_the_work(tmp_path,
+                                                                         monkeypatch):
+    from rcert.errors import RcertError
+    from rcert.runs import report
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "summary.md").symlink_to("/dev/null")
+    monkeypatch.setattr(report, "compute", lambda *a, **k: pytest.fail("the work started"))
+    with pytest.raises(RcertError, match=r"cannot write .*summary\.md: it is a character "
+                                         r"device \(through a symlink\)"):
+        report.generate([], out)
+    assert (out / "summary.md").is_symlink()
