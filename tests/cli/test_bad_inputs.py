@@ -1,4 +1,4 @@
-"""Issue 9's contract on the bad-input corpus (``bad_inputs.py``): each case, run as one
+"""Issue 9's contract on the bad-input corpus (the package ``bad_inputs``): each case, run as one
 ``rcert`` process on its command line, must
 
 * exit with its documented code (2 for bad input; 70, an internal error, is always a bug);
