@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "rcert"
 #: its own layer or a lower one.
 LAYERS = {
     "errors": 0, "settings": 0, "checks": 0, "validate": 0, "files": 0, "progress": 0,
-    "source": 0, "reading": 0,
+    "source": 0, "reading": 0, "values": 0,
     "models": 1, "data": 2, "statistics": 3, "engine": 4, "attacks": 5, "evaluation": 6,
     "api": 7, "results": 8, "plots": 9, "runs": 10, "cli": 11,
 }
