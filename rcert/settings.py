@@ -265,12 +265,26 @@ def run_record(run: RunConfig) -> dict[str, Any]:
     return {"allow": list(run.allow)} if run.allow else {}
 
 
+#: The families :class:`TrainConfig` trains, and the total-correlation estimators
+#: (:mod:`rcert.models.total_correlation`).
+FAMILIES = ("vae", "beta-tcvae")
+TC_ESTIMATORS = ("mws", "mss")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """How :func:`rcert.fit` and ``rcert train`` train a VAE (the beta-ELBO, early stopping)."""
+    """How :func:`rcert.fit` and ``rcert train`` train a VAE: the family's objective (the
+    beta-ELBO, or the beta-TCVAE's), early stopping."""
 
+    family: str = field(default="vae", metadata=field_help(
+        "What beta weighs: vae (the KL: the ELBO at 1, a beta-VAE otherwise) or beta-tcvae "
+        "(the total correlation of the aggregate posterior, Willetts et al.).",
+        choices=FAMILIES))
     beta: float = field(default=1.0, metadata=field_help(
-        "KL weight: 1 is the ELBO, any other positive value a beta-VAE."))
+        "Weight of the family's penalty: 1 is the ELBO for every family."))
+    tc_estimator: str = field(default="mws", metadata=field_help(
+        "Minibatch estimator of the total correlation (beta-tcvae): mws, the paper's, or "
+        "mss.", choices=TC_ESTIMATORS))
     epochs: int = field(default=200, metadata=field_help("Most training epochs."))
     batch_size: int = field(default=128, metadata=field_help("Mini-batch size."))
     lr: float = field(default=1e-3, metadata=field_help("Adam learning rate."))
@@ -282,10 +296,15 @@ class TrainConfig:
         "Seeds the initial weights, the held-out split, the shuffle and all noise."))
 
     def __post_init__(self) -> None:
+        choice(self.family, "family", FAMILIES)
+        choice(self.tc_estimator, "total-correlation estimator", TC_ESTIMATORS)
         set_field(self, "beta", check_beta(self.beta))
         set_field(self, "lr", positive_float(self.lr, "lr"))
         for name in ("epochs", "batch_size", "patience"):
             set_field(self, name, positive_int(getattr(self, name), name))
+        if self.family == "beta-tcvae" and self.batch_size < 2:
+            raise RcertError(f"batch_size must be at least 2 for family beta-tcvae (its total "
+                             f"correlation is estimated across a batch), got {self.batch_size}")
         fraction = self.val_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
                 or not 0 < fraction <= 0.5:

@@ -29,10 +29,7 @@ import torch
 from torch import Tensor
 
 from rcert.errors import RcertError
-from rcert.settings import choice
-
-#: The estimators :func:`total_correlation` offers.
-ESTIMATORS = ("mws", "mss")
+from rcert.settings import TC_ESTIMATORS, choice
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -91,7 +88,7 @@ def log_aggregate(z: Tensor, mu: Tensor, sigma: Tensor, dataset_size: int,
     estimator
         ``"mws"`` or ``"mss"`` (module docstring).
     """
-    choice(estimator, "total-correlation estimator", ESTIMATORS)
+    choice(estimator, "total-correlation estimator", TC_ESTIMATORS)
     batch = _check(z, mu, sigma, dataset_size)
     pairs = log_normal_pairs(z, mu, sigma)
     if estimator == "mws":

@@ -1,4 +1,5 @@
-"""Train rcert architectures by maximising the (beta-)ELBO, with early stopping.
+"""Train rcert architectures by maximising their family's objective (the beta-ELBO, or the
+beta-TCVAE's), with early stopping.
 
 Everything random (shuffling, reparameterisation noise) comes from generators seeded by
 ``seed``, so the same seed, data and initial weights give bit-identical trained weights.
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +21,7 @@ from torch import Tensor
 from rcert import validate
 from rcert.errors import RcertError
 from rcert.models.nets import VAE
-from rcert.models.objectives import elbo
+from rcert.models.objectives import beta_tc_elbo, elbo
 from rcert.progress import Progress
 from rcert.settings import TrainConfig, merge
 
@@ -27,16 +30,49 @@ VAL_STREAM = 1_000_003
 _NOISE_STREAM = 7_919
 
 
-def mean_elbo(model: VAE, x: Tensor, batch_size: int, seed: int, beta: float = 1.0) -> float:
-    """True ELBO (beta = 1) averaged over ``x``, with noise fixed by ``seed``, in eval mode."""
-    device = x.device
-    generator = torch.Generator(device=device).manual_seed(seed)
+@dataclass(frozen=True)
+class Objective:
+    """A training objective: its per-input values on a batch (given the model, the batch and
+    the noise), and the smallest batch it can be computed on."""
+
+    per_input: Callable[[VAE, Tensor, torch.Generator], Tensor]
+    min_batch: int = 1
+
+
+#: The true ELBO (beta = 1): what models are compared by, whatever they were trained on.
+TRUE_ELBO = Objective(lambda model, x, noise: elbo(model, x, generator=noise))
+
+
+def objective(config: TrainConfig, dataset_size: int) -> Objective:
+    """The objective ``config.family`` maximises: the beta-ELBO (:func:`elbo`), or the
+    beta-TCVAE objective (:func:`beta_tc_elbo`), whose total correlation is estimated
+    across each batch (at least 2 inputs) as drawn from ``dataset_size`` inputs."""
+    if config.family == "beta-tcvae":
+        return Objective(lambda model, x, noise: beta_tc_elbo(
+            model, x, beta=config.beta, dataset_size=dataset_size,
+            estimator=config.tc_estimator, generator=noise), min_batch=2)
+    return Objective(lambda model, x, noise: elbo(model, x, beta=config.beta, generator=noise))
+
+
+def batches(order: Tensor, batch_size: int, min_batch: int = 1) -> tuple[Tensor, ...]:
+    """``order`` split into batches of ``batch_size``; a last batch smaller than
+    ``min_batch`` joins the batch before it."""
+    parts = list(order.split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) < min_batch:
+        parts[-2:] = [torch.cat(parts[-2:])]
+    return tuple(parts)
+
+
+def mean_elbo(model: VAE, x: Tensor, batch_size: int, seed: int,
+              target: Objective = TRUE_ELBO) -> float:
+    """``target`` (default: the true ELBO) averaged over ``x`` in fixed batches, with noise
+    fixed by ``seed``, in eval mode."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
     model.eval()
     total = 0.0
     with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
-            total += elbo(model, batch, beta=beta, generator=generator).sum().item()
+        for index in batches(torch.arange(len(x)), batch_size, target.min_batch):
+            total += target.per_input(model, x[index.to(x.device)], generator).sum().item()
     return total / len(x)
 
 
@@ -50,13 +86,14 @@ def _as_data(x: Tensor | np.ndarray, name: str, model: VAE) -> Tensor:
     return x.to(device=param.device, dtype=param.dtype)
 
 
-def _epoch(model: VAE, x: Tensor, batches: tuple[Tensor, ...], optimizer: torch.optim.Optimizer,
-           beta: float, noise: torch.Generator) -> float:
-    """One pass of Adam over ``batches`` of ``x``; the mean loss, or NaN once it diverges."""
+def _epoch(model: VAE, x: Tensor, parts: tuple[Tensor, ...], optimizer: torch.optim.Optimizer,
+           target: Objective, noise: torch.Generator) -> float:
+    """One pass of Adam over the batches ``parts`` of ``x``; the mean loss, or NaN once it
+    diverges."""
     model.train()
     loss_sum = 0.0
-    for index in batches:
-        loss = -elbo(model, x[index.to(x.device)], beta=beta, generator=noise).mean()
+    for index in parts:
+        loss = -target.per_input(model, x[index.to(x.device)], noise).mean()
         if not torch.isfinite(loss):
             return math.nan
         optimizer.zero_grad(set_to_none=True)
@@ -153,17 +190,20 @@ def fit(
     noise = torch.Generator(device=x_train.device).manual_seed(config.seed + _NOISE_STREAM)
     val_seed = config.seed + VAL_STREAM
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # The held-out objective weighs its batches' TC as drawn from the training set too.
+    target = objective(config, len(x_train))
     best = _Best(model)
     history: list[dict[str, Any]] = []
     with Progress(config.epochs, "training epochs", enabled=progress) as bar:
         for epoch in range(1, config.epochs + 1):
-            order = torch.randperm(len(x_train), generator=shuffle).split(config.batch_size)
-            loss = _epoch(model, x_train, order, optimizer, config.beta, noise)
+            order = torch.randperm(len(x_train), generator=shuffle)
+            parts = batches(order, config.batch_size, target.min_batch)
+            loss = _epoch(model, x_train, parts, optimizer, target, noise)
             if not math.isfinite(loss):
                 raise best.diverged(epoch, "training loss", config.lr)
             # Stop on the objective being maximised: for beta != 1 the true ELBO may fall
             # while the beta-ELBO still improves (a beta = 0.1 model would stop at once).
-            val = mean_elbo(model, x_val, config.batch_size, val_seed, beta=config.beta)
+            val = mean_elbo(model, x_val, config.batch_size, val_seed, target)
             if not math.isfinite(val):
                 raise best.diverged(epoch, "held-out objective", config.lr)
             history.append({"epoch": epoch, "train_loss": loss, "val_objective": val})

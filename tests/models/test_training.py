@@ -11,6 +11,7 @@ from rcert.models.adapters import wrap
 from rcert.models.nets import build_model
 from rcert.models.objectives import elbo
 from rcert.models.training import fit
+from rcert.settings import TrainConfig
 
 
 def _rand(*shape: int, seed: int = 0, **kw) -> torch.Tensor:
@@ -287,3 +288,63 @@ def test_small_beta_is_not_stopped_by_the_true_elbo():
     assert all(torch.equal(v, at_best.state_dict()[k]) for k, v in model.state_dict().items())
     assert _held_out(model, beta=beta) == pytest.approx(result["best_val_objective"], rel=1e-5)
     assert _held_out(model, beta=1.0) == pytest.approx(result["best_val_elbo"], rel=1e-5)
+
+
+# --- the beta-TCVAE family ------------------------------------------------------------------
+
+
+def _tc(model, x) -> float:
+    """MWS total correlation of the aggregate posterior over all of ``x``, less its constant
+    (:mod:`rcert.models.total_correlation`): the exact-mixture TC at the samples."""
+    from rcert.models.total_correlation import total_correlation
+
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        mu, sigma = model.encode(x)
+        z = mu + sigma * torch.randn(mu.shape, generator=g)
+        tc = total_correlation(z.double(), mu.double(), sigma.double(), len(x))
+    return float(tc) - (mu.shape[1] - 1) * math.log(len(x))
+
+
+def test_beta_tcvae_at_beta_one_trains_exactly_as_the_vae():
+    # Spec C11 (c), end to end: same objective, so bit-identical weights.
+    states = []
+    for family in ("vae", "beta-tcvae"):
+        model = _small()
+        fit(model, X_TRAIN, X_VAL, TrainConfig(family=family, beta=1.0, epochs=3,
+                                               batch_size=32), progress=False)
+        states.append(model.state_dict())
+    assert len(X_TRAIN) % 32 != 1  # no merged batch: the two runs see the same batches
+    for key in states[0]:
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=0, atol=0)
+
+
+def test_beta_tcvae_lowers_the_total_correlation_it_penalises():
+    tcs = {}
+    for beta in (1.0, 8.0):
+        model = _small()
+        fit(model, X_TRAIN, X_VAL, TrainConfig(family="beta-tcvae", beta=beta, epochs=30,
+                                               batch_size=64, lr=1e-2), progress=False)
+        tcs[beta] = _tc(model, X_TRAIN)
+    assert tcs[8.0] < tcs[1.0]
+
+
+@pytest.mark.parametrize(("n", "size", "min_batch", "lengths"), [
+    (65, 32, 2, [32, 33]), (65, 32, 1, [32, 32, 1]), (64, 32, 2, [32, 32]), (1, 32, 2, [1]),
+])
+def test_a_last_batch_too_small_for_the_objective_joins_the_one_before(n, size, min_batch,
+                                                                     lengths):
+    parts = training.batches(torch.arange(n), size, min_batch)
+    assert [len(p) for p in parts] == lengths
+    assert torch.equal(torch.cat(parts), torch.arange(n))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"family": "beta-tcvae", "batch_size": 1}, r"batch_size must be at least 2 for family "
+                                                r"beta-tcvae"),
+    ({"family": "seatbelt"}, r"unknown family 'seatbelt'; choose one of: vae, beta-tcvae"),
+    ({"tc_estimator": "exact"}, r"unknown total-correlation estimator 'exact'"),
+])
+def test_bad_family_settings_are_one_line(kwargs, message):
+    with pytest.raises(RcertError, match=message):
+        TrainConfig(**kwargs)
