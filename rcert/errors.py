@@ -9,6 +9,11 @@ class RcertError(ValueError):
     """
 
 
+def with_hint(hint: str) -> str:
+    """``"; hint"``, the tail of a one-line message that says how to fix it, or ``""``."""
+    return f"; {hint}" if hint else ""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of ``exc``'s message, cut to ``limit`` characters, for a one-line error;
     the exception type's name when the message is empty."""

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from rcert.errors import RcertError
+from rcert.errors import RcertError, with_hint
 from rcert.reading import kind_of
 
 #: The output name that means standard output, as for most command-line tools.
@@ -41,9 +41,6 @@ def _umask() -> int:
     os.umask(mask)
     return mask
 
-
-def _suffix(hint: str) -> str:
-    return f"; {hint}" if hint else ""
 
 
 def _resolved(path: Path) -> tuple[Path, str]:
@@ -86,11 +83,11 @@ def _check_writable(path: Path, hint: str) -> Path:
         raise RcertError(f"cannot write {path}: it is a folder{through}; give a file name")
     if not stat.S_ISREG(info.st_mode):
         raise RcertError(f"cannot write {path}: it is {kind_of(info.st_mode)}{through}"
-                         f"{_suffix(hint or 'give the path of a regular file')}")
+                         f"{with_hint(hint or 'give the path of a regular file')}")
     if _is_own_stream(info):
         raise RcertError(f"cannot write {path}: it is the file this process's stdout or "
                          f"stderr goes to{through}"
-                         f"{_suffix(hint or 'replacing it would lose what they wrote')}")
+                         f"{with_hint(hint or 'replacing it would lose what they wrote')}")
     return path
 
 
@@ -256,7 +253,7 @@ def _lock(folder: Path, purpose: str, hint: str) -> int:
             os.close(fd)
             if not holder:
                 raise RcertError(f"cannot lock {purpose} {folder}: {exc.strerror}") from None
-            raise RcertError(f"{purpose} {folder} is in use by {holder}{_suffix(hint)}"
+            raise RcertError(f"{purpose} {folder} is in use by {holder}{with_hint(hint)}"
                              ) from None
         try:
             current = os.stat(folder / LOCK_NAME, follow_symlinks=False).st_ino

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from rcert.errors import RcertError, first_line
+from rcert.errors import RcertError, first_line, with_hint
 from rcert.settings import field_help, positive_float, positive_int, set_field
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
@@ -81,8 +81,25 @@ def kind_of(mode: int) -> str:
     return next((word for test, word in _KINDS if test(mode)), "a special file")
 
 
-def _suffix(hint: str) -> str:
-    return f"; {hint}" if hint else ""
+
+def _not(what: str, path: Path, mode: int, noun: str, hint: str) -> RcertError:
+    return RcertError(f"{what} {path} is {kind_of(mode)}, not {noun}{with_hint(hint)}")
+
+
+def _check_kind(path: str | os.PathLike, what: str, hint: str, wanted: Any,
+                noun: str) -> Path:
+    """``path`` as a Path if ``wanted(st_mode)`` (symlinks followed), else an RcertError that
+    says what it is instead: missing, or ``kind_of`` its mode."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise RcertError(f"{what} {path} does not exist{with_hint(hint)}") from None
+    except OSError as exc:
+        raise RcertError(f"cannot read {what} {path}: {exc.strerror}{with_hint(hint)}") from None
+    if not wanted(mode):
+        raise _not(what, path, mode, noun, hint)
+    return path
 
 
 def check_regular(path: str | os.PathLike, what: str, hint: str = "") -> Path:
@@ -91,17 +108,13 @@ def check_regular(path: str | os.PathLike, what: str, hint: str = "") -> Path:
 
     ``what`` names the file in the message ("model", "baseline"); ``hint`` says how to fix it.
     """
-    path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise RcertError(f"{what} {path} does not exist{_suffix(hint)}") from None
-    except OSError as exc:
-        raise RcertError(f"cannot read {what} {path}: {exc.strerror}{_suffix(hint)}") from None
-    if not stat.S_ISREG(mode):
-        raise RcertError(f"{what} {path} is {kind_of(mode)}, not a regular file"
-                         f"{_suffix(hint)}")
-    return path
+    return _check_kind(path, what, hint, stat.S_ISREG, "a regular file")
+
+
+def check_folder(path: str | os.PathLike, what: str, hint: str = "") -> Path:
+    """``path`` as a Path if it is a folder (symlinks followed), else an RcertError that says
+    what it is instead (:func:`check_regular`'s rule for folders)."""
+    return _check_kind(path, what, hint, stat.S_ISDIR, "a folder")
 
 
 def open_regular(path: str | os.PathLike, what: str, hint: str = "") -> IO[bytes]:
@@ -114,12 +127,11 @@ def open_regular(path: str | os.PathLike, what: str, hint: str = "") -> IO[bytes
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise RcertError(f"cannot read {what} {path}: {exc.strerror}{_suffix(hint)}") from None
+        raise RcertError(f"cannot read {what} {path}: {exc.strerror}{with_hint(hint)}") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise RcertError(f"{what} {path} is {kind_of(mode)}, not a regular file"
-                         f"{_suffix(hint)}")
+        raise _not(what, path, mode, "a regular file", hint)
     return os.fdopen(fd, "rb")
 
 
@@ -181,7 +193,7 @@ def read_text(path: str | os.PathLike, what: str, hint: str = "") -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RcertError(f"{what} {path} is not UTF-8 text (byte {exc.start}){_suffix(hint)}"
+        raise RcertError(f"{what} {path} is not UTF-8 text (byte {exc.start}){with_hint(hint)}"
                          ) from None
 
 
@@ -213,19 +225,19 @@ def parse_json(text: str, where: str, hint: str = "") -> Any:
     limit = FileLimits.from_env().json_depth
     if nesting_depth(text, limit) > limit:
         raise RcertError(f"{where} nests arrays or objects more than {limit} deep; no rcert "
-                         f"document does{_suffix(hint)}")
+                         f"document does{with_hint(hint)}")
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise RcertError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
-                         f"{exc.colno}){_suffix(hint)}") from None
+                         f"{exc.colno}){with_hint(hint)}") from None
     except RecursionError:
-        raise RcertError(f"{where} nests too deep to read{_suffix(hint)}") from None
+        raise RcertError(f"{where} nests too deep to read{with_hint(hint)}") from None
     except RcertError as exc:
         raise RcertError(f"{where}: {exc}") from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise RcertError(f"{where} is not valid JSON ({first_line(exc, 120)})"
-                         f"{_suffix(hint)}") from None
+                         f"{with_hint(hint)}") from None
 
 
 def read_json(path: str | os.PathLike, what: str, hint: str = "") -> Any:
@@ -240,9 +252,9 @@ def parse_toml(text: str, where: str, hint: str = "") -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RcertError(f"{where} is not valid TOML: {exc}{_suffix(hint)}") from None
+        raise RcertError(f"{where} is not valid TOML: {exc}{with_hint(hint)}") from None
     except RecursionError:
-        raise RcertError(f"{where} nests too deep to read{_suffix(hint)}") from None
+        raise RcertError(f"{where} nests too deep to read{with_hint(hint)}") from None
 
 
 def read_toml(path: str | os.PathLike, what: str, hint: str = "") -> dict[str, Any]:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -386,3 +387,23 @@ def resumed_run_fixtures(folder: str, *, latent_dim: int, hidden: tuple[int, ...
         return x, np.arange(len(x), dtype=np.int64) * id_step + first_id
 
     return model_fixture, inputs_fixture
+
+
+#: What rcert says each kind of :func:`make_special` file is.
+SPECIAL_KINDS = {"pipe": r"a named pipe \(FIFO\)", "zero": "a character device",
+                 "folder": "a folder"}
+
+
+def make_special(path: Path, kind: str) -> Path:
+    """Put a FIFO (``pipe``), a link to /dev/zero (``zero``) or a folder at ``path``, where
+    a file is expected; a regular file already there is removed first."""
+    if path.is_file() and not path.is_symlink():
+        path.unlink()
+    if kind == "pipe":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    return path
+

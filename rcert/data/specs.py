@@ -12,14 +12,12 @@ Bad input raises :class:`rcert.errors.RcertError`, never a raw parsing error.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rcert.data import dsprites
 from rcert.errors import RcertError
-from rcert.reading import kind_of
+from rcert.reading import check_folder
 
 DATA_RANGE = (0.0, 1.0)
 
@@ -226,15 +224,4 @@ def default_eval_spec(recorded: str | None, source: str = "the model") -> DataSp
 
 def source_folder(spec: DataSpec) -> Path:
     """The folder of a folder dataset (mnist, fashion-mnist, cifar10), if it is one."""
-    folder = Path(spec.path)
-    try:
-        mode = os.stat(folder).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise RcertError(f"no such folder {spec.path} for {spec.name}: pass an existing folder"
-                         ) from None
-    except OSError as exc:
-        raise RcertError(f"cannot open {spec.name} folder {spec.path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(mode):
-        raise RcertError(f"{spec.name} folder {spec.path} is {kind_of(mode)}, not a folder: "
-                         f"pass the folder that holds the files")
-    return folder
+    return check_folder(spec.path, f"{spec.name} folder", "pass the folder that holds the files")

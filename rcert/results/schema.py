@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rcert.errors import RcertError
+from rcert.errors import RcertError, with_hint
 from rcert.settings import CertifyConfig, default
 from rcert.statistics.summary import summarize, summarize_attack, summarize_curve
 
@@ -113,9 +113,6 @@ def inputs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 # a damaged document is one line naming the file and the field, never a traceback later on.
 
 
-def _hint(hint: str) -> str:
-    return f"; {hint}" if hint else ""
-
 
 def _place(where: str, keys: tuple[str, ...]) -> str:
     """``where`` and the dotted path of ``keys`` inside it, as a message names a field."""
@@ -132,7 +129,7 @@ def mistyped(where: str, keys: tuple[str, ...], want: str, value: Any,
              hint: str = "") -> RcertError:
     """The error for field ``keys`` of document ``where`` holding ``value`` instead of ``want``
     (``"a number"``, ``"an object"``, ...)."""
-    return RcertError(f"{_place(where, keys)} must be {want}, got {_shown(value)}{_hint(hint)}")
+    return RcertError(f"{_place(where, keys)} must be {want}, got {_shown(value)}{with_hint(hint)}")
 
 
 def lookup(doc: Any, keys: tuple[str, ...], where: str, hint: str = "") -> Any:
@@ -143,7 +140,7 @@ def lookup(doc: Any, keys: tuple[str, ...], where: str, hint: str = "") -> Any:
         if not isinstance(value, dict):
             raise mistyped(where, keys[:i], "an object", value, hint)
         if key not in value:
-            raise RcertError(f"{_place(where, keys[:i + 1])} is missing{_hint(hint)}")
+            raise RcertError(f"{_place(where, keys[:i + 1])} is missing{with_hint(hint)}")
         value = value[key]
     return value
 
@@ -174,7 +171,7 @@ def check_result(doc: Any, where: str, hint: str = "",
     place = _place(where, at)
     if not isinstance(doc, dict) or not {"schema_version", "kind", "inputs"} <= doc.keys():
         raise RcertError(f"{place} is not an rcert result (a JSON object with schema_version, "
-                         f"kind and inputs){_hint(hint)}")
+                         f"kind and inputs){with_hint(hint)}")
     version = doc["schema_version"]
     if isinstance(version, bool) or version != SCHEMA_VERSION:
         raise RcertError(f"{place} has result schema version {_shown(version)}, but this rcert "
@@ -202,17 +199,17 @@ def check_report(doc: Any, where: str, hint: str = "") -> dict[str, Any]:
     naming ``where`` and the field, ending with ``hint``."""
     if not isinstance(doc, dict):
         raise RcertError(f"{where} is not an rcert report (a JSON object with kind "
-                         f"{REPORT_KIND!r}), it holds {_shown(doc)}{_hint(hint)}")
+                         f"{REPORT_KIND!r}), it holds {_shown(doc)}{with_hint(hint)}")
     if doc.get("kind") != REPORT_KIND:
         raise RcertError(f"{where} has kind {_shown(doc.get('kind'))}, not {REPORT_KIND!r}: "
-                         f"it is not a report's results.json{_hint(hint)}")
+                         f"it is not a report's results.json{with_hint(hint)}")
     version = doc.get("schema_version")
     if isinstance(version, bool) or version != REPORT_SCHEMA_VERSION:
         raise RcertError(f"{where} has report schema version {_shown(version)}, but this rcert "
-                         f"reads version {REPORT_SCHEMA_VERSION}{_hint(hint)}")
+                         f"reads version {REPORT_SCHEMA_VERSION}{with_hint(hint)}")
     models = doc.get("models")
     if not isinstance(models, dict) or not models:
         raise RcertError(f"{where} is a report without models (an object of results by model "
-                         f"name){_hint(hint)}")
+                         f"name){with_hint(hint)}")
     return {**doc, "models": {name: check_result(res, where, hint, ("models", name))
                               for name, res in models.items()}}

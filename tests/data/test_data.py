@@ -380,7 +380,7 @@ def test_mnist_without_labels_has_no_y(mnist_dir) -> None:
 
 
 def test_mnist_missing_folder_or_files(tmp_path: Path, mnist_dir) -> None:
-    _raises(f"mnist:{tmp_path}/nowhere", "no such folder")
+    _raises(f"mnist:{tmp_path}/nowhere", "does not exist")
     empty = tmp_path / "empty"
     empty.mkdir()
     _raises(f"mnist:{empty}", r"no MNIST files in .*t10k-images-idx3-ubyte\[\.gz\]")

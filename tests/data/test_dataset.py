@@ -95,7 +95,7 @@ def test_a_dataset_folder_that_is_not_a_folder(tmp_path: Path, special, name: st
     folder = tmp_path / "d"
     special(folder, kind)
     with _within(5), pytest.raises(RcertError, match=(
-        rf"^{name} folder {re.escape(str(folder))} is {KINDS[kind]}, not a folder: pass the "
+        rf"^{name} folder {re.escape(str(folder))} is {KINDS[kind]}, not a folder; pass the "
         rf"folder that holds the files$")):
         load_data(f"{name}:{folder}")
 

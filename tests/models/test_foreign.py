@@ -1,7 +1,6 @@
 import hashlib
 import json
 import math
-import os
 import pickle
 import re
 import struct
@@ -11,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import safetensors.torch
 import torch
-from conftest import assert_one_error_line
+from conftest import SPECIAL_KINDS, assert_one_error_line, make_special
 from torch import nn
 
 from rcert.errors import RcertError
@@ -346,25 +345,12 @@ def test_corrupt_files_are_one_line(tmp_path, content, expected):
 # --- paths that are no regular files, and damaged weights ------------------------------------
 
 
-def _no_regular_file(tmp_path: Path, what: str) -> Path:
-    """A FIFO, a link to /dev/zero or a folder where a file is expected."""
-    path = tmp_path / what
-    if what == "pipe":
-        os.mkfifo(path)
-    elif what == "zero":
-        path.symlink_to("/dev/zero")
-    else:
-        path.mkdir()
-    return path
-
-
-KINDS = {"pipe": r"a named pipe \(FIFO\)", "zero": "a character device", "folder": "a folder"}
 
 
 @pytest.mark.parametrize("what", ["pipe", "zero"])
 def test_a_model_path_that_is_no_regular_file_says_what_it_is(tmp_path, run, what):
-    path = _no_regular_file(tmp_path, what)
-    with pytest.raises(RcertError, match=rf"^model {path} is {KINDS[what]}, not a regular "
+    path = make_special(tmp_path / what, what)
+    with pytest.raises(RcertError, match=rf"^model {path} is {SPECIAL_KINDS[what]}, not a regular "
                                          "file; check the model path$"):
         load_model(ModelSource(str(path)))
     line = assert_one_error_line(*run("margin", "--model", "/dev/zero", "--quiet"))
@@ -372,12 +358,13 @@ def test_a_model_path_that_is_no_regular_file_says_what_it_is(tmp_path, run, wha
                     "check the model path")
 
 
-@pytest.mark.parametrize("what", list(KINDS))
+@pytest.mark.parametrize("what", list(SPECIAL_KINDS))
 def test_an_arch_that_is_no_regular_file_says_what_it_is(tmp_path, what):
     vae = build_model("mlp", input_shape=[6], latent_dim=2, hidden=[5])
     torch.save(vae.state_dict(), tmp_path / "w.pt")
-    arch = _no_regular_file(tmp_path, what)
-    with pytest.raises(RcertError, match=rf"^architecture description {arch} is {KINDS[what]}, "
+    arch = make_special(tmp_path / what, what)
+    kind = SPECIAL_KINDS[what]
+    with pytest.raises(RcertError, match=rf"^architecture description {arch} is {kind}, "
                                          "not a regular file; check the path given to --arch$"):
         load_model(ModelSource(str(tmp_path / "w.pt"), arch=str(arch)))
 

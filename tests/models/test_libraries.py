@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SPECIAL_KINDS, make_special
 
 from rcert.errors import RcertError
 from rcert.models.foreign import load_model
@@ -612,35 +613,23 @@ def test_nonfinite_weights_of_a_pythae_folder_are_refused(pythae, tmp_path):
         load_model(ModelSource(str(tmp_path / "m")))
 
 
-def _replace(path: Path, what: str) -> None:
-    """Put a FIFO, a link to /dev/zero or a folder where the file ``path`` was."""
-    path.unlink()
-    if what == "pipe":
-        os.mkfifo(path)
-    elif what == "zero":
-        path.symlink_to("/dev/zero")
-    else:
-        path.mkdir()
 
 
-KINDS = {"pipe": r"a named pipe \(FIFO\)", "zero": "a character device", "folder": "a folder"}
-
-
-@pytest.mark.parametrize("what", list(KINDS))
+@pytest.mark.parametrize("what", list(SPECIAL_KINDS))
 @pytest.mark.parametrize(("file", "words"), [("model_config.json", "pythae model config"),
                                              ("model.pt", "model")])
 def test_a_pythae_folder_file_that_is_no_regular_file_says_what_it_is(pythae, tmp_path, file,
                                                                       words, what):
     _saved(pythae, tmp_path / "m")
-    _replace(tmp_path / "m" / file, what)
+    make_special(tmp_path / "m" / file, what)
     with pytest.raises(RcertError, match=rf"^{words} {re.escape(str(tmp_path / 'm' / file))} "
-                                         rf"is {KINDS[what]}, not a regular file"):
+                                         rf"is {SPECIAL_KINDS[what]}, not a regular file"):
         load_model(ModelSource(str(tmp_path / "m")))
 
 
 @pytest.mark.parametrize("file", ["encoder.pkl", "environment.json"])
 def test_a_trusted_pickle_that_is_no_regular_file_is_never_opened(pythae, tmp_path, file):
     _saved(pythae, tmp_path / "m", encoder=_custom_encoder(pythae))
-    _replace(tmp_path / "m" / file, "pipe")
+    make_special(tmp_path / "m" / file, "pipe")
     with pytest.raises(RcertError, match=rf"^pythae file .*{file} is a named pipe"):
         load_model(ModelSource(str(tmp_path / "m"), trust_pickles=True))
