@@ -127,6 +127,38 @@ class _Best:
                           f"(now {lr:g}); {kept} were restored")
 
 
+def _epochs(model: VAE, x_train: Tensor, x_val: Tensor, config: TrainConfig, best: _Best,
+            progress: bool) -> list[dict[str, Any]]:
+    """The epochs of :func:`fit` until ``config.patience`` epochs bring no better held-out
+    objective (``best`` keeps the best weights); their history."""
+    shuffle = torch.Generator().manual_seed(config.seed)
+    noise = torch.Generator(device=x_train.device).manual_seed(config.seed + _NOISE_STREAM)
+    val_seed = config.seed + VAL_STREAM
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # The held-out objective weighs its batches' TC as drawn from the training set too.
+    target = objective(config, len(x_train))
+    history: list[dict[str, Any]] = []
+    with Progress(config.epochs, "training epochs", enabled=progress) as bar:
+        for epoch in range(1, config.epochs + 1):
+            order = torch.randperm(len(x_train), generator=shuffle)
+            parts = batches(order, config.batch_size, target.min_batch)
+            loss = _epoch(model, x_train, parts, optimizer, target, noise)
+            if not math.isfinite(loss):
+                raise best.diverged(epoch, "training loss", config.lr)
+            # Stop on the objective being maximised: for beta != 1 the true ELBO may fall
+            # while the beta-ELBO still improves (a beta = 0.1 model would stop at once).
+            val = mean_elbo(model, x_val, config.batch_size, val_seed, target)
+            if not math.isfinite(val):
+                raise best.diverged(epoch, "held-out objective", config.lr)
+            history.append({"epoch": epoch, "train_loss": loss, "val_objective": val})
+            best.offer(epoch, val)
+            bar.update(status=f"train loss {loss:.4f}  val objective {val:.4f}  "
+                              f"best {best.value:.4f}")
+            if epoch - best.epoch >= config.patience:
+                break
+    return history
+
+
 def fit(
     model: VAE,
     x_train: Tensor | np.ndarray,
@@ -186,32 +218,9 @@ def fit(
                    patience=patience, seed=seed)
     x_train = _as_data(x_train, "x_train", model)
     x_val = _as_data(x_val, "x_val", model)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    noise = torch.Generator(device=x_train.device).manual_seed(config.seed + _NOISE_STREAM)
     val_seed = config.seed + VAL_STREAM
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    # The held-out objective weighs its batches' TC as drawn from the training set too.
-    target = objective(config, len(x_train))
     best = _Best(model)
-    history: list[dict[str, Any]] = []
-    with Progress(config.epochs, "training epochs", enabled=progress) as bar:
-        for epoch in range(1, config.epochs + 1):
-            order = torch.randperm(len(x_train), generator=shuffle)
-            parts = batches(order, config.batch_size, target.min_batch)
-            loss = _epoch(model, x_train, parts, optimizer, target, noise)
-            if not math.isfinite(loss):
-                raise best.diverged(epoch, "training loss", config.lr)
-            # Stop on the objective being maximised: for beta != 1 the true ELBO may fall
-            # while the beta-ELBO still improves (a beta = 0.1 model would stop at once).
-            val = mean_elbo(model, x_val, config.batch_size, val_seed, target)
-            if not math.isfinite(val):
-                raise best.diverged(epoch, "held-out objective", config.lr)
-            history.append({"epoch": epoch, "train_loss": loss, "val_objective": val})
-            best.offer(epoch, val)
-            bar.update(status=f"train loss {loss:.4f}  val objective {val:.4f}  "
-                              f"best {best.value:.4f}")
-            if epoch - best.epoch >= config.patience:
-                break
+    history = _epochs(model, x_train, x_val, config, best, progress)
     best.restore()
     best_val, best_epoch, batch_size = best.value, best.epoch, config.batch_size
     return {
