@@ -61,14 +61,19 @@ def as_data(model: nn.Module, x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return x
 
 
+def _first_failing(ok: torch.Tensor) -> int | None:
+    """The first row of ``ok`` (one row per input) with a False entry, or None."""
+    bad = ~ok.reshape(ok.shape[0], -1).all(dim=1)
+    return int(bad.nonzero()[0]) if bad.any() else None
+
+
 def check_finite(values: torch.Tensor, index: torch.Tensor, part: str) -> None:
     """Stop on any non-finite value in ``values`` (one row per input, ids in ``index``):
     the one rule for what a model returns, so that a NaN never becomes a silent abstention.
 
     ``part`` names what returned it, e.g. "the decoder's output"."""
-    bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
-    if bad.any():
-        first = int(bad.nonzero()[0])
+    first = _first_failing(torch.isfinite(values))
+    if first is not None:
         raise RcertError(
             f"{part} is not finite (NaN or inf) for input {int(index[first])}; the model's "
             f"weights or this input hold non-finite values or overflow: check the model with "
@@ -77,9 +82,8 @@ def check_finite(values: torch.Tensor, index: torch.Tensor, part: str) -> None:
 
 def check_sigma(sigma: torch.Tensor, index: torch.Tensor) -> None:
     """The encoder's ``sigma`` must be a strictly positive, finite standard deviation."""
-    bad = ~(torch.isfinite(sigma) & (sigma > 0)).all(dim=1)
-    if bad.any():
-        first = int(bad.nonzero()[0])
+    first = _first_failing(torch.isfinite(sigma) & (sigma > 0))
+    if first is not None:
         value = float(sigma[first].min())
         raise RcertError(
             f"the encoder returned sigma <= 0 or non-finite (min {value:g}) for input "
