@@ -168,12 +168,12 @@ def check_declared(nbytes: int, what: str, path: str | os.PathLike, *,
 
 
 def read_bytes(path: str | os.PathLike, what: str, hint: str = "", *,
-               limit_mb: float | None = None) -> bytes:
-    """The bytes of a regular file of at most ``limit_mb`` MB (default: ``file_mb`` of
-    :class:`FileLimits`), refused by size before it is read."""
+               document: bool = False) -> bytes:
+    """The bytes of a regular file of at most ``file_mb`` MB, or ``document_mb`` for a
+    ``document`` (:class:`FileLimits`), refused by size before it is read."""
     limits = FileLimits.from_env()
-    limit = limits.file_mb if limit_mb is None else limit_mb
-    variable = "RCERT_MAX_FILE_MB" if limit_mb is None else "RCERT_MAX_DOCUMENT_MB"
+    limit, variable = ((limits.document_mb, "RCERT_MAX_DOCUMENT_MB") if document
+                       else (limits.file_mb, "RCERT_MAX_FILE_MB"))
     with open_regular(path, what, hint) as handle:
         size = size_of(handle)
         if size > limit * MB:
@@ -189,7 +189,7 @@ def read_bytes(path: str | os.PathLike, what: str, hint: str = "", *,
 
 def read_text(path: str | os.PathLike, what: str, hint: str = "") -> str:
     """A UTF-8 text document of at most ``document_mb`` MB (:class:`FileLimits`)."""
-    raw = read_bytes(path, what, hint, limit_mb=FileLimits.from_env().document_mb)
+    raw = read_bytes(path, what, hint, document=True)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

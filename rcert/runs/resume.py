@@ -41,7 +41,7 @@ from rcert.evaluation.empirical import record
 from rcert.evaluation.verdicts import attack_certificates, judge
 from rcert.files import atomic_write
 from rcert.progress import Progress
-from rcert.reading import FileLimits, kind_of, parse_json, read_bytes
+from rcert.reading import kind_of, parse_json, read_bytes
 from rcert.results import schema
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, as_dict
 
@@ -99,7 +99,7 @@ def _read(path: Path, key: str, index: np.ndarray, chunk: int, *, exclusive: boo
     is left out, and, when ``exclusive``, removed from the file."""
     if not os.path.lexists(path):
         return {}
-    raw = read_bytes(path, "resume file", _HINT, limit_mb=FileLimits.from_env().document_mb)
+    raw = read_bytes(path, "resume file", _HINT, document=True)
     chunks: dict[int, dict[str, Any]] = {}
     kept = []
     # The last piece has no newline: empty, or a line cut short by a kill.
