@@ -53,9 +53,10 @@ def outcome_class(case: dict) -> str:
         return "payload"
     if case["timed_out"]:
         return "hang"
-    for word, name in (("Traceback", "traceback"), ("max RSS", "memory")):
-        if word in found or (word == "Traceback" and "Traceback" in case["stderr"]):
-            return name
+    if "Traceback" in found + case["stderr"]:
+        return "traceback"
+    if "max RSS" in found:
+        return "memory"
     if case["code"] == 70:
         return "internal"
     if case["code"] == 0 and case["expect_code"] != 0:

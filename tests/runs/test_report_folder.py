@@ -663,3 +663,10 @@ def test_a_sample_too_large_for_the_budget_fails_before_anything_is_saved(ab_ckp
     line = assert_one_error_line(code, stdout, stderr)
     assert "n_samples = 1000000000000 needs 7.28 TiB" in line
     assert not out.exists()
+
+
+def test_the_files_checked_before_the_work_are_the_files_written(main_report):
+    out = main_report[0]
+    listed = json.loads((out / "results.json").read_text())["files"]
+    texts = {name for name in listed if not name.startswith("plots/")} | {"results.json"}
+    assert texts == set(report.TEXT_FILES)
