@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rcert.data.specs import DataSpec
-from rcert.data.splits import Loaded, split_slice
+from rcert.data.splits import Loaded, shuffled_rows
 
 
 def load(spec: DataSpec) -> Loaded:
@@ -14,8 +14,6 @@ def load(spec: DataSpec) -> Loaded:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    order = np.random.default_rng(0).permutation(len(digits.images))[
-        split_slice(len(digits.images), spec.split)
-    ]
+    order = shuffled_rows(len(digits.images), spec.split)
     x = (digits.images[order] / 16.0)[:, None]
     return x, digits.target[order].astype(np.int64), None, spec

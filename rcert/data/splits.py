@@ -21,5 +21,11 @@ def split_slice(n: int, split: str) -> slice:
     return {"train": slice(0, n_train), "test": slice(n_train, n), "all": slice(0, n)}[split]
 
 
+def shuffled_rows(n: int, split: str) -> np.ndarray:
+    """Positions of ``split``'s rows among ``n``: a fixed shuffle (seed 0), then
+    :func:`split_slice`."""
+    return np.random.default_rng(0).permutation(n)[split_slice(n, split)]
+
+
 def parts(split: str) -> tuple[str, ...]:
     return ("train", "test") if split == "all" else (split,)

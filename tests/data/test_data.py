@@ -55,9 +55,10 @@ _FILE = st.builds(
 @st.composite
 def _spec_items(draw: st.DrawFn) -> list[str]:
     """Items of a valid spec string, in a random order after the positional ones."""
-    kind = draw(st.sampled_from(["digits", "dsprites", "mnist", "fashion-mnist", "cifar10", "f"]))
+    kind = draw(st.sampled_from(["digits", "dsprites", "swissroll", "mnist", "fashion-mnist",
+                                 "cifar10", "images", "f"]))
     head = [draw(_FILE)] if kind == "f" else [kind]
-    if kind in ("mnist", "fashion-mnist", "cifar10"):
+    if kind in ("mnist", "fashion-mnist", "cifar10", "images"):
         head.append(draw(_FOLDER))
     rest = []
     if draw(st.booleans()):
@@ -67,8 +68,14 @@ def _spec_items(draw: st.DrawFn) -> list[str]:
             rest.append(f"n={draw(st.integers(1, 737_280))}")
         if draw(st.booleans()):
             rest.append(f"res={draw(st.sampled_from([8, 16, 32, 64]))}")
+    if kind == "swissroll" and draw(st.booleans()):
+        rest.append(f"noise={draw(st.floats(0, 1))!r}")
+    if kind == "images" and draw(st.booleans()):
+        rest.append(f"res={draw(st.integers(1, 1024))}")
     if kind == "f" and draw(st.booleans()):
         rest.append(f"key={draw(st.text(_SAFE + '=', min_size=1, max_size=8))}")
+    if draw(st.booleans()):
+        rest.append(f"range={draw(st.sampled_from(['0,1', '-1,1', '-1.0,1.0']))}")
     return head + draw(st.permutations(rest))
 
 
@@ -78,7 +85,7 @@ def test_spec_round_trips_and_ignores_item_order(items: list[str], random) -> No
     assert parse_spec(str(spec)) == spec
     assert str(parse_spec(str(spec))) == str(spec)
     assert DataSpec(spec.name, spec.split, spec.path, spec.options) == spec
-    positional = 2 if spec.name in ("mnist", "fashion-mnist", "cifar10") else 1
+    positional = 2 if spec.name in ("mnist", "fashion-mnist", "cifar10", "images") else 1
     rest = items[positional:]
     random.shuffle(rest)
     assert parse_spec(":".join(items[:positional] + rest)) == spec
@@ -117,10 +124,12 @@ def test_spec_fields_and_with_split() -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("imagenet", "unknown dataset 'imagenet'.*digits, dsprites, mnist, fashion-mnist, cifar10"),
+        ("imagenet", "unknown dataset 'imagenet'.*digits, dsprites, swissroll, mnist, "
+                     "fashion-mnist, cifar10, images"),
         ("file", "unknown dataset"),
-        ("digits:res=32", "unknown option 'res' for digits: it takes no options"),
-        ("dsprites:size=3", "unknown option 'size' for dsprites: known options are n, res"),
+        ("digits:res=32", "unknown option 'res' for digits: known options are range$"),
+        ("dsprites:size=3", "unknown option 'size' for dsprites: known options are n, res, "
+                            "range"),
         ("digits:test:train", "split twice"),
         ("digits:test:test", "split twice"),
         ("dsprites:n=5:n=6", "twice"),
