@@ -1,24 +1,9 @@
-"""Settings: frozen dataclasses, the one source of every default rcert has.
-
-The Python API takes them, the CLI derives its options from their fields
-(:mod:`rcert.cli.options`), the ``rcert check`` TOML and the JSON result's ``config`` block
-serialise them (:func:`as_dict`), and the resume key hashes them. A field's ``metadata``
-holds its help text; validation happens in ``__post_init__``, so a bad value fails where it
-is made, with a one-line :class:`~rcert.errors.RcertError`.
-
-* :class:`CertifyConfig`: the certificate's parameters (SPEC sections 2-3);
-* :class:`ThreatModel`: what a perturbation reaches, one vocabulary everywhere;
-* :class:`AttackConfig`: how hard attacks try, with named presets (:data:`ATTACK_PRESETS`);
-* :class:`RunConfig`: where and within which memory budget the work runs;
-* :class:`TrainConfig`: how a VAE is trained.
-
-This module imports nothing heavy (no torch, numpy or scipy): the CLI builds its help from it.
-"""
+"""The settings of a certificate and of the work around it: the certificate's parameters,
+the threat model, how hard attacks try (with named presets), and where the work runs."""
 
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +11,8 @@ from typing import Any
 
 from rcert.checks import MODEL_CHECKS
 from rcert.errors import RcertError
+from rcert.settings.fields import as_dict, field_help, set_field
 from rcert.values import (
-    check_beta,
     check_seed,
     choice,
     nonnegative_int,
@@ -35,26 +20,6 @@ from rcert.values import (
     positive_int,
     unit_interval,
 )
-
-#: Fields whose command-line option is not their name with dashes.
-_RENAMED_OPTIONS = {"factory_args": "factory-arg"}
-
-
-def option_name(name: str) -> str:
-    """The command-line option of settings field ``name``: ``--n-samples`` for
-    ``n_samples``; what the CLI offers and what messages that name an option say."""
-    return "--" + _RENAMED_OPTIONS.get(name, name.replace("_", "-"))
-
-
-def field_help(text: str, **extra: Any) -> dict[str, Any]:
-    """A settings field's metadata: its help text (the CLI option's, the docs'), and extras
-    such as ``choices``."""
-    return {"help": text, **extra}
-
-
-def set_field(obj: Any, name: str, value: Any) -> None:
-    """Set ``name`` on a frozen settings object while ``__post_init__`` normalises it."""
-    object.__setattr__(obj, name, value)
 
 
 @dataclass(frozen=True)
@@ -194,6 +159,16 @@ class AttackConfig:
             set_field(self, "resolution", positive_float(self.resolution, "resolution"))
         set_field(self, "audit", nonnegative_int(self.audit, "audit"))
 
+    @classmethod
+    def rebase(cls, base: AttackConfig, given: dict[str, Any]) -> AttackConfig:
+        """``base`` with ``given`` on top (:func:`rcert.settings.merge`): a new preset
+        replaces the old preset's values, not explicitly given ones."""
+        if "preset" not in given:
+            return dataclasses.replace(base, **given)
+        kept = {k: v for k, v in as_dict(base).items()
+                if k not in ATTACK_PRESETS[base.preset]}
+        return cls(**{**kept, **given})
+
 
 #: The attack the empirical margin runs by default: the careful preset on the certificates'
 #: threat model (today's ``rcert margin --empirical``).
@@ -263,102 +238,3 @@ def run_record(run: RunConfig) -> dict[str, Any]:
     """What a result's ``config`` block records of the run settings: the model checks the
     user allowed to fail, when there are any (the rest changes no number)."""
     return {"allow": list(run.allow)} if run.allow else {}
-
-
-#: The families :class:`TrainConfig` trains, and the total-correlation estimators
-#: (:mod:`rcert.models.total_correlation`).
-FAMILIES = ("vae", "beta-tcvae")
-TC_ESTIMATORS = ("mws", "mss")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How :func:`rcert.fit` and ``rcert train`` train a VAE: the family's objective (the
-    beta-ELBO, or the beta-TCVAE's), early stopping."""
-
-    family: str = field(default="vae", metadata=field_help(
-        "What beta weighs: vae (the KL: the ELBO at 1, a beta-VAE otherwise) or beta-tcvae "
-        "(the total correlation of the aggregate posterior, Willetts et al.).",
-        choices=FAMILIES))
-    beta: float = field(default=1.0, metadata=field_help(
-        "Weight of the family's penalty: 1 is the ELBO for every family."))
-    tc_estimator: str = field(default="mws", metadata=field_help(
-        "Minibatch estimator of the total correlation (beta-tcvae): mws, the paper's, or "
-        "mss.", choices=TC_ESTIMATORS))
-    epochs: int = field(default=200, metadata=field_help("Most training epochs."))
-    batch_size: int = field(default=128, metadata=field_help("Mini-batch size."))
-    lr: float = field(default=1e-3, metadata=field_help("Adam learning rate."))
-    patience: int = field(default=15, metadata=field_help(
-        "Stop after this many epochs without a better held-out objective."))
-    val_fraction: float = field(default=0.1, metadata=field_help(
-        "Share of the training data held out for early stopping and the recommended r."))
-    seed: int = field(default=0, metadata=field_help(
-        "Seeds the initial weights, the held-out split, the shuffle and all noise."))
-
-    def __post_init__(self) -> None:
-        choice(self.family, "family", FAMILIES)
-        choice(self.tc_estimator, "total-correlation estimator", TC_ESTIMATORS)
-        set_field(self, "beta", check_beta(self.beta))
-        set_field(self, "lr", positive_float(self.lr, "lr"))
-        for name in ("epochs", "batch_size", "patience"):
-            set_field(self, name, positive_int(getattr(self, name), name))
-        if self.family == "beta-tcvae" and self.batch_size < 2:
-            raise RcertError(f"batch_size must be at least 2 for family beta-tcvae (its total "
-                             f"correlation is estimated across a batch), got {self.batch_size}")
-        fraction = self.val_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
-                or not 0 < fraction <= 0.5:
-            raise RcertError(f"val_fraction must lie in (0, 0.5], got {fraction!r}")
-        set_field(self, "val_fraction", float(fraction))
-        set_field(self, "seed", check_seed(self.seed))
-
-
-def as_dict(config: Any) -> dict[str, Any]:
-    """A settings object as plain JSON values (a threat model as its word), fields in order."""
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        out[f.name] = (str(value) if isinstance(value, ThreatModel)
-                       else list(value) if isinstance(value, tuple) else value)
-    return out
-
-
-def field_type(f: dataclasses.Field) -> type:
-    """The plain type of a settings field (``int | None`` gives int): what a CLI option or a
-    TOML key of that name takes."""
-    return {"float": float, "int": int, "str": str, "bool": bool}.get(
-        str(f.type).split("|")[0].strip(), str)
-
-
-def default(cls: type, name: str) -> Any:
-    """The default of one field of a settings class (``dataclasses.MISSING`` if none)."""
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
-
-
-def merge(cls: type, base: Any = None, **overrides: Any) -> Any:
-    """A ``cls`` settings object: ``base`` (default: ``cls``'s defaults) with the keyword
-    shortcuts that are not None put on top.
-
-    This is how the Python API offers ``certify(model, x, r=0.5)`` next to
-    ``certify(model, x, CertifyConfig(r=0.5))`` without writing a default twice: every
-    shortcut defaults to None, which means "the settings' value".
-    """
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise RcertError(f"unknown {cls.__name__} setting {unknown[0]!r}; known: "
-                         f"{', '.join(sorted(names))}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if base is None:
-        return cls(**given)
-    if not isinstance(base, cls):
-        raise RcertError(f"expected a {cls.__name__}, got {type(base).__name__}")
-    if cls is AttackConfig and "preset" in given:
-        # A new preset replaces the old preset's values, not explicitly given ones.
-        kept = {k: v for k, v in as_dict(base).items()
-                if k not in ATTACK_PRESETS[base.preset]}
-        return cls(**{**kept, **given})
-    return dataclasses.replace(base, **given)
