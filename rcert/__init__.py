@@ -29,7 +29,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _API = {
     "RcertError": "rcert.errors",
     "attack": "rcert.attacks.damage",
-    "build_model": "rcert.models.nets",
+    "build_model": "rcert.models.architectures",
     "certify": "rcert.api",
     "curve": "rcert.evaluation.curves",
     "empirical_margin": "rcert.evaluation.empirical",

@@ -62,6 +62,14 @@ def positive_float(value: Any, name: str, hint: str = "") -> float:
     return float(value)
 
 
+def nonnegative_float(value: Any, name: str) -> float:
+    """``value`` as a finite float >= 0, else an RcertError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0:
+        raise RcertError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def unit_interval(value: Any, name: str) -> float:
     """``value`` as a float strictly between 0 and 1, else an RcertError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:

@@ -28,6 +28,7 @@ from rcert.engine import montecarlo
 from rcert.engine.model_checks import prepare_checked
 from rcert.engine.noise import STREAM_DISTORTION, STREAM_START
 from rcert.errors import RcertError
+from rcert.models import contract
 from rcert.progress import Progress
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
 
@@ -52,9 +53,11 @@ def _damage_columns(model: nn.Module, x: torch.Tensor, delta: torch.Tensor,
     the ``distortion`` columns exist.
     """
     with torch.no_grad():
-        mu_adv = model.encode(x + delta)[0] if threat.moves_mean else clean.mu
-        damage = (model.decode(mu_adv).flatten(1) - clean.reference).norm(dim=1)
-    degradation = _log_likelihood_degradation(model, x, mu_adv, clean.mu)
+        mu_adv, _, context = at_threat(model, x + delta, clean, threat)
+        g = contract.decode(model, mu_adv, context).flatten(1)
+        damage = (g - clean.reference).norm(dim=1)
+    degradation = _log_likelihood_degradation(model, x, mu_adv, clean.mu) \
+        if clean.context is None else torch.full((x.shape[0],), float("nan"))
     return {f"{prefix}damage": damage.double().cpu().numpy(),
             f"{prefix}loglik_degradation": degradation.numpy()}
 
@@ -69,10 +72,10 @@ def _mean_distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded,
     noise baseline are compared on common draws.
     """
     with torch.no_grad():
-        mu, sigma = at_threat(model, x_adv, clean, config.threat)
+        mu, sigma, context = at_threat(model, x_adv, clean, config.threat)
     dist = montecarlo.distortion_norms(model, mu, sigma, index=index, n_samples=config.n_check,
                                        seed=seed, max_rows=max_rows, stream=STREAM_DISTORTION,
-                                       reference=clean.reference)
+                                       reference=clean.reference, context=context)
     return dist.double().mean(dim=1).cpu().numpy()
 
 

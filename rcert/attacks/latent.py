@@ -38,6 +38,6 @@ def latent_attack(model: nn.Module, x: torch.Tensor, radius: torch.Tensor, *, r:
     def evaluate(shift: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         c = clean if rows is None else clean.select(rows)
         e = eta if rows is None else eta[rows]
-        return objective(distances(model, c.mu + shift, c.sigma, e, c.reference))
+        return objective(distances(model, c.mu + shift, c.sigma, e, c.reference, c.context))
 
     return best_of_restarts(evaluate, init, clean.mu, rr, None, config).delta

@@ -11,46 +11,57 @@ import torch
 from torch import nn
 
 from rcert.engine.montecarlo import distances
+from rcert.models import contract
 from rcert.settings import ThreatModel
 
 
 @dataclass
 class Encoded:
-    """The clean point an attack starts from: ``mu(x)``, ``sigma(x)`` and ``g(mu(x))``."""
+    """The clean point an attack starts from: ``mu(x)``, ``sigma(x)``, ``g(mu(x))`` and the
+    model's context of ``x`` (None for all but some hierarchical models,
+    :func:`rcert.models.contract.context`)."""
 
     mu: torch.Tensor
     sigma: torch.Tensor
     reference: torch.Tensor
+    context: torch.Tensor | None = None
 
     @classmethod
     def of(cls, model: nn.Module, x: torch.Tensor) -> Encoded:
         with torch.no_grad():
             mu, sigma = model.encode(x)
-            return cls(mu, sigma, model.decode(mu).flatten(1))
+            context = contract.context(model, x)
+            return cls(mu, sigma, contract.decode(model, mu, context).flatten(1), context)
+
+    def _tensors(self) -> tuple[torch.Tensor | None, ...]:
+        return (self.mu, self.sigma, self.reference, self.context)
 
     @classmethod
     def each(cls, model: nn.Module, x: torch.Tensor) -> Encoded:
         """As :meth:`of`, one input at a time: bit for bit what the input gives alone, which a
         batched matmul does not promise (its rounding may depend on the batch size)."""
         parts = [cls.of(model, x[i:i + 1]) for i in range(x.shape[0])]
-        return cls(*(torch.cat(ts) for ts in zip(*((p.mu, p.sigma, p.reference)
-                                                   for p in parts), strict=True)))
+        return cls(*(None if ts[0] is None else torch.cat(ts)
+                     for ts in zip(*(p._tensors() for p in parts), strict=True)))
 
     def repeat(self, times: int) -> Encoded:
-        return Encoded(*(t.repeat_interleave(times, dim=0)
-                         for t in (self.mu, self.sigma, self.reference)))
+        return Encoded(*(None if t is None else t.repeat_interleave(times, dim=0)
+                         for t in self._tensors()))
 
     def select(self, rows: torch.Tensor) -> Encoded:
-        return Encoded(self.mu[rows], self.sigma[rows], self.reference[rows])
+        return Encoded(*(None if t is None else t[rows] for t in self._tensors()))
 
 
-def at_threat(model: nn.Module, x_adv: torch.Tensor, clean: Encoded,
-              threat: ThreatModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mu', sigma')``: the encoder's outputs at ``x + d`` where ``threat`` reaches them,
-    at ``x`` elsewhere (SPEC section 2)."""
+def at_threat(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, threat: ThreatModel
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(mu', sigma', context')``: the encoder's outputs at ``x + d`` where ``threat``
+    reaches them, at ``x`` elsewhere (SPEC section 2). A hierarchical model's context (what
+    its upper means see of ``x``) moves with the mean."""
     mu_adv, sigma_adv = model.encode(x_adv)
+    moved = threat.moves_mean and clean.context is not None
     return (mu_adv if threat.moves_mean else clean.mu,
-            sigma_adv if threat.moves_sigma else clean.sigma)
+            sigma_adv if threat.moves_sigma else clean.sigma,
+            contract.context(model, x_adv) if moved else clean.context)
 
 
 def distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, eta: torch.Tensor,
@@ -60,8 +71,8 @@ def distortion(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, eta: torch
     ``Delta = g(mu' + eta sigma') - g(mu(x))`` with ``mu'``, ``sigma'`` taken at ``x + d``
     or at ``x`` according to ``threat`` (SPEC section 2; ``both`` is [C Eq 5]).
     """
-    mu, sigma = at_threat(model, x_adv, clean, threat)
-    return distances(model, mu, sigma, eta, clean.reference)
+    mu, sigma, context = at_threat(model, x_adv, clean, threat)
+    return distances(model, mu, sigma, eta, clean.reference, context)
 
 
 def expected_damage(dist: torch.Tensor) -> torch.Tensor:

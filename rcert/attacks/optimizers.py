@@ -23,6 +23,7 @@ from rcert.attacks.objectives import Encoded, distortion
 from rcert.attacks.projection import project
 from rcert.engine import noise
 from rcert.engine.noise import STREAM_ATTACK, STREAM_START
+from rcert.models import contract
 from rcert.settings import AttackConfig
 
 #: ``evaluate(d, rows)``: the objective at perturbations ``d`` of the optimiser's rows
@@ -110,7 +111,8 @@ def restart_rows(model: nn.Module, x: torch.Tensor, config: AttackConfig, *, see
         # L-BFGS-B is exact per input only if its clean point is too (see Encoded.each).
         clean = Encoded.each(model, x)
     clean = (clean if clean is not None else Encoded.of(model, x)).repeat(config.restarts)
-    eta = noise.gaussian(seed, index, config.n_noise, clean.mu.shape[1], stream=STREAM_ATTACK,
+    width = contract.noise_dim(model, clean.mu.shape[1])
+    eta = noise.gaussian(seed, index, config.n_noise, width, stream=STREAM_ATTACK,
                          dtype=x.dtype).repeat_interleave(config.restarts, dim=0)
     return clean, eta
 

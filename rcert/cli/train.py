@@ -43,15 +43,25 @@ def train_options(f: Any) -> Any:
               help="Decoder likelihood [default: bernoulli].")
 @click.option("--gaussian-scale", type=float, default=None,
               help="Standard deviation of the Gaussian likelihood [default: 0.1].")
+@click.option("--upper-dims", default=None,
+              help="Sizes of the layers above the first, bottom to top, e.g. 4,2 "
+                   "(--family seatbelt or dlgm) [default: 4].")
+@click.option("--inference", type=click.Choice(["input", "chain"]), default=None,
+              help="Upper-layer inference: q(z^{i+1}|z^i, x) (input) or q(z^{i+1}|z^i) "
+                   "(chain), seatbelt and dlgm [default: input].")
+@click.option("--conditional-hidden", default=None,
+              help="Hidden widths of the layer-to-layer MLPs, e.g. 64,64 [default: 64,64].")
 @train_options
 @QUIET
 @click.pass_obj
 def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_dim: int,
                   hidden: str | None, channels: str | None, activation: str | None,
                   sigma_mode: str | None, tau: float | None, fixed_sigma: float | None,
-                  likelihood: str | None, gaussian_scale: float | None, quiet: bool,
-                  **values: Any) -> None:
-    """Train a Gaussian-encoder VAE and save a checkpoint with its model card."""
+                  likelihood: str | None, gaussian_scale: float | None,
+                  upper_dims: str | None, inference: str | None,
+                  conditional_hidden: str | None, quiet: bool, **values: Any) -> None:
+    """Train a Gaussian-encoder VAE (one-layer, or hierarchical with --family seatbelt or
+    dlgm) and save a checkpoint with its model card."""
     from rcert.results import text
     from rcert.runs import training
 
@@ -61,7 +71,11 @@ def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_d
                        ("channels", int_list(channels, "--channels")),
                        ("activation", activation), ("sigma_mode", sigma_mode),
                        ("likelihood", likelihood), ("gaussian_scale", gaussian_scale),
-                       ("tau", tau), ("fixed_sigma", fixed_sigma)):
+                       ("tau", tau), ("fixed_sigma", fixed_sigma),
+                       ("upper_dims", int_list(upper_dims, "--upper-dims")),
+                       ("inference", inference),
+                       ("conditional_hidden", int_list(conditional_hidden,
+                                                       "--conditional-hidden"))):
         if value is not None:
             hparams[key] = value
     card = training.train_checkpoint(data_spec, out, arch=arch, hparams=hparams, config=config,

@@ -21,6 +21,7 @@ from rcert.engine import montecarlo
 from rcert.engine.certificates import columns_for
 from rcert.engine.jacobian import encoder_jacobian, jacobian_norms
 from rcert.engine.model_checks import prepare_checked
+from rcert.models import contract
 from rcert.models.contract import traits
 from rcert.progress import Progress
 from rcert.settings import CertifyConfig, RunConfig, as_dict, merge
@@ -175,11 +176,13 @@ def _certify_chunk(model: nn.Module, x: torch.Tensor, index: torch.Tensor, *, r:
     mu, sigma = enc.mu, enc.sigma
     # The Jacobian is spent; freeing it leaves the budget's room to the decoder batches.
     del enc
+    with torch.no_grad():
+        context = contract.context(model, x)
     dist = montecarlo.distortion_norms(model, mu, sigma, index=index, n_samples=n_samples,
                                        seed=seed,
                                        max_rows=_decoder_rows(memory_mb, x[0].numel(),
                                                               x.device),
-                                       on_rows=on_rows)
+                                       context=context, on_rows=on_rows)
     out.update({key: value.cpu().numpy() for key, value in norms.items()})
     out.update(
         sigma_min=sigma.min(dim=1).values.double().cpu().numpy(),

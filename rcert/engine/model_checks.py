@@ -23,6 +23,7 @@ from torch import nn
 
 from rcert import checks, validate
 from rcert.errors import RcertError, first_line
+from rcert.models import contract
 from rcert.models.adapters import SIGMA_CONVERSIONS
 from rcert.models.contract import ModelTraits, traits
 from rcert.settings import RunConfig
@@ -96,7 +97,7 @@ def _nondeterministic(model: nn.Module, p: Probe, stochastic: bool) -> CheckResu
     code = "nondeterministic"
     with torch.no_grad():
         mu, sigma = model.encode(p.x)
-        g = model.decode(p.mu)
+        g = contract.decode(model, p.mu, contract.context(model, p.x))
     seen = {"mean": _differ(p.mu, mu), "reconstruction": _differ(p.g, g)}
     if stochastic:
         seen["sigma"] = _differ(p.sigma, sigma)
@@ -239,7 +240,7 @@ def probe(model: nn.Module, x: torch.Tensor, index: torch.Tensor | None = None) 
     index = torch.arange(first.shape[0]) if index is None else index[:PROBE]
     validate.check_finite(mu, index, "the encoder's mean")
     with torch.no_grad():
-        g = model.decode(mu)
+        g = contract.decode(model, mu, contract.context(model, first))
     validate.check_finite(g, index, "the decoder's output")
     return Probe(first, mu, sigma, g)
 

@@ -15,6 +15,7 @@ from torch import nn
 from rcert import validate
 from rcert.engine import noise
 from rcert.errors import RcertError
+from rcert.models import contract
 
 # Floats held per decoder output element, allowing for hidden activations wider than the
 # output; used to turn a memory budget into a number of decoder rows.
@@ -89,6 +90,7 @@ def distortion_norms(
     max_rows: int,
     stream: int = 0,
     reference: torch.Tensor | None = None,
+    context: torch.Tensor | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """``||Delta(x)||`` for each input and each of ``n_samples`` encoder-noise draws.
@@ -109,6 +111,9 @@ def distortion_norms(
     reference
         ``(B, D)`` reconstruction to measure from (default ``g(mu)``); a perturbed
         ``mu`` is measured from the clean ``g(mu(x))`` [C Sec 3.2.2].
+    context
+        ``(B, c)`` what the model's upper layers need of the inputs
+        (:func:`rcert.models.contract.context`), or None.
     on_rows
         Called with the number of latent codes just decoded (progress reporting).
 
@@ -118,8 +123,10 @@ def distortion_norms(
         ``(B, n_samples)`` float32 distances, on the device of ``mu``.
     """
     n_inputs, d_z = mu.shape
+    # A hierarchical model's draws cover every layer's noise (SPEC section 8).
+    width = contract.noise_dim(model, d_z)
     if reference is None:
-        reference = model.decode(mu).flatten(1)
+        reference = contract.decode(model, mu, context).flatten(1)
     out = torch.empty(n_inputs, n_samples, dtype=torch.float32, device=mu.device)
     inputs_per_call = max(1, min(n_inputs, max_rows))
     samples_per_call = max(1, min(n_samples, max_rows // inputs_per_call))
@@ -127,10 +134,11 @@ def distortion_norms(
         rows = slice(i0, i0 + inputs_per_call)
         for s0 in range(0, n_samples, samples_per_call):
             s = min(samples_per_call, n_samples - s0)
-            eta = noise.gaussian(seed, index[rows], s, d_z, start=s0, stream=stream,
+            eta = noise.gaussian(seed, index[rows], s, width, start=s0, stream=stream,
                                  dtype=mu.dtype)
+            part = None if context is None else context[rows]
             out[rows, s0:s0 + s] = distances(model, mu[rows], sigma[rows], eta,
-                                             reference[rows]).float()
+                                             reference[rows], part).float()
             if on_rows is not None:
                 on_rows(eta.shape[0] * s)
     # A NaN distance would count as "not within r" and turn into a silent abstention.
@@ -139,12 +147,18 @@ def distortion_norms(
 
 
 def distances(model: nn.Module, mu: torch.Tensor, sigma: torch.Tensor, eta: torch.Tensor,
-              reference: torch.Tensor) -> torch.Tensor:
+              reference: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
     """``||g(mu + eta * sigma) - reference||`` per input and draw, ``(B, K)`` [C Eq 1].
 
-    ``mu``, ``sigma`` ``(B, d_z)``, ``eta`` ``(B, K, d_z)``, ``reference`` ``(B, D)``: one
-    decoder call for all ``B * K`` codes. Differentiable; attacks call it inside autograd.
+    ``mu``, ``sigma`` ``(B, d_z)``, ``eta`` ``(B, K, noise_dim)``, ``reference`` ``(B, D)``,
+    ``context`` ``(B, c)`` or None: one decoder call for all ``B * K`` codes
+    (:func:`rcert.models.contract.latent_codes`; ``noise_dim = d_z`` for one layer).
+    Differentiable; attacks call it inside autograd.
     """
-    z = mu[:, None, :] + eta * sigma[:, None, :]
-    g = model.decode(z.reshape(-1, mu.shape[1])).reshape(z.shape[0], eta.shape[1], -1)
+    z = contract.latent_codes(mu[:, None, :], sigma[:, None, :], eta)
+    draws = eta.shape[1]
+    if context is not None:
+        context = context.repeat_interleave(draws, dim=0)
+    g = contract.decode(model, z.reshape(-1, z.shape[-1]), context)
+    g = g.reshape(z.shape[0], draws, -1)
     return torch.linalg.vector_norm(g - reference[:, None, :], dim=-1)

@@ -39,10 +39,10 @@ def within_counts(model: nn.Module, x_adv: torch.Tensor, clean: Encoded, *, r: f
                   threat: ThreatModel, max_rows: int) -> torch.Tensor:
     """``k = #{||Delta(x, d)|| <= r}`` over ``n_samples`` fresh draws, per input (SPEC 2)."""
     with torch.no_grad():
-        mu, sigma = objectives.at_threat(model, x_adv, clean, threat)
+        mu, sigma, context = objectives.at_threat(model, x_adv, clean, threat)
     dist = montecarlo.distortion_norms(model, mu, sigma, index=index, n_samples=n_samples,
                                        seed=seed, max_rows=max_rows, stream=stream,
-                                       reference=clean.reference)
+                                       reference=clean.reference, context=context)
     return (dist <= r).sum(dim=1)
 
 

@@ -32,8 +32,9 @@ from safetensors import SafetensorError, safe_open
 from rcert.errors import RcertError, first_line
 from rcert.files import STDOUT, check_output, write_output
 from rcert.models import legacy
+from rcert.models.architectures import build_model
 from rcert.models.legacy import DTYPES, FORMAT_NAME
-from rcert.models.nets import VAE, build_model
+from rcert.models.nets import VAE
 from rcert.models.statedict import open_model_file, refuse_nonfinite
 from rcert.reading import open_regular
 from rcert.settings import positive_float
@@ -106,7 +107,7 @@ def save(model: VAE, path: str | os.PathLike[str], *, data: str | None = None,
     Parameters
     ----------
     model
-        An rcert architecture (built by :func:`rcert.models.nets.build_model`).
+        An rcert architecture (built by :func:`rcert.models.architectures.build_model`).
     path
         Destination, by convention ``*.safetensors``; replaced atomically.
     data
@@ -324,7 +325,7 @@ def to_device(move: Callable[[str | torch.device], torch.nn.Module],
 def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> VAE:
     """Rebuild the model saved at ``path`` (either format), in eval() mode, on ``device``.
 
-    The architecture is rebuilt from the header with :func:`rcert.models.nets.build_model`
+    The architecture is rebuilt from the header with :func:`rcert.models.architectures.build_model`
     and checked against the stored tensors' names and shapes before they are read; their
     SHA-256 is checked too. Nothing is unpickled. The header (minus a legacy file's tensor
     table) is attached as ``model.meta``.

@@ -11,6 +11,15 @@ Every model the engine takes is a ``torch.nn.Module`` with ``encode(x)`` and ``d
 * its data range (the box perturbed inputs must stay in), if known;
 * its likelihood, if known (``bernoulli`` or ``gaussian``; it gives ``log p(x|z)``).
 
+A hierarchical model (SPEC section 8) has two more, optional, parts:
+
+* ``upper_noise_dim``: how many standard normals its layers above the first add to a latent
+  code. ``decode`` takes ``(z^1, eta_2, ..., eta_L)`` as well as ``z^1`` alone (the upper
+  layers at their chain of means); :func:`noise_dim` and :func:`latent_codes` build them.
+* ``context(x)``: what the upper layers need of ``x`` beyond ``z^1`` (``q(z^{i+1}|z^i, x)``),
+  passed to ``decode(z, context=...)``; :func:`context` and :func:`decode` pass it on only
+  where a model has one, so a one-layer model's ``decode(z)`` is all the engine calls.
+
 A model states its traits with a ``traits`` attribute (a :class:`ModelTraits`); a model
 without one, e.g. a wrapped foreign model, is taken as a one-layer Gaussian VAE with the
 ``data_range`` and ``likelihood`` attributes it happens to have. Certificates are chosen
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from rcert.errors import RcertError
@@ -42,8 +52,9 @@ class ModelTraits:
     encoder
         ``"gaussian"`` or ``"deterministic"``.
     input_feeds_upper_layers
-        Whether ``x`` reaches layers above the first (inference ``q(z^{i+1}|z^i, x)``); the
-        first-layer certificates of SPEC section 8 need it False.
+        Whether ``x`` reaches the reconstruction through layers above the first (inference
+        ``q(z^{i+1}|z^i, x)`` and a likelihood that sees them); the first-layer certificates
+        of SPEC section 8 need it False.
     data_range
         ``(low, high)`` of valid inputs, or None when unknown (attacks then run unboxed).
     likelihood
@@ -101,3 +112,42 @@ def traits(model: nn.Module) -> ModelTraits:
         data_range=box,
         likelihood=likelihood if isinstance(likelihood, str) else None,
     )
+
+
+def noise_dim(model: nn.Module, latent_dim: int) -> int:
+    """Standard normals in one draw of the encoder noise: ``d_1`` plus the upper layers'."""
+    extra = getattr(model, "upper_noise_dim", 0)
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+        raise RcertError(f"{type(model).__name__}.upper_noise_dim must be an integer >= 0, "
+                         f"got {extra!r}")
+    return latent_dim + extra
+
+
+def latent_codes(mu: torch.Tensor, sigma: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+    """``(mu + eta_1 * sigma, eta_2, ..., eta_L)`` for ``eta`` ``(..., noise_dim)`` and
+    ``mu``, ``sigma`` broadcastable to ``(..., d_1)``: the codes ``decode`` takes."""
+    d = mu.shape[-1]
+    z1 = mu + eta[..., :d] * sigma
+    if eta.shape[-1] == d:
+        return z1
+    return torch.cat((z1, eta[..., d:]), dim=-1)
+
+
+def posteriors(model: nn.Module, x: torch.Tensor,
+               noise: list[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, ...]]:
+    """``(mu, sigma)`` of each stochastic layer at ``x`` (``model.posteriors`` where the
+    model has it, else its one layer ``encode(x)``)."""
+    method = getattr(model, "posteriors", None)
+    return method(x, noise) if callable(method) else [model.encode(x)]
+
+
+def context(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """``model.context(x)`` where the model has one, else None."""
+    method = getattr(model, "context", None)
+    return method(x) if callable(method) else None
+
+
+def decode(model: nn.Module, z: torch.Tensor, context: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """``model.decode(z)``, with ``context`` for a model whose upper layers need ``x``."""
+    return model.decode(z) if context is None else model.decode(z, context=context)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rcert.errors import RcertError, first_line
-from rcert.models.nets import VAE, build_model
+from rcert.models.architectures import build_model
+from rcert.models.nets import VAE
 from rcert.reading import parse_json, parse_toml, read_text
 
 _HINT = "check the path given to --arch"

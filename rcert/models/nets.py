@@ -3,16 +3,15 @@
 The encoder is ``q(z|x) = N(mu(x), diag(sigma(x)^2))`` with ``sigma`` the standard deviation
 [C Sec 2.1]; the decoder mean ``g(z)`` is the reconstruction. Every architecture is described
 completely by the JSON-serialisable dict of :meth:`VAE.config`, so ``build_model(**config)``
-rebuilds it (checkpoints store only that dict and the weights). There is no BatchNorm or other
-cross-input coupling anywhere: per-input Jacobians are taken with ``torch.func.vmap``.
+rebuilds it (:mod:`rcert.models.architectures`). No BatchNorm or other cross-input coupling
+anywhere: per-input Jacobians are taken with ``torch.func.vmap``.
 """
 
 from __future__ import annotations
 
-import inspect
-import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -20,21 +19,36 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rcert.errors import RcertError
-from rcert.reading import FileLimits
+from rcert.models.blocks import ACTIVATIONS, conv_decoder, conv_encoder, mlp_stack
 from rcert.settings import choice, positive_float, positive_int
+from rcert.source import parse_range
 from rcert.validate import int_tuple
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "elu": nn.ELU,
-    "softplus": nn.Softplus,
-    "tanh": nn.Tanh,
-}
 SIGMA_MODES = ("learned", "floor", "fixed")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 # Keeps sigma strictly positive (the bounds divide by it) even when softplus underflows.
 LEARNED_SIGMA_MIN = 1e-4
+
+
+def standard_normal_kl(mu: Tensor, sigma: Tensor) -> Tensor:
+    """``KL(N(mu, diag sigma^2) || N(0, I))`` per row, in closed form."""
+    return 0.5 * (mu.square() + sigma.square() - 1.0 - 2.0 * sigma.log()).sum(1)
+
+
+@dataclass(frozen=True)
+class ElboTerms:
+    """One sample's ELBO terms per input: ``log_likelihood`` ``(B,)``; ``kl`` ``(L, B)``, the
+    KL term of each stochastic layer (their sum is the ELBO's KL); ``top``: ``(z, mu, sigma)``
+    of the top layer's sample and its Gaussian (what the total correlation is taken of)."""
+
+    log_likelihood: Tensor
+    kl: Tensor
+    top: tuple[Tensor, Tensor, Tensor]
+
+    @property
+    def elbo(self) -> Tensor:
+        return self.log_likelihood - self.kl.sum(0)
 
 
 class VAE(nn.Module):
@@ -64,10 +78,13 @@ class VAE(nn.Module):
         (``g(z)`` = decoder output, ``p(x|z) = N(g(z), gaussian_scale^2 I)``).
     gaussian_scale
         Standard deviation of the Gaussian likelihood; unused for Bernoulli.
+    data_range
+        ``(low, high)`` of valid inputs: ``(0, 1)``, or e.g. ``(-1, 1)`` (Willetts et al.
+        rescale all data to it) with a Gaussian likelihood; Bernoulli needs a range in
+        ``[0, 1]``.
     """
 
     arch: ClassVar[str]
-    data_range: tuple[float, float] = (0.0, 1.0)
 
     def __init__(
         self,
@@ -80,14 +97,22 @@ class VAE(nn.Module):
         fixed_sigma: float | None = None,
         likelihood: str = "bernoulli",
         gaussian_scale: float = 0.1,
+        data_range: Sequence[float] = (0.0, 1.0),
     ) -> None:
         super().__init__()
+        self.data_range = parse_range(data_range)
+        if self.data_range is None:
+            raise RcertError("data_range must be low,high, e.g. 0,1 or -1,1; got None")
         self.input_shape = int_tuple(input_shape, "input_shape", allow_empty=False)
         self.latent_dim = positive_int(latent_dim, "latent_dim")
         self.activation = choice(activation, "activation", tuple(ACTIVATIONS))
         self.sigma_mode = choice(sigma_mode, "sigma_mode", SIGMA_MODES)
         self.likelihood = choice(likelihood, "likelihood", LIKELIHOODS)
         self.gaussian_scale = positive_float(gaussian_scale, "gaussian_scale")
+        if self.likelihood == "bernoulli" and not 0.0 <= self.data_range[0] < \
+                self.data_range[1] <= 1.0:
+            raise RcertError(f"a bernoulli likelihood needs data in [0, 1], got data_range "
+                             f"{list(self.data_range)}; use likelihood 'gaussian'")
         # A tau or fixed_sigma that the chosen mode would silently ignore is a user mistake.
         if sigma_mode == "floor":
             self.tau = positive_float(tau, "tau", " (sigma_mode='floor' needs tau > 0)")
@@ -100,9 +125,8 @@ class VAE(nn.Module):
                 fixed_sigma, "fixed_sigma", " (sigma_mode='fixed' needs fixed_sigma > 0)"
             )
         elif fixed_sigma is not None:
-            raise RcertError(
-                "fixed_sigma only applies to sigma_mode='fixed'; drop fixed_sigma or set the mode"
-            )
+            raise RcertError("fixed_sigma only applies to sigma_mode='fixed'; drop fixed_sigma "
+                             "or set the mode")
         else:
             self.fixed_sigma = None
 
@@ -145,13 +169,14 @@ class VAE(nn.Module):
         """
         self._check_input(x)
         mu, s = self._encoder_outputs(x)
+        return mu, self._sigma(s, mu)
+
+    def _sigma(self, s: Tensor | None, mu: Tensor) -> Tensor:
         if s is None:
-            sigma = torch.full_like(mu, self.fixed_sigma)
-        elif self.sigma_mode == "floor":
-            sigma = self.tau + F.softplus(s)
-        else:
-            sigma = F.softplus(s) + LEARNED_SIGMA_MIN
-        return mu, sigma
+            return torch.full_like(mu, self.fixed_sigma)
+        if self.sigma_mode == "floor":
+            return self.tau + F.softplus(s)
+        return F.softplus(s) + LEARNED_SIGMA_MIN
 
     def _check_latent(self, z: Tensor) -> None:
         if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
@@ -179,7 +204,10 @@ class VAE(nn.Module):
         ``sum log N(x; g(z), gaussian_scale^2)`` including the ``-log(2 pi)/2`` constant.
         """
         self._check_input(x)
-        logits = self.decode_logits(z)
+        return self.log_density(x, self.decode_logits(z))
+
+    def log_density(self, x: Tensor, logits: Tensor) -> Tensor:
+        """``log p(x|z)`` per input from the decoder's raw output (:meth:`log_likelihood`)."""
         if self.likelihood == "bernoulli":
             ll = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
         else:
@@ -189,6 +217,30 @@ class VAE(nn.Module):
                 - 0.5 * math.log(2 * math.pi)
             )
         return ll.flatten(1).sum(1)
+
+    def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None, *,
+                   noise: Sequence[Tensor] | None = None, target: Tensor | None = None
+                   ) -> ElboTerms:
+        """One reparameterised sample's ELBO terms [C Sec 2.1]: ``log p(target|z)`` with
+        ``z = mu(x) + sigma(x) * eps``, and the closed-form ``KL(q(z|x) || N(0, I))``::
+
+            KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)
+
+        (Kingma & Welling 2014, Eq. 10 and Appendix B). ``eps`` is ``noise[0]`` (one tensor
+        per layer: common random numbers for attacks) or comes from ``generator``;
+        ``target`` defaults to ``x`` (another target is the output attack's ELBO)."""
+        mu, sigma = self.encode(x)
+        eps = noise[0] if noise is not None else \
+            torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        z = mu + sigma * eps
+        kl = standard_normal_kl(mu, sigma)
+        ll = self.log_likelihood(x if target is None else target, z)
+        return ElboTerms(ll, kl[None], (z, mu, sigma))
+
+    def posteriors(self, x: Tensor, noise: Sequence[Tensor] | None = None
+                   ) -> list[tuple[Tensor, Tensor]]:
+        """``[(mu, sigma)]`` of each stochastic layer's Gaussian at ``x``: one layer here."""
+        return [self.encode(x)]
 
     def config(self) -> dict[str, Any]:
         """Every hyper-parameter as JSON values, including ``"arch"``.
@@ -206,16 +258,8 @@ class VAE(nn.Module):
             "fixed_sigma": self.fixed_sigma,
             "likelihood": self.likelihood,
             "gaussian_scale": self.gaussian_scale,
+            "data_range": list(self.data_range),
         }
-
-
-def _mlp(widths: Sequence[int], activation: type[nn.Module], *, last_activation: bool) -> nn.Module:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
-        layers.append(nn.Linear(n_in, n_out))
-        if last_activation or i < len(widths) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
 
 
 class MLPVAE(VAE):
@@ -240,11 +284,11 @@ class MLPVAE(VAE):
         act = ACTIVATIONS[self.activation]
         n_in = math.prod(self.input_shape)
         width = self.hidden[-1] if self.hidden else n_in
-        self.trunk = _mlp([n_in, *self.hidden], act, last_activation=True)
+        self.trunk = mlp_stack([n_in, *self.hidden], act, last_activation=True)
         self.mu_head = nn.Linear(width, self.latent_dim)
         if self.has_sigma_head:
             self.sigma_head = nn.Linear(width, self.latent_dim)
-        self.decoder = _mlp(
+        self.decoder = mlp_stack(
             [self.latent_dim, *reversed(self.hidden), n_in], act, last_activation=False
         )
 
@@ -262,12 +306,9 @@ class MLPVAE(VAE):
 class ConvVAE(VAE):
     """Convolutional VAE for ``(C, H, W)`` images.
 
-    Encoder: per entry of ``channels`` a kernel-4 stride-2 padding-1 convolution, which maps
-    a side ``n`` to ``floor(n / 2)``, then one linear layer to ``mu`` and ``s`` (``2 d_z``
-    outputs, ``d_z`` with a fixed sigma). Decoder: a linear layer back to the smallest map,
-    then mirrored transposed convolutions; each restores the exact side it mirrors through
-    ``output_padding`` (0 or 1), so odd sides such as MNIST's 7 x 7 level round-trip and the
-    output shape always equals the input shape.
+    Encoder: :func:`conv_encoder`, then one linear layer to ``mu`` and ``s`` (``2 d_z``
+    outputs, ``d_z`` with a fixed sigma). Decoder: :func:`conv_decoder`, so odd sides such as
+    MNIST's 7 x 7 level round-trip and the output shape always equals the input shape.
     """
 
     arch = "conv"
@@ -282,49 +323,12 @@ class ConvVAE(VAE):
     ) -> None:
         super().__init__(input_shape, latent_dim, **options)
         self.channels = int_tuple(channels, "channels", allow_empty=False)
-        if len(self.input_shape) != 3:
-            raise RcertError(
-                f"the conv architecture needs input_shape (C, H, W), got {list(self.input_shape)}"
-                "; use arch 'mlp' for other shapes"
-            )
-        c_in, height, width = self.input_shape
-        sides = [(height, width)]
-        for _ in self.channels:
-            sides.append((sides[-1][0] // 2, sides[-1][1] // 2))
-        if min(sides[-1]) < 1:
-            raise RcertError(
-                f"input {height}x{width} is too small for {len(self.channels)} stride-2 "
-                "convolutions; use fewer channels entries"
-            )
-        act = ACTIVATIONS[self.activation]
-        encoder: list[nn.Module] = []
-        for c_prev, c_next in zip((c_in, *self.channels[:-1]), self.channels, strict=True):
-            encoder += [nn.Conv2d(c_prev, c_next, 4, stride=2, padding=1), act()]
-        self.encoder_convs = nn.Sequential(*encoder, nn.Flatten(1))
-        flat = self.channels[-1] * sides[-1][0] * sides[-1][1]
+        self.encoder_convs, flat, sides = conv_encoder(self.input_shape, self.channels,
+                                                       self.activation)
         n_heads = 2 if self.has_sigma_head else 1
         self.encoder_head = nn.Linear(flat, n_heads * self.latent_dim)
-        decoder: list[nn.Module] = [
-            nn.Linear(self.latent_dim, flat),
-            act(),
-            nn.Unflatten(1, (self.channels[-1], *sides[-1])),
-        ]
-        c_out = (c_in, *self.channels[:-1])
-        for level in reversed(range(len(self.channels))):
-            (h_big, w_big), (h_small, w_small) = sides[level], sides[level + 1]
-            decoder.append(
-                nn.ConvTranspose2d(
-                    self.channels[level],
-                    c_out[level],
-                    4,
-                    stride=2,
-                    padding=1,
-                    output_padding=(h_big - 2 * h_small, w_big - 2 * w_small),
-                )
-            )
-            if level > 0:
-                decoder.append(act())
-        self.decoder = nn.Sequential(*decoder)
+        self.decoder = conv_decoder(self.latent_dim, self.input_shape[0], self.channels, sides,
+                                    self.activation)
 
     def _encoder_outputs(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.encoder_head(self.encoder_convs(x))
@@ -337,59 +341,3 @@ class ConvVAE(VAE):
 
     def _layer_config(self) -> dict[str, Any]:
         return {"channels": list(self.channels)}
-
-
-ARCHITECTURES: dict[str, type[VAE]] = {"mlp": MLPVAE, "conv": ConvVAE}
-
-
-def build_model(arch: str, **hparams: Any) -> VAE:
-    """Build an rcert architecture by name; ``build_model(**model.config())`` rebuilds a model.
-
-    Parameters
-    ----------
-    arch
-        A key of :data:`ARCHITECTURES` (``"mlp"`` or ``"conv"``).
-    **hparams
-        The architecture's keyword arguments (``input_shape`` and ``latent_dim`` required).
-
-    Raises
-    ------
-    RcertError
-        Unknown architecture, unknown or missing hyper-parameter, or a bad value.
-    """
-    cls = ARCHITECTURES.get(arch) if isinstance(arch, str) else None
-    if cls is None:
-        raise RcertError(
-            f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}"
-        )
-    # The architecture's own parameters, then the options every VAE shares (its **options).
-    params = {
-        name: p
-        for klass in (cls, VAE)
-        for name, p in inspect.signature(klass).parameters.items()
-        if p.kind is not p.VAR_KEYWORD
-    }
-    unknown = sorted(set(hparams) - set(params))
-    missing = [n for n, p in params.items() if p.default is p.empty and n not in hparams]
-    if unknown or missing:
-        problem = f"unknown {unknown}" if unknown else f"missing {missing}"
-        raise RcertError(
-            f"bad hyper-parameters for arch {arch!r}: {problem}; valid ones are {list(params)}"
-        )
-    _check_size(cls, arch, hparams)
-    return cls(**hparams)
-
-
-def _check_size(cls: type[VAE], arch: str, hparams: dict[str, Any]) -> None:
-    """Refuse, before any weight is allocated, an architecture larger than the checkpoints
-    rcert reads (:class:`rcert.reading.FileLimits`): it could not be saved and read back,
-    and allocating it could take the machine's memory."""
-    with torch.device("meta"):  # shapes only: no memory for the weights
-        shapes = cls(**hparams)
-    n_params = sum(p.numel() for p in shapes.parameters())
-    limit = FileLimits.from_env().file_mb
-    if n_params * 4 > limit * 2**20:
-        raise RcertError(
-            f"architecture {arch!r} with {hparams} has {n_params:.3g} parameters "
-            f"({n_params * 4 / 2**20:.4g} MB), more than the {limit:g} MB of a checkpoint "
-            f"rcert reads; choose smaller layers (e.g. --hidden) or raise RCERT_MAX_FILE_MB")

@@ -1,4 +1,5 @@
-"""Training objectives of the VAE families: the beta-ELBO and the beta-TCVAE objective."""
+"""Training objectives of the VAE families: the beta-ELBO, and the beta-TCVAE objective (also
+the Seatbelt-VAE's and the TC-penalised DLGM's, on their top layer), with free bits."""
 
 from __future__ import annotations
 
@@ -6,22 +7,23 @@ import torch
 from torch import Tensor
 
 from rcert.errors import RcertError
-from rcert.models.nets import VAE
+from rcert.models.nets import VAE, ElboTerms
 from rcert.models.total_correlation import log_aggregate
 from rcert.settings import check_beta
+from rcert.values import nonnegative_float
 
 
 def elbo(
-    model: VAE, x: Tensor, *, beta: float = 1.0, generator: torch.Generator | None = None
+    model: VAE, x: Tensor, *, beta: float = 1.0, free_bits: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Per-input beta-ELBO with one reparameterised sample [C Sec 2.1, 2.3].
 
-    ``ELBO_beta(x) = log p(x | z) - beta * KL(q(z|x) || N(0, I))`` with
-    ``z = mu(x) + sigma(x) * eps``, ``eps ~ N(0, I)`` (the reparameterisation trick; the
-    estimator is Kingma & Welling 2014, Eq. 10) and the closed-form Gaussian KL (ibid.,
-    Appendix B)::
-
-        KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)
+    ``ELBO_beta(x) = log p(x | z) - beta * KL`` with ``z = mu(x) + sigma(x) * eps``,
+    ``eps ~ N(0, I)`` (the reparameterisation trick; the estimator is Kingma & Welling 2014,
+    Eq. 10) and the KL of :meth:`rcert.models.nets.VAE.elbo_terms`: in closed form for one
+    layer, ``1/2 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)``, summed over the layers
+    of a hierarchical VAE (:class:`rcert.models.hierarchical.HierarchicalVAE`).
 
     ``beta = 1`` is the true ELBO, a lower bound on ``log p(x)``; other values give the
     beta-VAE objective (Higgins et al. 2017).
@@ -29,11 +31,14 @@ def elbo(
     Parameters
     ----------
     model
-        An rcert architecture (needs ``log_likelihood``).
+        An rcert architecture (needs ``elbo_terms``).
     x
         ``(B, *input_shape)`` inputs.
     beta
         Weight of the KL term, finite and > 0 (:func:`rcert.settings.check_beta`).
+    free_bits
+        Nats per layer below which a layer's batch-mean KL is not penalised
+        (:func:`free_bits_kl`); 0 (the default) is the plain objective.
     generator
         Source of ``eps``; the global RNG when ``None``.
 
@@ -43,37 +48,49 @@ def elbo(
         ``(B,)`` ELBO per input, in nats.
     """
     beta = check_beta(beta)
-    _, _, z, kl = _sample(model, x, generator, "elbo")
-    return model.log_likelihood(x, z) - beta * kl
+    terms = _terms(model, x, generator, "elbo")
+    return terms.log_likelihood - beta * free_bits_kl(terms.kl, free_bits).sum(0)
 
 
-def _sample(model: VAE, x: Tensor, generator: torch.Generator | None, objective: str
-            ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``mu``, ``sigma``, one reparameterised ``z`` and the closed-form ``KL(q(z|x) || p(z))``
-    per input: what every objective here starts from."""
+def free_bits_kl(kl: Tensor, threshold: float) -> Tensor:
+    """The KL terms ``(L, B)`` with free bits (Kingma et al. 2016, Eq. 15): per layer, the
+    batch mean ``K_l`` is replaced by ``max(threshold, K_l)``.
+
+    Each input's value is shifted by ``max(threshold, K_l) - K_l``, so the batch mean of
+    the result is the free-bits objective and a layer whose mean KL is below the threshold
+    gets no gradient from it. ``threshold = 0`` returns ``kl`` unchanged.
+    """
+    threshold = nonnegative_float(threshold, "free_bits")
+    if threshold == 0.0:
+        return kl
+    mean = kl.mean(dim=1, keepdim=True)
+    return kl + (mean.clamp_min(threshold) - mean)
+
+
+def _terms(model: VAE, x: Tensor, generator: torch.Generator | None, objective: str
+           ) -> ElboTerms:
+    """One sample's ELBO terms of ``model``: what every objective here starts from."""
     if not isinstance(model, VAE):
         raise RcertError(f"{objective} needs an rcert architecture (rcert.build_model), got "
                          f"{type(model).__name__}")
-    mu, sigma = model.encode(x)
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-    z = mu + sigma * eps
-    kl = 0.5 * (mu.square() + sigma.square() - 1.0 - 2.0 * sigma.log()).sum(1)
-    return mu, sigma, z, kl
+    return model.elbo_terms(x, generator)
 
 
 def beta_tc_elbo(
     model: VAE, x: Tensor, *, beta: float, dataset_size: int, estimator: str = "mws",
-    generator: torch.Generator | None = None,
+    free_bits: float = 0.0, generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Per-input beta-TCVAE objective, the per-datapoint form of Willetts et al. (spec 2.3)::
+    """Per-input beta-TCVAE and Seatbelt-VAE objective (spec sections 2.3 and 2.6)::
 
-        L_i = ELBO(x_i) - (beta - 1) * [log q(z_i) - sum_j log q(z_ij)]
+        L_i = ELBO(x_i) - (beta - 1) * [log q(z^L_i) - sum_j log q(z^L_ij)]
 
-    with the ELBO of :func:`elbo` (``beta = 1``, the same sample ``z_i``) and the bracket the
-    minibatch estimate of the total correlation at ``z_i``
-    (:func:`rcert.models.total_correlation.log_aggregate`, MWS by default), so the batch
-    mean is ``mean ELBO - (beta - 1) * TC``. One unit of TC is already inside the KL, hence
-    ``beta - 1``; ``beta = 1`` gives the ELBO exactly (spec C11 c). The paper uses
+    with the ELBO of :func:`elbo` (``beta = 1``, the same sample) and the bracket the
+    minibatch estimate of the total correlation of the top layer at its sample ``z^L_i``
+    (:func:`rcert.models.total_correlation.log_aggregate`, MWS by default; for a hierarchical
+    VAE, with each batch member's conditional ``q(z^L | z^{L-1}_k[, x_k])``: the hierarchical
+    MWS of spec section 2.7). The batch mean is ``mean ELBO - (beta - 1) * TC``. One unit of
+    TC is already inside the KL, hence ``beta - 1``; ``beta = 1`` gives the ELBO exactly
+    (spec C11 c), and a one-layer Seatbelt-VAE the beta-TCVAE (C11 d). The paper uses
     ``beta >= 1``; any finite ``beta > 0`` is accepted.
 
     Parameters
@@ -84,8 +101,11 @@ def beta_tc_elbo(
         ``N``, the training set's size, which the estimators weight by.
     estimator
         ``"mws"`` (the paper's) or ``"mss"``.
+    free_bits
+        As in :func:`elbo`, per layer.
     """
     beta = check_beta(beta)
-    mu, sigma, z, kl = _sample(model, x, generator, "beta_tc_elbo")
-    joint, marginals = log_aggregate(z, mu, sigma, dataset_size, estimator)
-    return model.log_likelihood(x, z) - kl - (beta - 1.0) * (joint - marginals)
+    terms = _terms(model, x, generator, "beta_tc_elbo")
+    joint, marginals = log_aggregate(*terms.top, dataset_size, estimator)
+    kl = free_bits_kl(terms.kl, free_bits).sum(0)
+    return terms.log_likelihood - kl - (beta - 1.0) * (joint - marginals)

@@ -20,10 +20,11 @@ from torch import Tensor
 
 from rcert import validate
 from rcert.errors import RcertError
+from rcert.models.hierarchical import HierarchicalVAE
 from rcert.models.nets import VAE
 from rcert.models.objectives import beta_tc_elbo, elbo
 from rcert.progress import Progress
-from rcert.settings import TrainConfig, merge
+from rcert.settings import TC_FAMILIES, TrainConfig, merge
 
 # Offsets that give the validation noise its own stream, independent of the training one.
 VAL_STREAM = 1_000_003
@@ -45,13 +46,52 @@ TRUE_ELBO = Objective(lambda model, x, noise: elbo(model, x, generator=noise))
 
 def objective(config: TrainConfig, dataset_size: int) -> Objective:
     """The objective ``config.family`` maximises: the beta-ELBO (:func:`elbo`), or the
-    beta-TCVAE objective (:func:`beta_tc_elbo`), whose total correlation is estimated
-    across each batch (at least 2 inputs) as drawn from ``dataset_size`` inputs."""
-    if config.family == "beta-tcvae":
+    beta-TCVAE objective (:func:`beta_tc_elbo`; on the top layer for the Seatbelt-VAE and
+    the DLGM), whose total correlation is estimated across each batch (at least 2 inputs)
+    as drawn from ``dataset_size`` inputs; with ``config.free_bits`` per layer."""
+    if config.family in TC_FAMILIES:
         return Objective(lambda model, x, noise: beta_tc_elbo(
             model, x, beta=config.beta, dataset_size=dataset_size,
-            estimator=config.tc_estimator, generator=noise), min_batch=2)
-    return Objective(lambda model, x, noise: elbo(model, x, beta=config.beta, generator=noise))
+            estimator=config.tc_estimator, free_bits=config.free_bits, generator=noise),
+            min_batch=2)
+    return Objective(lambda model, x, noise: elbo(model, x, beta=config.beta,
+                                                  free_bits=config.free_bits, generator=noise))
+
+
+#: What each family's model has: ``likelihood_on`` of a hierarchical VAE, or None for a
+#: one-layer model (a flat architecture, or a hierarchical one without upper layers).
+_FAMILY_LIKELIHOOD_ON = {"vae": None, "beta-tcvae": None, "seatbelt": "all", "dlgm": "first"}
+
+
+def check_family(model: VAE, family: str) -> None:
+    """Refuse a model whose layers are not those of ``family`` (an impossible layer
+    configuration): the vae and beta-tcvae families have one stochastic layer; seatbelt
+    and dlgm are hierarchical VAEs with the likelihood on every layer or on the first."""
+    wanted = _FAMILY_LIKELIHOOD_ON[family]
+    layers = model.traits.stochastic_layers if isinstance(model, HierarchicalVAE) else 1
+    if wanted is None and layers > 1:
+        raise RcertError(f"family {family} trains one-layer VAEs, but this model has {layers} "
+                         f"stochastic layers; use family seatbelt or dlgm, or no upper_dims")
+    if wanted is not None and not (isinstance(model, HierarchicalVAE)
+                                   and model.likelihood_on == wanted):
+        raise RcertError(f"family {family} trains hierarchical VAEs with likelihood_on="
+                         f"{wanted!r} (rcert.build_model('hierarchical', ...)); this model is "
+                         f"not one")
+
+
+def family_architecture(family: str, arch: str, hparams: dict[str, Any]
+                        ) -> tuple[str, dict[str, Any]]:
+    """The architecture name and hyper-parameters that train ``family`` on base ``arch``
+    (``mlp`` or ``conv``): the hierarchical families wrap it (``base``) with their
+    ``likelihood_on``; the others take it as it is."""
+    wanted = _FAMILY_LIKELIHOOD_ON[family]
+    hierarchical = {"upper_dims", "inference", "conditional_hidden"} & set(hparams)
+    if wanted is None:
+        if hierarchical:
+            raise RcertError(f"{', '.join(sorted(hierarchical))} only apply to the "
+                             f"hierarchical families (seatbelt, dlgm), not {family}")
+        return arch, hparams
+    return "hierarchical", {**hparams, "base": arch, "likelihood_on": wanted}
 
 
 def batches(order: Tensor, batch_size: int, min_batch: int = 1) -> tuple[Tensor, ...]:
@@ -216,6 +256,7 @@ def fit(
         )
     config = merge(TrainConfig, config, beta=beta, epochs=epochs, batch_size=batch_size, lr=lr,
                    patience=patience, seed=seed)
+    check_family(model, config.family)
     x_train = _as_data(x_train, "x_train", model)
     x_val = _as_data(x_val, "x_val", model)
     val_seed = config.seed + VAL_STREAM

@@ -24,6 +24,7 @@ from rcert import validate
 from rcert.errors import RcertError
 from rcert.evaluation.empirical import perturbations
 from rcert.evaluation.verdicts import start_radii
+from rcert.models import contract
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig
 
 #: The shortest longer side, in screen pixels, an image is drawn at: small inputs (8x8
@@ -87,7 +88,7 @@ def _reconstruct(model: Any, x: torch.Tensor) -> np.ndarray:
     so the pictures show what the certificate saw (BatchNorm on running statistics)."""
     with validate.borrow(model), torch.no_grad():
         model.eval()
-        out = model.decode(model.encode(x)[0])
+        out = contract.decode(model, model.encode(x)[0], contract.context(model, x))
     return out.detach().cpu().to(torch.float64).numpy().reshape(x.shape)
 
 

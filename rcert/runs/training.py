@@ -17,8 +17,8 @@ from rcert.engine.certify import certify
 from rcert.errors import RcertError
 from rcert.files import STDOUT, atomic_write, check_writable
 from rcert.models import checkpoint
-from rcert.models.nets import build_model
-from rcert.models.training import VAL_STREAM, fit, mean_elbo
+from rcert.models.architectures import build_model
+from rcert.models.training import VAL_STREAM, family_architecture, fit, mean_elbo
 from rcert.settings import CertifyConfig, TrainConfig, as_dict, merge
 
 
@@ -46,8 +46,10 @@ def train_checkpoint(
     out
         Checkpoint path.
     arch, hparams
-        Architecture name and its hyper-parameters (see :func:`rcert.models.nets.build_model`);
-        the input shape comes from the data.
+        Architecture name and its hyper-parameters (see
+        :func:`rcert.models.architectures.build_model`); the input shape and data range come
+        from the data. The seatbelt and dlgm families build a hierarchical VAE on ``arch``
+        (:func:`rcert.models.training.family_architecture`).
     config
         :class:`rcert.settings.TrainConfig`; ``seed`` also seeds the initial weights and the
         held-out split.
@@ -82,9 +84,11 @@ def train_checkpoint(
         raise RcertError(f"{spec} has {len(dataset)} inputs: too few to hold out validation data")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     x_train, x_val = dataset.x[order[n_val:]], dataset.x[order[:n_val]]
+    arch, hparams = family_architecture(config.family, arch,
+                                        {"data_range": dataset.data_range, **(hparams or {})})
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = build_model(arch, input_shape=dataset.input_shape, **(hparams or {}))
+        model = build_model(arch, input_shape=dataset.input_shape, **hparams)
     history = fit(model, x_train, x_val, config, progress=progress)
     metrics = {k: v for k, v in history.items() if k != "history"}
     metrics.update(n_train=len(x_train), n_val=len(x_val))

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from rcert.errors import RcertError
 from rcert.models import checkpoint
 from rcert.models.adapters import wrap
-from rcert.models.nets import build_model
+from rcert.models.architectures import build_model
 
 META = {"data": "synthetic:train", "metrics": {"best_val_elbo": -12.5, "history": [{"epoch": 1}]},
         "recommended_r": 0.25, "extra": {"note": "test"}}

@@ -4,8 +4,8 @@ import os
 import pytest
 
 from rcert.errors import RcertError
+from rcert.models.architectures import build_model
 from rcert.models.description import build_from_description, read_description
-from rcert.models.nets import build_model
 
 HPARAMS = {"arch": "mlp", "input_shape": [1, 2, 2], "latent_dim": 2, "hidden": [3],
            "activation": "tanh", "likelihood": "gaussian"}

@@ -15,9 +15,9 @@ from torch import nn
 
 from rcert.errors import RcertError
 from rcert.models import checkpoint, foreign
+from rcert.models.architectures import build_model
 from rcert.models.factory import call_factory
 from rcert.models.foreign import describe, load_model
-from rcert.models.nets import build_model
 from rcert.source import ModelSource
 
 MODELS = '''
@@ -51,7 +51,7 @@ def build_declared(latent_dim, kind="logvar"):
 
 
 def build_rcert(latent_dim):
-    from rcert.models.nets import build_model
+    from rcert.models.architectures import build_model
     return build_model("mlp", input_shape=[6], latent_dim=latent_dim, hidden=[5])
 '''
 FACTORY = "mypkg.models:build_vae"

@@ -16,7 +16,7 @@ from conftest import legacy_frame, legacy_header, write_legacy
 
 from rcert.errors import RcertError
 from rcert.models import checkpoint
-from rcert.models.nets import build_model
+from rcert.models.architectures import build_model
 
 META = {"data": "synthetic:train", "metrics": {"best_val_elbo": -12.5}, "recommended_r": 0.25,
         "extra": {"note": "legacy"}}

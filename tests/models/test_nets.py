@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from rcert.errors import RcertError
-from rcert.models.nets import ARCHITECTURES, LEARNED_SIGMA_MIN, MLPVAE, ConvVAE, build_model
+from rcert.models.architectures import ARCHITECTURES, build_model
+from rcert.models.nets import LEARNED_SIGMA_MIN, MLPVAE, ConvVAE
 
 
 def _rand(*shape: int, seed: int = 0, **kw) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from scipy import special, stats
 
 from rcert.errors import RcertError
-from rcert.models.nets import build_model
+from rcert.models.architectures import build_model
 from rcert.models.objectives import beta_tc_elbo, elbo
 
 

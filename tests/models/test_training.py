@@ -8,7 +8,7 @@ from torch.distributions import Normal, kl_divergence
 from rcert.errors import RcertError
 from rcert.models import training
 from rcert.models.adapters import wrap
-from rcert.models.nets import build_model
+from rcert.models.architectures import build_model
 from rcert.models.objectives import elbo
 from rcert.models.training import fit
 from rcert.settings import TrainConfig
@@ -342,7 +342,11 @@ def test_a_last_batch_too_small_for_the_objective_joins_the_one_before(n, size, 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"family": "beta-tcvae", "batch_size": 1}, r"batch_size must be at least 2 for family "
                                                 r"beta-tcvae"),
-    ({"family": "seatbelt"}, r"unknown family 'seatbelt'; choose one of: vae, beta-tcvae"),
+    ({"family": "nvae"}, r"unknown family 'nvae'; choose one of: vae, beta-tcvae, seatbelt, "
+                         r"dlgm"),
+    ({"family": "seatbelt", "batch_size": 1}, r"batch_size must be at least 2 for family "
+                                              r"seatbelt"),
+    ({"free_bits": -0.5}, r"free_bits must be a finite number >= 0, got -0.5"),
     ({"tc_estimator": "exact"}, r"unknown total-correlation estimator 'exact'"),
 ])
 def test_bad_family_settings_are_one_line(kwargs, message):

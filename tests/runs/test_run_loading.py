@@ -13,7 +13,7 @@ from torch import nn
 
 from rcert.errors import RcertError
 from rcert.models import checkpoint
-from rcert.models.nets import build_model
+from rcert.models.architectures import build_model
 from rcert.runs import loading
 
 

@@ -1,0 +1,286 @@
+"""Hierarchical VAEs with L stochastic layers: the Seatbelt-VAE and the DLGM (Willetts et al.).
+
+Inference (spec section 2.6; SPEC section 8)::
+
+    z^1 = mu_1(x) + s_1(x) * eta_1
+    z^{i+1} = mu_{i+1}(z^i[, h(x)]) + s_{i+1}(z^i[, h(x)]) * eta_{i+1}
+
+``inference="input"`` is ``q(z^{i+1} | z^i, x)`` (the ICLR version; ``h(x)`` is the encoder
+trunk's feature vector, concatenated with ``z^i``), ``inference="chain"`` is
+``q(z^{i+1} | z^i)`` (the earlier version). The generative model is
+``p(x | z) prod_i p(z^i | z^{i+1}) p(z^L)`` with ``p(z^L) = N(0, I)``; the likelihood sees
+every layer (``likelihood_on="all"``, the Seatbelt-VAE: the layers are concatenated as the
+decoder's input) or ``z^1`` only (``"first"``, the DLGM baseline). The conditionals are MLPs
+with Leaky-ReLU; the paper adds batch norm, left out here because it couples the inputs of a
+batch and per-input Jacobians need them independent.
+
+The engine's view (the model contract): :meth:`encode` gives the first layer's
+``(mu_1, s_1)``, the only layer a perturbation of ``x`` reaches directly. The upper layers'
+standard-normal noise ``eta_2 .. eta_L`` is appended to the latent code: :meth:`decode` takes
+``z^1`` alone (the upper layers at their chain of means, the reference reconstruction) or
+``(z^1, eta_2, ..., eta_L)``, so Monte Carlo over all layers' noise is a draw of
+``upper_noise_dim`` more standard normals. With ``inference="input"`` the upper layers also
+need ``h(x)``: :meth:`context` gives it and :meth:`decode` takes it as ``context``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rcert.errors import RcertError
+from rcert.models.blocks import ACTIVATIONS, conv_decoder, conv_encoder, mlp_stack
+from rcert.models.contract import ModelTraits
+from rcert.models.nets import LEARNED_SIGMA_MIN, VAE, ElboTerms, standard_normal_kl
+from rcert.settings import choice
+from rcert.validate import int_tuple
+
+INFERENCES = ("input", "chain")
+LIKELIHOOD_ON = ("all", "first")
+BASES = ("mlp", "conv")
+#: Most stochastic layers a model may have (the paper uses up to 5).
+MAX_LAYERS = 8
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def log_normal(z: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
+    """``log N(z | mu, diag sigma^2)`` per row."""
+    return (-0.5 * ((z - mu) / sigma) ** 2 - sigma.log() - 0.5 * _LOG_2PI).sum(1)
+
+
+class HierarchicalVAE(VAE):
+    """A VAE with ``1 + len(upper_dims)`` stochastic layers (module docstring).
+
+    Parameters
+    ----------
+    latent_dim
+        ``d_1``, the first (bottom) layer's size: what :meth:`encode` returns.
+    upper_dims
+        Sizes ``d_2 .. d_L`` of the layers above it, bottom to top; ``()`` is a one-layer
+        VAE (then a Seatbelt-VAE is a beta-TCVAE, spec section 2.6).
+    base
+        The encoder trunk and decoder: ``"mlp"`` (widths ``hidden``) or ``"conv"``
+        (``channels``), as :class:`rcert.models.nets.MLPVAE` and ``ConvVAE`` build them.
+    conditional_hidden
+        Hidden widths of the conditional MLPs ``q(z^{i+1}|...)`` and ``p(z^i|z^{i+1})``.
+    inference
+        ``"input"``: ``q(z^{i+1} | z^i, x)``; ``"chain"``: ``q(z^{i+1} | z^i)``.
+    likelihood_on
+        ``"all"``: ``p(x | z^1, ..., z^L)`` (Seatbelt-VAE); ``"first"``: ``p(x | z^1)`` (DLGM).
+    **options
+        The options every rcert VAE takes (:class:`rcert.models.nets.VAE`); ``sigma_mode``
+        applies to the first layer, the upper ones learn theirs.
+    """
+
+    arch = "hierarchical"
+
+    def __init__(self, input_shape: Sequence[int], latent_dim: int, *,
+                 upper_dims: Sequence[int] = (4,), base: str = "mlp",
+                 hidden: Sequence[int] | None = None, channels: Sequence[int] | None = None,
+                 conditional_hidden: Sequence[int] = (64, 64), inference: str = "input",
+                 likelihood_on: str = "all", **options: Any) -> None:
+        super().__init__(input_shape, latent_dim, **options)
+        self.upper_dims = int_tuple(upper_dims, "upper_dims", allow_empty=True)
+        if len(self.upper_dims) + 1 > MAX_LAYERS:
+            raise RcertError(f"a hierarchical VAE has at most {MAX_LAYERS} stochastic layers, "
+                             f"got {len(self.upper_dims) + 1}; pass fewer upper_dims")
+        self.base = choice(base, "base", BASES)
+        self.inference = choice(inference, "inference", INFERENCES)
+        self.likelihood_on = choice(likelihood_on, "likelihood_on", LIKELIHOOD_ON)
+        self.conditional_hidden = int_tuple(conditional_hidden, "conditional_hidden",
+                                            allow_empty=True)
+        width = self._build_base(hidden, channels)
+        dims = self.dims
+        context = width if self.inference == "input" else 0
+        leaky = nn.LeakyReLU
+        self.q_nets = nn.ModuleList(
+            mlp_stack([d + context, *self.conditional_hidden, 2 * d_up], leaky,
+                      last_activation=False) for d, d_up in itertools.pairwise(dims))
+        self.p_nets = nn.ModuleList(
+            mlp_stack([d_up, *self.conditional_hidden, 2 * d], leaky, last_activation=False)
+            for d, d_up in itertools.pairwise(dims))
+
+    def _build_base(self, hidden: Sequence[int] | None, channels: Sequence[int] | None
+                    ) -> int:
+        """The trunk, first-layer heads and decoder; the trunk's feature width."""
+        wrong, name = (channels, "channels") if self.base == "mlp" else (hidden, "hidden")
+        if wrong is not None:
+            raise RcertError(f"{name} does not apply to base {self.base!r}; drop it or change "
+                             f"the base")
+        n_heads = 2 if self.has_sigma_head else 1
+        decoder_in = sum(self.dims) if self.likelihood_on == "all" else self.latent_dim
+        if self.base == "mlp":
+            self.hidden = int_tuple((256, 256) if hidden is None else hidden, "hidden",
+                                    allow_empty=True)
+            act = ACTIVATIONS[self.activation]
+            n_in = math.prod(self.input_shape)
+            width = self.hidden[-1] if self.hidden else n_in
+            self.trunk = mlp_stack([n_in, *self.hidden], act, last_activation=True)
+            self.mu_head = nn.Linear(width, self.latent_dim)
+            if self.has_sigma_head:
+                self.sigma_head = nn.Linear(width, self.latent_dim)
+            self.decoder = mlp_stack([decoder_in, *reversed(self.hidden), n_in], act,
+                                     last_activation=False)
+            return width
+        self.channels = int_tuple((32, 64) if channels is None else channels, "channels",
+                                  allow_empty=False)
+        self.encoder_convs, width, sides = conv_encoder(self.input_shape, self.channels,
+                                                        self.activation)
+        self.encoder_head = nn.Linear(width, n_heads * self.latent_dim)
+        self.decoder = conv_decoder(decoder_in, self.input_shape[0], self.channels, sides,
+                                    self.activation)
+        return width
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """``(d_1, ..., d_L)``."""
+        return (self.latent_dim, *self.upper_dims)
+
+    @property
+    def traits(self) -> ModelTraits:
+        # The DLGM's reconstruction sees z^1 only, so x reaches it through the first layer
+        # alone, whatever the inference network (SPEC section 8).
+        return ModelTraits(
+            stochastic_layers=len(self.dims), data_range=self.data_range,
+            likelihood=self.likelihood,
+            input_feeds_upper_layers=self._sees_upper and self.inference == "input")
+
+    @property
+    def _sees_upper(self) -> bool:
+        return self.likelihood_on == "all" and bool(self.upper_dims)
+
+    @property
+    def upper_noise_dim(self) -> int:
+        """How many standard normals the upper layers add to a latent code (0: none reach
+        the reconstruction)."""
+        return sum(self.upper_dims) if self._sees_upper else 0
+
+    def features(self, x: Tensor) -> Tensor:
+        """``h(x)``, the encoder trunk's output, ``(B, width)``."""
+        self._check_input(x)
+        return self.trunk(x.flatten(1)) if self.base == "mlp" else self.encoder_convs(x)
+
+    def _heads(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.base == "mlp":
+            return self.mu_head(h), self.sigma_head(h) if self.has_sigma_head else None
+        out = self.encoder_head(h)
+        if not self.has_sigma_head:
+            return out, None
+        return out[:, :self.latent_dim], out[:, self.latent_dim:]
+
+    def _encoder_outputs(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self._heads(self.features(x))
+
+    def context(self, x: Tensor) -> Tensor | None:
+        """What the upper layers need of ``x`` beyond ``z^1``: ``h(x)`` with
+        ``inference="input"`` when they reach the reconstruction, else None."""
+        return self.features(x) if self.traits.input_feeds_upper_layers else None
+
+    def conditional(self, i: int, z: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(mu, sigma)`` of ``q(z^{i+2} | z^{i+1}[, x])`` (``i`` counts from 0)."""
+        inp = torch.cat((z, h), dim=1) if self.inference == "input" else z
+        return self._gaussian(self.q_nets[i](inp))
+
+    @staticmethod
+    def _gaussian(out: Tensor) -> tuple[Tensor, Tensor]:
+        mu, s = out.chunk(2, dim=1)
+        return mu, F.softplus(s) + LEARNED_SIGMA_MIN
+
+    def layers(self, z1: Tensor, eta: Tensor | None, h: Tensor | None) -> list[Tensor]:
+        """``[z^1, ..., z^L]`` from ``z^1`` and the upper noise ``eta`` ``(B, sum d_2..)``
+        (None: the chain of means)."""
+        if self.inference == "input" and self.upper_dims and h is None:
+            raise RcertError("this hierarchical VAE feeds x to its upper layers: pass "
+                             "context=model.context(x) with the latent codes")
+        zs = [z1]
+        noise = eta.split(self.upper_dims, dim=1) if eta is not None else ()
+        for i in range(len(self.upper_dims)):
+            mu, sigma = self.conditional(i, zs[-1], h)
+            zs.append(mu + sigma * noise[i] if eta is not None else mu)
+        return zs
+
+    def _check_latent(self, z: Tensor) -> None:
+        widths = {self.latent_dim, self.latent_dim + self.upper_noise_dim}
+        if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] not in widths:
+            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise RcertError(f"latent codes have shape {shape} but the model expects (batch, "
+                             f"{' or '.join(map(str, sorted(widths)))})")
+
+    def decode_logits(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """Raw decoder output for codes ``z^1`` or ``(z^1, eta_2, ..., eta_L)`` (module
+        docstring); ``context`` is :meth:`context` of the inputs the codes came from."""
+        self._check_latent(z)
+        if not self._sees_upper:
+            return self._decode_layers([z])
+        z1, eta = z[:, :self.latent_dim], z[:, self.latent_dim:]
+        return self._decode_layers(self.layers(z1, eta if eta.shape[1] else None, context))
+
+    def decode(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """The reconstruction ``g`` (:meth:`decode_logits`; probabilities for Bernoulli)."""
+        logits = self.decode_logits(z, context)
+        return torch.sigmoid(logits) if self.likelihood == "bernoulli" else logits
+
+    def _decode_layers(self, zs: list[Tensor]) -> Tensor:
+        inp = torch.cat(zs, dim=1) if self.likelihood_on == "all" else zs[0]
+        out = self.decoder(inp)
+        return out.unflatten(1, self.input_shape) if self.base == "mlp" else out
+
+    def _ancestral(self, x: Tensor, draw: Callable[[int, Tensor], Tensor | None]
+                   ) -> tuple[list[Tensor], list[tuple[Tensor, Tensor]]]:
+        """Layers ``z^1 .. z^L`` and their Gaussians along the chain; ``draw(i, mu)`` gives
+        layer ``i``'s standard noise, or None for its mean."""
+        h = self.features(x)
+        mu, s = self._heads(h)
+        sigma = self._sigma(s, mu)
+        posteriors, zs = [], []
+        for i in range(len(self.dims)):
+            if i:
+                mu, sigma = self.conditional(i - 1, zs[-1], h)
+            eps = draw(i, mu)
+            zs.append(mu if eps is None else mu + sigma * eps)
+            posteriors.append((mu, sigma))
+        return zs, posteriors
+
+    def posteriors(self, x: Tensor, noise: Sequence[Tensor] | None = None
+                   ) -> list[tuple[Tensor, Tensor]]:
+        """``(mu_i, sigma_i)`` of each layer's Gaussian ``q(z^i | z^{i-1}[, x])`` at ``x``,
+        the parents at their chain of means, or at ``mu + sigma * noise[i]`` (fixed-noise
+        samples; spec section 3.4, the per-layer divergence choice)."""
+        return self._ancestral(x, lambda i, mu: None if noise is None else noise[i])[1]
+
+    def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None, *,
+                   noise: Sequence[Tensor] | None = None, target: Tensor | None = None
+                   ) -> ElboTerms:
+        """One ancestral sample's ELBO terms (spec section 2.6, "training loss")::
+
+            KL_i = log q(z^i | .) - log p(z^i | z^{i+1})   for i < L  (one-sample estimate)
+            KL_L = KL(q(z^L | .) || N(0, I))               (closed form)
+
+        ``log p(target | z)`` (``target`` defaults to ``x``) sees every layer (Seatbelt) or
+        ``z^1`` (DLGM). The noise is ``noise`` (one tensor per layer) or comes from
+        ``generator``, layer by layer. With ``L = 1`` this is exactly
+        :meth:`rcert.models.nets.VAE.elbo_terms`.
+        """
+        def draw(i: int, mu: Tensor) -> Tensor:
+            return noise[i] if noise is not None else torch.randn(
+                mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        zs, posteriors = self._ancestral(x, draw)
+        kl = [log_normal(zs[i], *posteriors[i])
+              - log_normal(zs[i], *self._gaussian(self.p_nets[i](zs[i + 1])))
+              for i in range(len(self.upper_dims))]
+        kl.append(standard_normal_kl(*posteriors[-1]))
+        ll = self.log_density(x if target is None else target, self._decode_layers(zs))
+        return ElboTerms(ll, torch.stack(kl), (zs[-1], *posteriors[-1]))
+
+    def _layer_config(self) -> dict[str, Any]:
+        widths = {"hidden": list(self.hidden)} if self.base == "mlp" else \
+            {"channels": list(self.channels)}
+        return {"upper_dims": list(self.upper_dims), "base": self.base, **widths,
+                "conditional_hidden": list(self.conditional_hidden),
+                "inference": self.inference, "likelihood_on": self.likelihood_on}
