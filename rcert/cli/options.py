@@ -26,6 +26,7 @@ from rcert.settings import (
     as_dict,
     default,
     field_type,
+    item_type,
     merge,
     option_name,
 )
@@ -64,7 +65,7 @@ def option_for(cls: type, name: str, default: Any = None, note: str = "", *,
     metadata_help, _, own = f.metadata["help"].partition(" [default: ")
     shown = note or (None if default is None else _shown(default)) or own.rstrip(".]") or None
     text = metadata_help + (f" [default: {shown}]" if shown else "")
-    kind = _click_type(f)
+    kind = item_type(f) if multiple and "choices" not in f.metadata else _click_type(f)
     extra: dict[str, Any] = {"multiple": True} if multiple else {"default": None}
     return click.option(option_name(name), name, type=kind, help=text, is_flag=kind is bool,
                         **extra)

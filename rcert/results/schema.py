@@ -12,7 +12,12 @@ import pandas as pd
 
 from rcert.errors import RcertError, with_hint
 from rcert.settings import CertifyConfig, default
-from rcert.statistics.summary import summarize, summarize_attack, summarize_curve
+from rcert.statistics.summary import (
+    summarize,
+    summarize_attack,
+    summarize_curve,
+    summarize_targeted,
+)
 
 SCHEMA_VERSION = 1
 #: The report folder's ``results.json`` (:mod:`rcert.runs.report`): its kind and version.
@@ -20,7 +25,7 @@ REPORT_KIND = "report"
 REPORT_SCHEMA_VERSION = 1
 
 
-KINDS = ("margin", "attack", "curve")
+KINDS = ("margin", "attack", "curve", "targeted")
 
 
 def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | None = None,
@@ -29,7 +34,8 @@ def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | No
     """Bundle a DataFrame into the result dict every renderer takes.
 
     ``kind`` says what made ``df``: ``"margin"`` (:func:`rcert.certify`), ``"attack"``
-    (:func:`rcert.attack`) or ``"curve"`` (:func:`rcert.curve`); it picks the summary.
+    (:func:`rcert.attack`), ``"curve"`` (:func:`rcert.curve`) or ``"targeted"``
+    (:func:`rcert.targeted_attack`); it picks the summary.
     ``warnings`` (default: ``df.attrs["warnings"]``) are the reliability warnings of the run
     (:mod:`rcert.checks`); the document has a ``warnings`` list only when there are some.
     """
@@ -39,6 +45,8 @@ def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | No
         summary = summarize(df)
     elif kind == "attack":
         summary = summarize_attack(df)
+    elif kind == "targeted":
+        summary = summarize_targeted(df)
     else:
         summary = summarize_curve(df, cfg.get("m", default(CertifyConfig, "m")))
     doc = {"schema_version": SCHEMA_VERSION, "kind": kind, "config": cfg,

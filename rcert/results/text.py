@@ -37,6 +37,8 @@ SHOWN = {
                "delta_norm"),
     "curve": ("index", "rho", "delta_norm", "p_hat", "p_lower", "p_upper", "certified",
               "broken"),
+    "targeted": ("pair", "input", "target", "lambda", "loss", "attack_loss", "distortion",
+                 "neg_log_lik_target", "l2_output_target", "status", "selected"),
 }
 
 
@@ -47,8 +49,8 @@ def to_table(res: dict[str, Any]) -> str:
     shown = df[[c for c in SHOWN[kind] if c in df.columns]]
     lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), ""]
     lines += _heading(res)
-    lines += {"margin": _margin_lines, "attack": _attack_lines,
-              "curve": _curve_lines}[kind](res["summary"])
+    lines += {"margin": _margin_lines, "attack": _attack_lines, "curve": _curve_lines,
+              "targeted": _targeted_lines}[kind](res["summary"])
     return "\n".join(lines) + "\n"
 
 
@@ -118,3 +120,16 @@ def _curve_lines(s: dict[str, Any]) -> list[str]:
     if crossed:
         lines.append(_stats_table({"crossing": s["crossing"]}))
     return lines
+
+
+def _targeted_lines(s: dict[str, Any]) -> list[str]:
+    """Each metric's mean and bootstrap interval over pairs x lambdas and over the selected
+    rows (Willetts et al.: a higher loss means a more robust model)."""
+    pct = f"{100 * float(s['level']):g}%"
+    rows = [{"metric": col, "mean": s["all"][col]["mean"], f"{pct} low": s["all"][col]["low"],
+             f"{pct} high": s["all"][col]["high"],
+             "selected mean": s["selected"][col]["mean"]} for col in s["all"]]
+    table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    status = ", ".join(f"{n} {k}" for k, n in s["status"].items())
+    return [f"{s['kind']} attack: {s['n_pairs']} pairs x {s['n_lambdas']} lambdas "
+            f"({status}); intervals resample whole pairs:", table]

@@ -37,6 +37,7 @@ from rcert.settings.fields import (
     default,
     field_help,
     field_type,
+    item_type,
     merge,
     option_name,
     set_field,
@@ -65,7 +66,7 @@ __all__ = [
     "LAYER_CHAINS", "OPTIMIZERS", "PENALTIES", "TARGETED_KINDS", "TARGET_LAYERS",
     "TC_ESTIMATORS", "TC_FAMILIES", "THREATS", "AttackConfig", "CertifyConfig", "RunConfig",
     "TargetedConfig", "ThreatModel", "TrainConfig", "as_dict", "attack_label", "check_beta",
-    "check_seed", "choice", "default", "field_help", "field_type", "merge",
+    "check_seed", "choice", "default", "field_help", "field_type", "item_type", "merge",
     "nonnegative_float", "nonnegative_int", "option_name", "positive_float", "positive_int",
     "run_record", "set_field", "stronger", "unit_interval",
 ]

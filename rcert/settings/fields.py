@@ -43,10 +43,16 @@ def as_dict(config: Any) -> dict[str, Any]:
 def field_type(f: dataclasses.Field) -> type:
     """The plain type of a settings field (``int | None`` gives int): what a CLI option or a
     TOML key of that name takes."""
+    return {"float": float, "int": int, "str": str, "bool": bool}.get(
+        str(f.type).split("|")[0].strip(), str)
+
+
+def item_type(f: dataclasses.Field) -> type:
+    """The type of one item of a ``tuple[X, ...]`` field (a repeatable CLI option)."""
     text = str(f.type).split("|")[0].strip()
-    if text.startswith("tuple["):  # a repeatable option: the type of one item
-        text = text.removeprefix("tuple[").split(",")[0]
-    return {"float": float, "int": int, "str": str, "bool": bool}.get(text, str)
+    if text.startswith("tuple[") and text.endswith(", ...]"):
+        text = text.removeprefix("tuple[").removesuffix(", ...]")
+    return {"float": float, "int": int, "str": str}.get(text, str)
 
 
 def default(cls: type, name: str) -> Any:

@@ -266,3 +266,33 @@ def summarize_curve(df: pd.DataFrame, m: float) -> dict[str, Any]:
     return {"n_inputs": len(inputs), "m": float(m), "rho": mean_p.index.tolist(),
             "mean_p_hat": mean_p.tolist(), "crossing": describe(crossing.dropna().to_numpy()),
             "n_uncrossed": int(crossing.isna().sum()), "largest_rho": float(df["rho"].max())}
+
+
+#: Columns of a targeted attack's table (:mod:`rcert.evaluation.targeted`) summarised.
+TARGETED_COLUMNS = ("loss", "attack_loss", "distortion", "neg_log_lik_target",
+                    "l2_input_target", "l2_output_target", "l2_target_recon")
+
+
+def summarize_targeted(df: pd.DataFrame, *, level: float = 0.95, n_resamples: int = 2000,
+                       seed: int = 0) -> dict[str, Any]:
+    """The paper's aggregates of a targeted attack (Willetts et al., spec section 4): each
+    metric's mean over pairs x lambdas with a percentile-bootstrap interval that resamples
+    whole pairs (:func:`rcert.statistics.bootstrap.bootstrap_ci`; a pair's lambdas move
+    together), and the same over the pairs' selected ("most successful") rows."""
+    from rcert.statistics.bootstrap import bootstrap_ci
+
+    def interval(frame: pd.DataFrame, col: str, groups: np.ndarray | None) -> dict[str, float]:
+        mean, low, high = bootstrap_ci(frame[col].to_numpy(dtype=np.float64), "mean",
+                                       level=level, n_resamples=n_resamples, seed=seed,
+                                       groups=groups)
+        return {"mean": mean, "low": low, "high": high}
+
+    cols = [c for c in TARGETED_COLUMNS if c in df]
+    chosen = df[df["selected"]]
+    return {
+        "kind": str(df["kind"].iloc[0]), "n_pairs": int(df["pair"].nunique()),
+        "n_lambdas": int(df["lambda"].nunique()), "level": level,
+        "status": {str(k): int(v) for k, v in df["status"].value_counts().items()},
+        "all": {c: interval(df, c, df["pair"].to_numpy()) for c in cols},
+        "selected": {c: interval(chosen, c, None) for c in cols},
+    }
