@@ -67,8 +67,11 @@ def option_for(cls: type, name: str, default: Any = None, note: str = "", *,
     text = metadata_help + (f" [default: {shown}]" if shown else "")
     kind = item_type(f) if multiple and "choices" not in f.metadata else _click_type(f)
     extra: dict[str, Any] = {"multiple": True} if multiple else {"default": None}
-    return click.option(option_name(name), name, type=kind, help=text, is_flag=kind is bool,
-                        **extra)
+    if kind is bool:
+        extra["is_flag"] = True
+    # is_flag=False would let click take a repeatable option without a value, and then read
+    # a negative number after it as an option of its own.
+    return click.option(option_name(name), name, type=kind, help=text, **extra)
 
 
 def apply(options: Sequence[Callable], f: Callable) -> Callable:

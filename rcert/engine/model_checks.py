@@ -37,9 +37,6 @@ _RTOL = 1e-4
 _EPS_MULTIPLE = 16
 # Reconstructions this share of the data range outside it still count as inside.
 _RANGE_SLACK = 1e-3
-# A Gaussian likelihood's mean is unbounded and overshoots the box near its edges; a quarter
-# of the range still tells it from logits, which span many times the range.
-_GAUSSIAN_RANGE_SLACK = 0.25
 # A posterior three times wider than the N(0, I) prior is implausible for any trained VAE;
 # a mean read as a log-sigma gives exp(mu) > 3 for mu > 1.1, 14% of N(0, 1).
 _WIDE_SIGMA = 3.0
@@ -148,7 +145,13 @@ def _decoder_range(p: Probe, data_range: tuple[float, float] | None,
             f"{int((~torch.isfinite(p.g)).sum())} reconstruction values are NaN or Inf; "
             f"decode must return the decoder mean g(z)"))
     g_min, g_max = float(p.g.min()), float(p.g.max())
-    slack = (_GAUSSIAN_RANGE_SLACK if likelihood == "gaussian" else _RANGE_SLACK) * (hi - lo)
+    if likelihood == "gaussian":
+        # The check catches logits returned for probabilities; a model that declares a
+        # Gaussian likelihood has none, and its mean is unbounded (it overshoots sharp edges).
+        return CheckResult(code, True, f"reconstructions span [{g_min:.3g}, {g_max:.3g}]; a "
+                                       f"Gaussian likelihood's mean is not held to the data "
+                                       f"range")
+    slack = _RANGE_SLACK * (hi - lo)
     if g_min < lo - slack or g_max > hi + slack:
         return CheckResult(code, False, (
             f"reconstructions span [{g_min:.3g}, {g_max:.3g}] outside the data range "

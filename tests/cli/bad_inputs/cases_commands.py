@@ -247,6 +247,41 @@ def train_with_bad_input() -> None:
         case(f"train_{id}", argv, setup, match=match, category=cat)
 
 
+def hierarchical_and_targeted() -> None:
+    """Issue 10's bad inputs: impossible layers, free bits and MWS batches in ``rcert train``;
+    lambda, targets and pairs in ``rcert attack --kind``."""
+    cat = "hierarchical and targeted"
+    many = npy("x.npy", good_inputs(40))
+    targeted = ("attack", "--model", M, "--data", GOOD, "--kind", "kl", "--lambdas", "2",
+                "--pairs", "2", "--max-iter", "2", "--quiet", "--output", "{t}/result.txt")
+    cases = [
+        ("train_layers_on_a_flat_family", train("{t}/x.npy", "--upper-dims", "4"), many,
+         r"upper_dims only apply to the hierarchical families"),
+        ("train_layer_of_size_zero",
+         train("{t}/x.npy", "--family", "seatbelt", "--upper-dims", "4,0"), many,
+         r"upper_dims"),
+        ("train_free_bits_negative", train("{t}/x.npy", "--free-bits", "-1"), many,
+         r"free_bits must be a finite number >= 0"),
+        ("train_mws_batch_of_one",
+         train("{t}/x.npy", "--family", "seatbelt", "--batch-size", "1"), many,
+         r"batch_size must be at least 2 for family seatbelt"),
+        ("attack_lambda_zero", (*targeted, "--lambda-values", "0"), None,
+         r"every lambda must be a finite number > 0"),
+        ("attack_lambda_negative", (*targeted, "--lambda-values=-2"), None,
+         r"every lambda must be a finite number > 0"),
+        ("attack_target_wrong_shape", (*targeted, "--targets", "{t}/t.npy"),
+         npy("t.npy", np.zeros((3, 5), dtype=np.float32)), r"targets: .*input shape"),
+        ("attack_pairs_from_one_input", (*targeted, "--limit", "1"), None,
+         r"pairs need at least 2 inputs, but the data has 1"),
+        ("attack_pairs_from_an_empty_target_file", (*targeted, "--targets", "{t}/t.npy"),
+         npy("t.npy", np.zeros((0, 64), dtype=np.float32)), r"no rows|empty|0 "),
+        ("attack_budget_with_a_targeted_kind", (*targeted, "--L", "1"), None,
+         r"--L applies to --kind damage"),
+    ]
+    for id, argv, setup, match in cases:
+        case(id, argv, setup, match=match, category=cat)
+
+
 def control_characters() -> None:
     """Newlines in model paths and data specs."""
     cat = "control characters in names"
