@@ -17,4 +17,20 @@ $RCERT train "${digits[@]}" "${common[@]}" --sigma floor --tau 0.5 --out floor0.
 # Convolutional VAE on procedurally rendered dSprites, downsampled to 32x32.
 $RCERT train --data dsprites:train:res=32:n=6000 --arch conv --channels 32,64 --latent-dim 6 \
   --epochs 60 --patience 8 --seed 0 --quiet --out conv-dsprites.safetensors >/dev/null
+# Willetts et al. (2021) on dSprites in [-1, 1] with a Gaussian likelihood of scale 0.1
+# (docs/willetts.md): a beta-TCVAE pair, a Seatbelt-VAE pair (three layers, inference
+# q(z^{i+1}|z^i), so every certificate applies, docs/hierarchical.md) and the TC-penalised
+# DLGM, at beta 1 and 8.
+sprites=(--data dsprites:train:res=32:n=6000:range=-1,1 --arch conv --channels 32,64
+  --likelihood gaussian --latent-dim 8 --batch-size 256 --epochs 60 --patience 8 --seed 0
+  --quiet)
+hier=(--upper-dims 4,2 --inference chain --free-bits 0.25)
+for beta in 1 8; do
+  $RCERT train "${sprites[@]}" --family beta-tcvae --beta $beta \
+    --out tcvae$beta-dsprites.safetensors >/dev/null
+  $RCERT train "${sprites[@]}" "${hier[@]}" --family seatbelt --beta $beta \
+    --out seatbelt$beta-dsprites.safetensors >/dev/null
+done
+$RCERT train "${sprites[@]}" "${hier[@]}" --family dlgm --beta 8 --out dlgm8-dsprites.safetensors \
+  >/dev/null
 echo "models regenerated in $(pwd)" >&2

@@ -63,7 +63,11 @@ def judge(df: pd.DataFrame, *, alpha: float, correction: str,
     finite margin (0 for abstentions), NaN where no attack succeeded (an unbroken certificate
     has no gap to measure) and where ``margin_empirical = 0`` (judged as a violation
     candidate instead). ``family`` is the number of inputs of the run (default: the rows).
+    A model without ``bound_certified`` (a family no first-order certificate covers,
+    docs/hierarchical.md) has no bound to violate: ``df`` comes back without both columns.
     """
+    if "bound_certified" not in df.columns:
+        return df.copy()
     certified = df["bound_certified"].to_numpy(dtype=np.float64)
     found = df["margin_empirical"].to_numpy(dtype=np.float64)
     p_value = df["p_value"].to_numpy(dtype=np.float64)
@@ -99,6 +103,8 @@ def start_radii(df: pd.DataFrame) -> np.ndarray:
     """The empirical margin's first radius per input: twice ``bound_whitened``."""
     # Twice the tightest certified bound is a good first radius: attacks succeed near the
     # true margin, which lies above every sound bound.
+    if "bound_whitened" not in df.columns:  # no certificate to start from: the fallback
+        return np.ones(len(df))
     start = 2 * df["bound_whitened"].to_numpy(dtype=np.float64)
     start = np.where(np.isfinite(start) & (start > 0), start, np.nan)
     fallback = float(np.nanmedian(start)) if np.isfinite(start).any() else 1.0

@@ -72,13 +72,18 @@ def _margin_lines(s: dict[str, Any]) -> list[str]:
     lines = [f"certified {s['n_certified']} of {s['n_inputs']} inputs "
              f"({100 * s['certified_share']:.1f}%), abstained {s['n_abstained']}"]
     if "empirical" in s:
-        e, fit = s["empirical"], s["empirical"]["fit"]["bound"]
-        lines.append(f"attacked: {e['n_violations']} violations, {e['n_unbroken']} unbroken; "
-                     f"empirical vs bound: correlation {fit['correlation']:.3f}, slope "
-                     f"{fit['slope']:.3f}, intercept {fit['intercept']:.3g}")
+        e = s["empirical"]
+        if "fit" in e:
+            fit = e["fit"]["bound"]
+            lines.append(f"attacked: {e['n_violations']} violations, {e['n_unbroken']} "
+                         f"unbroken; empirical vs bound: correlation {fit['correlation']:.3f}, "
+                         f"slope {fit['slope']:.3f}, intercept {fit['intercept']:.3g}")
+        else:
+            lines.append(f"attacked: {e['n_unbroken']} unbroken; no certificate of this "
+                         f"family to compare with (docs/hierarchical.md)")
         if "audit" in e:
             lines.append(f"attack strength: {strength_line(e['audit'])}")
-    rows = {col: s["margins"][col] for col in MARGINS}
+    rows = {col: s["margins"][col] for col in MARGINS if col in s["margins"]}
     if "empirical" in s:
         rows["margin_empirical"] = s["empirical"]["margin_empirical"]
     rows["r_min"] = s["diagnostics"]["r_min"]

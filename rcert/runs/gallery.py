@@ -95,7 +95,9 @@ def _reconstruct(model: Any, x: torch.Tensor) -> np.ndarray:
 def _choose(rows: pd.DataFrame, k: int) -> np.ndarray:
     """Row positions of the ``k`` smallest finite ``bound_certified`` among inputs that did
     not abstain, smallest first, ties in row order."""
-    bound = rows["bound_certified"].to_numpy(dtype=np.float64)
+    # Without a certificate (docs/hierarchical.md), the least robust by p_lower come first.
+    key = "bound_certified" if "bound_certified" in rows.columns else "p_lower"
+    bound = rows[key].to_numpy(dtype=np.float64)
     keep = ~np.isnan(bound)
     if "abstain" in rows.columns:
         keep &= ~rows["abstain"].to_numpy(dtype=bool)
@@ -159,7 +161,8 @@ def weakest_inputs(model: Any, x: torch.Tensor, rows: pd.DataFrame, *, k: int = 
         if deltas is not None and index in deltas:
             images.update(_adversarial(model, chosen[j], deltas[index], value_range))
         empirical = row["margin_empirical"] if "margin_empirical" in rows.columns else None
-        entries.append({"index": index, "bound_certified": float(row["bound_certified"]),
+        bound = row["bound_certified"] if "bound_certified" in rows.columns else math.nan
+        entries.append({"index": index, "bound_certified": float(bound),
                         "margin_empirical": None if empirical is None else float(empirical),
                         "images": images})
     return entries

@@ -169,15 +169,24 @@ def inputs_csv(results: dict[str, dict[str, Any]]) -> str:
     return text.to_csv({"inputs": df.to_dict(orient="records")})
 
 
+#: The column each figure plots, which a family a certificate does not cover lacks.
+_FIGURE_COLUMNS = {"certified-fraction": "bound_certified", "margins": "bound_certified",
+                   "encoder": "sigma_min", EMPIRICAL_FIGURE: "bound_certified"}
+
+
 def figures(results: dict[str, dict[str, Any]]) -> dict[str, bytes]:
-    """The report's plots, as PNG and SVG bytes keyed by file name."""
+    """The report's plots, as PNG and SVG bytes keyed by file name; each drawn for the models
+    that have its column (docs/hierarchical.md), and left out when none has."""
     docs = list(results.values())
     kinds = list(FIGURES)
     if all("empirical" in r["summary"] for r in docs):
         kinds.insert(0, EMPIRICAL_FIGURE)
     out = {}
     for kind in kinds:
-        figure = plots.PLOTS[kind](docs)
+        drawn = [r for r in docs if r["inputs"] and _FIGURE_COLUMNS[kind] in r["inputs"][0]]
+        if not drawn:
+            continue
+        figure = plots.PLOTS[kind](drawn)
         for suffix in ("png", "svg"):
             out[f"{kind}.{suffix}"] = output.render(figure, suffix)
     return out

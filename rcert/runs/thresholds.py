@@ -44,6 +44,7 @@ Every threshold applies to every model. A verdict is a dict with ``model``, ``th
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,10 @@ def _baseline(path: str) -> dict[str, float]:
     document = schema.check_report(read_json(path, "baseline", _BASELINE_HINT), where,
                                    _BASELINE_HINT)
     means = {}
-    for name in document["models"]:
+    for name, res in document["models"].items():
+        rows = res["inputs"]
+        if rows and "bound_certified" not in rows[0]:
+            continue  # a family without the certificate: judged as uncovered, not compared
         keys = ("models", name, *_MEAN_MARGIN)
         means[name] = schema.number(schema.lookup(document, keys, where, _BASELINE_HINT),
                                     where, keys, _BASELINE_HINT)
@@ -229,6 +233,9 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
     for model, res in results.items():
         s = res["summary"]
         df = schema.inputs_frame(res["inputs"])
+        if "bound_certified" not in df.columns:
+            _uncovered(model, thresholds, baseline, judge)
+            continue
         mean_margin = float(df["bound_certified"].mean())
         if "min_mean_margin" in thresholds:
             limit = thresholds["min_mean_margin"]
@@ -265,6 +272,23 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
                   f"mean bound_certified fell from {old:.4g} to {mean_margin:.4g}, more "
                   f"than {allowed:.0%}")
     return out
+
+
+#: The thresholds that judge ``bound_certified``.
+_BOUND_THRESHOLDS = ("min_mean_margin", "min_certified_fraction", "max_violations")
+
+
+def _uncovered(model: str, thresholds: dict[str, Any], baseline: dict[str, float] | None,
+               judge: Callable[..., None]) -> None:
+    """Fail every bound threshold of a model without ``bound_certified`` (a family no
+    first-order certificate covers): a gate on a missing number must not pass."""
+    names = [n for n in _BOUND_THRESHOLDS if n in thresholds]
+    if baseline is not None:
+        names.append("max_regression")
+    for name in names:
+        judge(model, name, float("nan"), float("nan"), False,
+              f"{model} has no bound_certified (its family has no first-order certificate, "
+              f"docs/hierarchical.md); gate it on max_abstain_fraction or drop {name}")
 
 
 def failed(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -71,8 +71,10 @@ def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
     ``bound_whitened`` (SPEC section 7). An abstention (``abstain``) is never counted as
     certified, whatever its margin column holds.
     """
+    columns = tuple(col for col in columns if col in df.columns)
     if radii is None:
-        finite = df["bound_whitened"].to_numpy()
+        finite = df["bound_whitened"].to_numpy() if "bound_whitened" in df.columns \
+            else np.zeros(0)
         finite = finite[np.isfinite(finite)]
         top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         radii = np.linspace(0.0, top, n_radii)
@@ -102,19 +104,21 @@ def summarize(df: pd.DataFrame, radii: np.ndarray | None = None) -> dict[str, An
         ``certified_share``; ``mean_margin`` (the dataset-wide margin [C Sec 3.2.2], the
         mean of each margin column); ``margins`` and ``diagnostics`` (mean, std, min,
         q05, q25, median, q75, q95, max per column); ``certified_fraction`` (the curve,
-        as lists keyed by column).
+        as lists keyed by column). Only the columns ``df`` has are summarised: a family
+        that a certificate does not cover has no entry for it.
     """
     n = len(df)
     abstained = int(df["abstain"].sum())
     curve = certified_fraction(df, radii)
+    margins = [col for col in MARGINS if col in df.columns]
     summary = {
         "n_inputs": n,
         "n_certified": n - abstained,
         "n_abstained": abstained,
         "certified_share": (n - abstained) / n if n else math.nan,
-        "mean_margin": {col: float(df[col].mean()) for col in MARGINS},
-        "margins": {col: describe(df[col]) for col in MARGINS},
-        "diagnostics": {col: describe(df[col]) for col in DIAGNOSTICS},
+        "mean_margin": {col: float(df[col].mean()) for col in margins},
+        "margins": {col: describe(df[col]) for col in margins},
+        "diagnostics": {col: describe(df[col]) for col in DIAGNOSTICS if col in df.columns},
         "certified_fraction": {col: curve[col].tolist() for col in curve.columns},
     }
     if "margin_empirical" in df.columns:
@@ -148,15 +152,14 @@ def empirical_summary(df: pd.DataFrame) -> dict[str, Any]:
     the attack unnamed).
     """
     found = df["margin_empirical"].to_numpy(dtype=np.float64)
-    out = {
-        "n_violations": int(df["violation"].sum()),
-        "violations": df.loc[df["violation"], "index"].astype(int).tolist(),
-        "n_unbroken": int(np.isinf(found).sum()),
-        "margin_empirical": describe(found),
-        "tightness": describe(df["tightness"].to_numpy(dtype=np.float64)),
-        "fit": {col: fit_line(df[col].to_numpy(dtype=np.float64), found)
-                for col in ("bound", "bound_certified")},
-    }
+    out: dict[str, Any] = {"n_unbroken": int(np.isinf(found).sum()),
+                           "margin_empirical": describe(found)}
+    if "violation" in df.columns:  # a family with a bound to violate (verdicts.judge)
+        out.update(n_violations=int(df["violation"].sum()),
+                   violations=df.loc[df["violation"], "index"].astype(int).tolist(),
+                   tightness=describe(df["tightness"].to_numpy(dtype=np.float64)),
+                   fit={col: fit_line(df[col].to_numpy(dtype=np.float64), found)
+                        for col in ("bound", "bound_certified")})
     if AUDIT_COLUMN in df.columns:
         out["audit"] = audit_summary(df, **_audit_settings(df))
     return out

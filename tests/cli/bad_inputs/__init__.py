@@ -22,7 +22,8 @@ CIFAR-10 files, special files, result documents and configs (and the session's
 cases are in :mod:`.cases_models` (hostile pickles, NaN and inf, damaged checkpoints, foreign
 models), :mod:`.cases_files` (size bombs, special files, deep documents, CIFAR-10, IDX, data
 files) and :mod:`.cases_commands` (baselines, plot results, options, check configs, output
-files, train, hierarchical and targeted, control characters, inspect), one function per category (two for the longest);
+files, train, hierarchical and targeted, control characters, inspect), one function per
+category (two for the longest);
 :data:`CATEGORIES` runs them in the corpus's order to fill :data:`CASES`.
 """
 
