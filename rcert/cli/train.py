@@ -31,6 +31,9 @@ def train_options(f: Any) -> Any:
               help="Latent size d_z.")
 @click.option("--hidden", default=None, help="MLP widths, e.g. 256,256.")
 @click.option("--channels", default=None, help="Conv channels, e.g. 32,64.")
+@click.option("--dense", type=int, default=None,
+              help="Width of a dense layer after the convolutions (conv; Chen et al.'s "
+                   "architecture is --channels 32,32,64,64 --dense 512).")
 @click.option("--activation", type=click.Choice(["relu", "elu", "softplus", "tanh"]),
               default=None, help="Hidden non-linearity [default: relu].")
 @click.option("--sigma", "sigma_mode", type=click.Choice(["learned", "floor", "fixed"]),
@@ -55,7 +58,8 @@ def train_options(f: Any) -> Any:
 @QUIET
 @click.pass_obj
 def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_dim: int,
-                  hidden: str | None, channels: str | None, activation: str | None,
+                  hidden: str | None, channels: str | None, dense: int | None,
+                  activation: str | None,
                   sigma_mode: str | None, tau: float | None, fixed_sigma: float | None,
                   likelihood: str | None, gaussian_scale: float | None,
                   upper_dims: str | None, inference: str | None,
@@ -68,7 +72,7 @@ def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_d
     config = TrainConfig(**given(TrainConfig, values))
     hparams: dict[str, Any] = {"latent_dim": latent_dim}
     for key, value in (("hidden", int_list(hidden, "--hidden")),
-                       ("channels", int_list(channels, "--channels")),
+                       ("channels", int_list(channels, "--channels")), ("dense", dense),
                        ("activation", activation), ("sigma_mode", sigma_mode),
                        ("likelihood", likelihood), ("gaussian_scale", gaussian_scale),
                        ("tau", tau), ("fixed_sigma", fixed_sigma),

@@ -31,11 +31,13 @@ def mlp_stack(widths: Sequence[int], activation: type[nn.Module], *,
     return nn.Sequential(*layers)
 
 
-def conv_encoder(input_shape: Sequence[int], channels: Sequence[int], activation: str
-                 ) -> tuple[nn.Sequential, int, list[tuple[int, int]]]:
-    """Kernel-4 stride-2 padding-1 convolutions, one per entry of ``channels``, flattened.
+def conv_encoder(input_shape: Sequence[int], channels: Sequence[int], activation: str,
+                 dense: int | None = None) -> tuple[nn.Sequential, int, list[tuple[int, int]]]:
+    """Kernel-4 stride-2 padding-1 convolutions, one per entry of ``channels``, flattened,
+    then a dense layer of width ``dense`` if given (Chen et al. 2018's 512, which their
+    4x4 valid convolution on the 4x4 map is).
 
-    Returns the stack, its flattened output width and the side of every level (input first).
+    Returns the stack, its output width and the side of every level (input first).
     """
     if len(input_shape) != 3:
         raise RcertError(
@@ -56,17 +58,23 @@ def conv_encoder(input_shape: Sequence[int], channels: Sequence[int], activation
     for c_prev, c_next in zip((c_in, *channels[:-1]), channels, strict=True):
         layers += [nn.Conv2d(c_prev, c_next, 4, stride=2, padding=1), act()]
     flat = channels[-1] * sides[-1][0] * sides[-1][1]
-    return nn.Sequential(*layers, nn.Flatten(1)), flat, sides
+    layers.append(nn.Flatten(1))
+    if dense is not None:
+        layers += [nn.Linear(flat, dense), act()]
+    return nn.Sequential(*layers), flat if dense is None else dense, sides
 
 
 def conv_decoder(n_in: int, c_in: int, channels: Sequence[int], sides: list[tuple[int, int]],
-                 activation: str) -> nn.Sequential:
-    """A linear layer from ``n_in`` codes to the smallest map, then transposed convolutions
-    mirroring :func:`conv_encoder`; each restores the exact side it mirrors through
-    ``output_padding`` (0 or 1), so the output shape equals the encoder's input shape."""
+                 activation: str, dense: int | None = None) -> nn.Sequential:
+    """A linear layer from ``n_in`` codes (through a dense layer of width ``dense`` if given)
+    to the smallest map, then transposed convolutions mirroring :func:`conv_encoder`; each
+    restores the exact side it mirrors through ``output_padding`` (0 or 1), so the output
+    shape equals the encoder's input shape."""
     act = ACTIVATIONS[activation]
+    first: list[nn.Module] = [] if dense is None else [nn.Linear(n_in, dense), act()]
     layers: list[nn.Module] = [
-        nn.Linear(n_in, channels[-1] * sides[-1][0] * sides[-1][1]),
+        *first,
+        nn.Linear(n_in if dense is None else dense, channels[-1] * sides[-1][0] * sides[-1][1]),
         act(),
         nn.Unflatten(1, (channels[-1], *sides[-1])),
     ]

@@ -38,7 +38,7 @@ from rcert.errors import RcertError
 from rcert.models.blocks import ACTIVATIONS, conv_decoder, conv_encoder, mlp_stack
 from rcert.models.contract import ModelTraits
 from rcert.models.nets import LEARNED_SIGMA_MIN, VAE, ElboTerms, standard_normal_kl
-from rcert.settings import choice
+from rcert.settings import choice, positive_int
 from rcert.validate import int_tuple
 
 INFERENCES = ("input", "chain")
@@ -66,7 +66,8 @@ class HierarchicalVAE(VAE):
         VAE (then a Seatbelt-VAE is a beta-TCVAE, spec section 2.6).
     base
         The encoder trunk and decoder: ``"mlp"`` (widths ``hidden``) or ``"conv"``
-        (``channels``), as :class:`rcert.models.nets.MLPVAE` and ``ConvVAE`` build them.
+        (``channels`` and an optional ``dense`` layer), as :class:`rcert.models.nets.MLPVAE`
+        and ``ConvVAE`` build them.
     conditional_hidden
         Hidden widths of the conditional MLPs ``q(z^{i+1}|...)`` and ``p(z^i|z^{i+1})``.
     inference
@@ -83,8 +84,8 @@ class HierarchicalVAE(VAE):
     def __init__(self, input_shape: Sequence[int], latent_dim: int, *,
                  upper_dims: Sequence[int] = (4,), base: str = "mlp",
                  hidden: Sequence[int] | None = None, channels: Sequence[int] | None = None,
-                 conditional_hidden: Sequence[int] = (64, 64), inference: str = "input",
-                 likelihood_on: str = "all", **options: Any) -> None:
+                 dense: int | None = None, conditional_hidden: Sequence[int] = (64, 64),
+                 inference: str = "input", likelihood_on: str = "all", **options: Any) -> None:
         super().__init__(input_shape, latent_dim, **options)
         self.upper_dims = int_tuple(upper_dims, "upper_dims", allow_empty=True)
         if len(self.upper_dims) + 1 > MAX_LAYERS:
@@ -95,7 +96,7 @@ class HierarchicalVAE(VAE):
         self.likelihood_on = choice(likelihood_on, "likelihood_on", LIKELIHOOD_ON)
         self.conditional_hidden = int_tuple(conditional_hidden, "conditional_hidden",
                                             allow_empty=True)
-        width = self._build_base(hidden, channels)
+        width = self._build_base(hidden, channels, dense)
         dims = self.dims
         context = width if self.inference == "input" else 0
         leaky = nn.LeakyReLU
@@ -106,13 +107,16 @@ class HierarchicalVAE(VAE):
             mlp_stack([d_up, *self.conditional_hidden, 2 * d], leaky, last_activation=False)
             for d, d_up in itertools.pairwise(dims))
 
-    def _build_base(self, hidden: Sequence[int] | None, channels: Sequence[int] | None
-                    ) -> int:
+    def _build_base(self, hidden: Sequence[int] | None, channels: Sequence[int] | None,
+                    dense: int | None) -> int:
         """The trunk, first-layer heads and decoder; the trunk's feature width."""
-        wrong, name = (channels, "channels") if self.base == "mlp" else (hidden, "hidden")
-        if wrong is not None:
-            raise RcertError(f"{name} does not apply to base {self.base!r}; drop it or change "
-                             f"the base")
+        wrong = {"channels": channels, "dense": dense} if self.base == "mlp" else \
+            {"hidden": hidden}
+        for name, value in wrong.items():
+            if value is not None:
+                raise RcertError(f"{name} does not apply to base {self.base!r}; drop it or "
+                                 f"change the base")
+        self.dense = None if dense is None else positive_int(dense, "dense")
         n_heads = 2 if self.has_sigma_head else 1
         decoder_in = sum(self.dims) if self.likelihood_on == "all" else self.latent_dim
         if self.base == "mlp":
@@ -131,10 +135,10 @@ class HierarchicalVAE(VAE):
         self.channels = int_tuple((32, 64) if channels is None else channels, "channels",
                                   allow_empty=False)
         self.encoder_convs, width, sides = conv_encoder(self.input_shape, self.channels,
-                                                        self.activation)
+                                                        self.activation, self.dense)
         self.encoder_head = nn.Linear(width, n_heads * self.latent_dim)
         self.decoder = conv_decoder(decoder_in, self.input_shape[0], self.channels, sides,
-                                    self.activation)
+                                    self.activation, self.dense)
         return width
 
     @property
@@ -280,7 +284,8 @@ class HierarchicalVAE(VAE):
 
     def _layer_config(self) -> dict[str, Any]:
         widths = {"hidden": list(self.hidden)} if self.base == "mlp" else \
-            {"channels": list(self.channels)}
+            {"channels": list(self.channels),
+             **({} if self.dense is None else {"dense": self.dense})}
         return {"upper_dims": list(self.upper_dims), "base": self.base, **widths,
                 "conditional_hidden": list(self.conditional_hidden),
                 "inference": self.inference, "likelihood_on": self.likelihood_on}

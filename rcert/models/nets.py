@@ -309,6 +309,9 @@ class ConvVAE(VAE):
     Encoder: :func:`conv_encoder`, then one linear layer to ``mu`` and ``s`` (``2 d_z``
     outputs, ``d_z`` with a fixed sigma). Decoder: :func:`conv_decoder`, so odd sides such as
     MNIST's 7 x 7 level round-trip and the output shape always equals the input shape.
+    ``channels=(32, 32, 64, 64), dense=512`` on 64 x 64 inputs is the convolutional
+    architecture of Chen et al. (2018) that Willetts et al. use, without its batch norm
+    (which couples the inputs of a batch in training).
     """
 
     arch = "conv"
@@ -319,16 +322,18 @@ class ConvVAE(VAE):
         latent_dim: int,
         *,
         channels: Sequence[int] = (32, 64),
+        dense: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(input_shape, latent_dim, **options)
         self.channels = int_tuple(channels, "channels", allow_empty=False)
+        self.dense = None if dense is None else positive_int(dense, "dense")
         self.encoder_convs, flat, sides = conv_encoder(self.input_shape, self.channels,
-                                                       self.activation)
+                                                       self.activation, self.dense)
         n_heads = 2 if self.has_sigma_head else 1
         self.encoder_head = nn.Linear(flat, n_heads * self.latent_dim)
         self.decoder = conv_decoder(self.latent_dim, self.input_shape[0], self.channels, sides,
-                                    self.activation)
+                                    self.activation, self.dense)
 
     def _encoder_outputs(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.encoder_head(self.encoder_convs(x))
@@ -340,4 +345,6 @@ class ConvVAE(VAE):
         return self.decoder(z)
 
     def _layer_config(self) -> dict[str, Any]:
-        return {"channels": list(self.channels)}
+        # An architecture without the dense layer keeps the config it always had.
+        return {"channels": list(self.channels),
+                **({} if self.dense is None else {"dense": self.dense})}

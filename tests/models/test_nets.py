@@ -275,3 +275,16 @@ def test_an_architecture_too_large_to_read_back_is_refused_before_allocating(mon
     monkeypatch.setenv("RCERT_MAX_FILE_MB", "1")
     assert sum(p.numel() for p in build_model("mlp", input_shape=(64,), latent_dim=2,
                                               hidden=(256, 256)).parameters()) == 166468
+
+
+def test_the_chen_architecture_is_conv_with_a_dense_layer():
+    # Chen et al. (2018), as Willetts et al. use it: 4 stride-2 convolutions 64 -> 4, then
+    # the 4x4 valid convolution to 512 channels, which is a dense layer of width 512.
+    model = build_model("conv", input_shape=(1, 64, 64), latent_dim=10,
+                        channels=(32, 32, 64, 64), dense=512)
+    linears = [m for m in model.encoder_convs if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64 * 4 * 4, 512)]
+    assert model.encoder_head.in_features == 512
+    assert model.decode(torch.zeros(3, 10)).shape == (3, 1, 64, 64)
+    assert build_model(**model.config()).config() == model.config()
+    assert "dense" not in build_model("conv", input_shape=(1, 8, 8), latent_dim=2).config()
