@@ -5,6 +5,7 @@ convolutional encoder and decoder that mirror each other exactly (:mod:`rcert.mo
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 from torch import nn
@@ -87,3 +88,23 @@ def conv_decoder(n_in: int, c_in: int, channels: Sequence[int], sides: list[tupl
         if level > 0:
             layers.append(act())
     return nn.Sequential(*layers)
+
+
+def mlp_parts(input_shape: Sequence[int], hidden: Sequence[int], activation: str,
+              latent_dim: int, decoder_in: int, sigma_head: bool
+              ) -> tuple[dict[str, nn.Module], int]:
+    """The fully connected VAE's modules, in registration order: a shared ``trunk`` over the
+    flattened input, a ``mu_head`` and (``sigma_head``) a ``sigma_head`` of ``latent_dim``
+    outputs, and a ``decoder`` from ``decoder_in`` codes through the reversed widths. Also
+    the trunk's output width."""
+    act = ACTIVATIONS[activation]
+    n_in = math.prod(input_shape)
+    width = hidden[-1] if hidden else n_in
+    parts: dict[str, nn.Module] = {"trunk": mlp_stack([n_in, *hidden], act,
+                                                      last_activation=True),
+                                   "mu_head": nn.Linear(width, latent_dim)}
+    if sigma_head:
+        parts["sigma_head"] = nn.Linear(width, latent_dim)
+    parts["decoder"] = mlp_stack([decoder_in, *reversed(hidden), n_in], act,
+                                 last_activation=False)
+    return parts, width

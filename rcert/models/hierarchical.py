@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rcert.errors import RcertError
-from rcert.models.blocks import ACTIVATIONS, conv_decoder, conv_encoder, mlp_stack
+from rcert.models.blocks import conv_decoder, conv_encoder, mlp_parts, mlp_stack
 from rcert.models.contract import ModelTraits
 from rcert.models.nets import LEARNED_SIGMA_MIN, VAE, ElboTerms, standard_normal_kl
 from rcert.settings import choice, positive_int
@@ -122,15 +122,10 @@ class HierarchicalVAE(VAE):
         if self.base == "mlp":
             self.hidden = int_tuple((256, 256) if hidden is None else hidden, "hidden",
                                     allow_empty=True)
-            act = ACTIVATIONS[self.activation]
-            n_in = math.prod(self.input_shape)
-            width = self.hidden[-1] if self.hidden else n_in
-            self.trunk = mlp_stack([n_in, *self.hidden], act, last_activation=True)
-            self.mu_head = nn.Linear(width, self.latent_dim)
-            if self.has_sigma_head:
-                self.sigma_head = nn.Linear(width, self.latent_dim)
-            self.decoder = mlp_stack([decoder_in, *reversed(self.hidden), n_in], act,
-                                     last_activation=False)
+            parts, width = mlp_parts(self.input_shape, self.hidden, self.activation,
+                                     self.latent_dim, decoder_in, self.has_sigma_head)
+            for name, module in parts.items():
+                setattr(self, name, module)
             return width
         self.channels = int_tuple((32, 64) if channels is None else channels, "channels",
                                   allow_empty=False)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rcert.errors import RcertError
-from rcert.models.blocks import ACTIVATIONS, conv_decoder, conv_encoder, mlp_stack
+from rcert.models.blocks import ACTIVATIONS, conv_decoder, conv_encoder, mlp_parts
 from rcert.settings import choice, positive_float, positive_int
 from rcert.source import parse_range
 from rcert.validate import int_tuple
@@ -281,16 +281,10 @@ class MLPVAE(VAE):
     ) -> None:
         super().__init__(input_shape, latent_dim, **options)
         self.hidden = int_tuple(hidden, "hidden", allow_empty=True)
-        act = ACTIVATIONS[self.activation]
-        n_in = math.prod(self.input_shape)
-        width = self.hidden[-1] if self.hidden else n_in
-        self.trunk = mlp_stack([n_in, *self.hidden], act, last_activation=True)
-        self.mu_head = nn.Linear(width, self.latent_dim)
-        if self.has_sigma_head:
-            self.sigma_head = nn.Linear(width, self.latent_dim)
-        self.decoder = mlp_stack(
-            [self.latent_dim, *reversed(self.hidden), n_in], act, last_activation=False
-        )
+        parts, _ = mlp_parts(self.input_shape, self.hidden, self.activation, self.latent_dim,
+                             self.latent_dim, self.has_sigma_head)
+        for name, module in parts.items():
+            setattr(self, name, module)
 
     def _encoder_outputs(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         h = self.trunk(x.flatten(1))
