@@ -25,12 +25,14 @@ sprites=(--data dsprites:train:res=32:n=6000:range=-1,1 --arch conv --channels 3
   --likelihood gaussian --latent-dim 8 --batch-size 256 --epochs 60 --patience 8 --seed 0
   --quiet)
 hier=(--upper-dims 4,2 --inference chain --free-bits 0.25)
-for beta in 1 8; do
-  $RCERT train "${sprites[@]}" --family beta-tcvae --beta $beta \
-    --out tcvae$beta-dsprites.safetensors >/dev/null
-  $RCERT train "${sprites[@]}" "${hier[@]}" --family seatbelt --beta $beta \
-    --out seatbelt$beta-dsprites.safetensors >/dev/null
-done
+$RCERT train "${sprites[@]}" --family beta-tcvae --beta 1 --out tcvae1-dsprites.safetensors \
+  >/dev/null
+$RCERT train "${sprites[@]}" "${hier[@]}" --family seatbelt --beta 1 \
+  --out seatbelt1-dsprites.safetensors >/dev/null
+$RCERT train "${sprites[@]}" --family beta-tcvae --beta 8 --out tcvae8-dsprites.safetensors \
+  >/dev/null
+$RCERT train "${sprites[@]}" "${hier[@]}" --family seatbelt --beta 8 \
+  --out seatbelt8-dsprites.safetensors >/dev/null
 $RCERT train "${sprites[@]}" "${hier[@]}" --family dlgm --beta 8 --out dlgm8-dsprites.safetensors \
   >/dev/null
 echo "models regenerated in $(pwd)" >&2
