@@ -64,7 +64,7 @@ def downstream_table(model: nn.Module, x_train: torch.Tensor | np.ndarray,
     model, x_test, index, _ = prepare_checked(model, x_test, index=None, seed=attack.seed,
                                               run=run)
     x_train = validate.as_data(model, x_train).to(x_test)
-    y_train_t, y_test_t = (torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    y_train_t, y_test_t = (torch.as_tensor(np.array(y), dtype=torch.int64)
                            for y in (y_train, y_test))
     result = sweep(model, x_test, index, attack, run.memory_mb, np.asarray(y_test))
     inputs = torch.as_tensor(result.pairs.inputs)
