@@ -233,7 +233,7 @@ def main() -> None:
     print("certificates", flush=True)
     shipped = {n: models[n] for n in ("tcvae1", "tcvae8", "seatbelt1", "seatbelt8", "dlgm8")}
     results["certificates"] = cached(work, "certificates", lambda: certificates(
-        shipped, test.subset(200).x, r=0.5))
+        shipped, test.subset(200).x, r=1.0))
     print("downstream (C9)", flush=True)
     results["downstream"] = cached(work, "downstream", lambda: downstream(
         {n: models[n] for n in ("tcvae1", "tcvae8", "seatbelt8")}, train.subset(3000), test))
