@@ -21,7 +21,8 @@ def to_text(info: dict[str, Any]) -> str:
         ("encoder", f"{info['family']['encoder']}, "
                     f"{info['family']['stochastic_layers']} stochastic layer(s)"),
         ("input shape", "x".join(map(str, info["input_shape"]))),
-        ("latent size", info["latent_dim"]),
+        ("latent size", ", ".join(map(str, info.get("layer_dims") or [info["latent_dim"]]))
+         + (" (first to top layer)" if len(info.get("layer_dims") or ()) > 1 else "")),
         ("data range", "none stated" if info["data_range"] is None
          else f"[{info['data_range'][0]:g}, {info['data_range'][1]:g}]"),
         ("sigma convention", info["sigma_convention"]),

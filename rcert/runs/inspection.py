@@ -15,7 +15,7 @@ from torch import nn
 from rcert.data import default_eval_spec, load_data
 from rcert.engine.model_checks import PROBE, probe, run_checks
 from rcert.errors import RcertError
-from rcert.models import foreign
+from rcert.models import contract, foreign
 from rcert.models.contract import traits
 from rcert.source import ModelSource
 
@@ -68,6 +68,8 @@ def inspect_model(source: ModelSource, *, data_spec: str | None = None,
                    "input_feeds_upper_layers": model_traits.input_feeds_upper_layers},
         "input_shape": list(x.shape[1:]),
         "latent_dim": answers.latent_dim,
+        # A hierarchical model's layer sizes, first (the certified one) to top.
+        "layer_dims": [mu.shape[1] for mu, _ in contract.posteriors(model, x[:1])],
         "data_range": None if model_traits.data_range is None else list(
             model_traits.data_range),
         "sigma_convention": _sigma_convention(model),
