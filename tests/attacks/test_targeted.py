@@ -88,7 +88,8 @@ def test_latent_attacks_reach_the_closed_form_optimum(kind):
     a = model.mu_head.weight.detach().double()
     s = 0.25 if kind == "kl" else 0.5
     for row in df.itertuples():
-        c = (model.encode(x[[row.target]])[0] - model.encode(x[[row.input]])[0]).double()[0]
+        c = (model.encode(x[[row.target]])[0] - model.encode(x[[row.input]])[0]).detach()[0]
+        c = c.double()
         d = torch.linalg.solve(a.T @ a / s + 2 * lam * torch.eye(6, dtype=torch.float64),
                                a.T @ c / s)
         expected = float(((a @ d - c).square().sum() / (2 * s)) + lam * d.square().sum())
