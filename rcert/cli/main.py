@@ -23,6 +23,7 @@ from rcert.cli import (  # noqa: F401
     guard,
     inspect,
     margin,
+    measure,
     plot,
     report,
     train,

@@ -16,6 +16,7 @@ from rcert.statistics.summary import (
     summarize,
     summarize_attack,
     summarize_curve,
+    summarize_posteriors,
     summarize_targeted,
 )
 
@@ -25,7 +26,7 @@ REPORT_KIND = "report"
 REPORT_SCHEMA_VERSION = 1
 
 
-KINDS = ("margin", "attack", "curve", "targeted")
+KINDS = ("margin", "attack", "curve", "targeted", "posteriors")
 
 
 def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | None = None,
@@ -47,6 +48,8 @@ def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | No
         summary = summarize_attack(df)
     elif kind == "targeted":
         summary = summarize_targeted(df)
+    elif kind == "posteriors":
+        summary = summarize_posteriors(df)
     else:
         summary = summarize_curve(df, cfg.get("m", default(CertifyConfig, "m")))
     doc = {"schema_version": SCHEMA_VERSION, "kind": kind, "config": cfg,

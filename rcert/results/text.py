@@ -37,6 +37,7 @@ SHOWN = {
                "delta_norm"),
     "curve": ("index", "rho", "delta_norm", "p_hat", "p_lower", "p_upper", "certified",
               "broken"),
+    "posteriors": ("index", "sigma_norm", "elbo"),
     "targeted": ("pair", "input", "target", "lambda", "loss", "attack_loss", "distortion",
                  "neg_log_lik_target", "l2_output_target", "status", "selected"),
 }
@@ -50,7 +51,7 @@ def to_table(res: dict[str, Any]) -> str:
     lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), ""]
     lines += _heading(res)
     lines += {"margin": _margin_lines, "attack": _attack_lines, "curve": _curve_lines,
-              "targeted": _targeted_lines}[kind](res["summary"])
+              "targeted": _targeted_lines, "posteriors": _posterior_lines}[kind](res["summary"])
     return "\n".join(lines) + "\n"
 
 
@@ -138,3 +139,12 @@ def _targeted_lines(s: dict[str, Any]) -> list[str]:
     status = ", ".join(f"{n} {k}" for k, n in s["status"].items())
     return [f"{s['kind']} attack: {s['n_pairs']} pairs x {s['n_lambdas']} lambdas "
             f"({status}); intervals resample whole pairs:", table]
+
+
+def _posterior_lines(s: dict[str, Any]) -> list[str]:
+    """Each measure's mean and bootstrap interval over the inputs."""
+    pct = f"{100 * float(s['level']):g}%"
+    rows = [{"measure": col, "mean": v["mean"], f"{pct} low": v["low"], f"{pct} high": v["high"]}
+            for col, v in s["measures"].items()]
+    table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return [f"{s['n_inputs']} inputs; means over the inputs:", table]

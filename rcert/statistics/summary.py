@@ -299,3 +299,18 @@ def summarize_targeted(df: pd.DataFrame, *, level: float = 0.95, n_resamples: in
         "all": {c: interval(df, c, df["pair"].to_numpy()) for c in cols},
         "selected": {c: interval(chosen, c, None) for c in cols},
     }
+
+
+def summarize_posteriors(df: pd.DataFrame, *, level: float = 0.95, n_resamples: int = 2000,
+                         seed: int = 0) -> dict[str, Any]:
+    """Each posterior measure's mean over the inputs with a percentile-bootstrap interval
+    (:mod:`rcert.evaluation.posteriors`; the inputs are independent rows)."""
+    from rcert.statistics.bootstrap import bootstrap_ci
+
+    cols = [c for c in df.columns if c != "index"]
+    measures = {}
+    for col in cols:
+        mean, low, high = bootstrap_ci(df[col].to_numpy(dtype=np.float64), "mean",
+                                       level=level, n_resamples=n_resamples, seed=seed)
+        measures[col] = {"mean": mean, "low": low, "high": high}
+    return {"n_inputs": len(df), "level": level, "measures": measures}

@@ -108,3 +108,25 @@ def test_attack_kind_writes_a_targeted_result(run, hier):
     assert summary["n_pairs"] == 2 and summary["n_lambdas"] == 3
     low, mean, high = (summary["all"]["loss"][k] for k in ("low", "mean", "high"))
     assert low <= mean <= high
+
+
+def test_measure_writes_the_posterior_measures(run, hier):
+    code, out, err = run("measure", "--model", hier["seatbelt-input"], "--limit", "5",
+                         "--levels", "0,0.5", "--draws", "3", "--format", "json", "--quiet",
+                         "--allow", "decoder-range")
+    assert code == 0, err
+    doc = strict_json(out)
+    assert doc["kind"] == "posteriors" and len(doc["inputs"]) == 5
+    assert set(doc["inputs"][0]) == {"index", "sigma_norm", "elbo", "denoise_0", "denoise_0.5"}
+    m = doc["summary"]["measures"]["elbo"]
+    assert m["low"] <= m["mean"] <= m["high"]
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (("--levels=-1",), "noise level must be a finite number >= 0"),
+    (("--draws", "0"), "draws must be an integer >= 1"),
+])
+def test_measure_bad_input_is_one_line(run, hier, extra, needle):
+    code, out, err = run("measure", "--model", hier["seatbelt-input"], "--limit", "2",
+                         "--quiet", *extra)
+    assert code == 2 and out == "" and needle in err
