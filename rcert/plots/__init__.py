@@ -1,4 +1,5 @@
-"""Figures of Camuto et al. (2021) drawn from rcert result documents (see docs/plots.md).
+"""Figures of Camuto et al. (2021) and Willetts et al. (2021) drawn from rcert result
+documents (see docs/plots.md).
 
 Every plot takes one result (the dict of :func:`rcert.results.schema.result`, or a JSON file
 read by :func:`load_result`, or each of a report's models read by :func:`load_results`) or
@@ -22,6 +23,7 @@ _WHERE = {
     "encoder": ("rcert.plots.margins", "encoder_diagnostics"),
     "damage": ("rcert.plots.curves", "damage_vs_budget"),
     "certified-fraction": ("rcert.plots.margins", "certified_fraction"),
+    "targeted": ("rcert.plots.targeted", "lambda_sweep"),
 }
 #: The plot kinds, in the order docs/plots.md presents them.
 KINDS = tuple(_WHERE)

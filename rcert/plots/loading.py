@@ -20,7 +20,9 @@ Results = dict[str, Any] | Sequence[dict[str, Any]]
 
 #: The command that makes each kind of result.
 _MAKE = {"margin": "rcert margin --format json", "attack": "rcert attack --format json",
-         "curve": "rcert curve --format json"}
+         "curve": "rcert curve --format json",
+         "targeted": "rcert attack --kind kl --format json",
+         "posteriors": "rcert measure --format json"}
 
 
 _MAKE_ONE = "write one with rcert margin, attack or curve --format json"

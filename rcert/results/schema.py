@@ -107,13 +107,21 @@ def _as_floats(values: pd.Series, col: str) -> pd.Series:
     raise ValueError(f"column {col} holds values that are not numbers")
 
 
+#: The per-row columns that hold words, not numbers: a targeted attack's kind and its
+#: optimiser's status (:mod:`rcert.attacks.targeted`).
+TEXT_COLUMNS = ("kind", "status")
+
+
 def inputs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Per-input rows read back from JSON as a DataFrame: non-finite strings become floats,
-    and a column of mixed numbers becomes float64; int and bool columns keep their type.
-    Raises ValueError for a column holding anything else (text, lists, objects)."""
+    and a column of mixed numbers becomes float64; int and bool columns keep their type, and
+    :data:`TEXT_COLUMNS` their words. Raises ValueError for a column holding anything else
+    (text elsewhere, lists, objects)."""
     df = pd.DataFrame(restore(rows))
     for col in df.columns:
         kind = df[col].dtype
+        if col in TEXT_COLUMNS and df[col].map(lambda v: isinstance(v, str)).all():
+            continue
         if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
             df[col] = _as_floats(df[col], col)
     return df

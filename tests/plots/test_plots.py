@@ -53,6 +53,9 @@ def results(tmp_path_factory):
         out[f"attack:{name}"] = _round_trip(tmp, f"a-{name}", atk, "attack", path)
         cur = rcert.curve(model, x, r=r, radii=RADII, n_samples=100)
         out[f"curve:{name}"] = _round_trip(tmp, f"c-{name}", cur, "curve", path)
+        tgt = rcert.targeted_attack(model, x.reshape(-1, 1, 8, 8) if x.dim() == 2 else x,
+                                    pairs=2, lambdas=3, max_iter=3)
+        out[f"targeted:{name}"] = _round_trip(tmp, f"t-{name}", tgt, "targeted", path)
     return out
 
 
@@ -318,7 +321,8 @@ def test_certified_fraction_single_model_on_a_linear_axis(results):
 
 
 KIND_OF = {"bound-vs-empirical": "margin", "curves": "curve", "margins": "margin",
-           "encoder": "margin", "damage": "attack", "certified-fraction": "margin"}
+           "encoder": "margin", "damage": "attack", "certified-fraction": "margin",
+           "targeted": "targeted"}
 
 
 @pytest.mark.parametrize("name", sorted(KIND_OF))
@@ -394,3 +398,13 @@ def test_saved_json_of_the_cli_shape_plots(results, tmp_path):
     fig = plots.margin_distributions(loading.load_result(path))
     output.save(fig, tmp_path / "m.svg")
     assert (tmp_path / "m.svg").read_bytes().startswith(b"<?xml")
+
+
+def test_the_lambda_sweep_draws_each_model_per_lambda(results):
+    fig = plots.PLOTS["targeted"](_pair(results, "targeted"))
+    loss, nll = fig.axes
+    assert [len(line.get_xdata()) for line in loss.lines] == [3, 3]
+    assert loss.get_xscale() == "log" and nll.get_ylabel().startswith("$-")
+    df = loading.frame(results["targeted:vae-digits"])
+    median = df.groupby("lambda")["loss"].median().to_numpy()
+    np.testing.assert_allclose(loss.lines[0].get_ydata(), median)
