@@ -36,11 +36,18 @@ def _targeted_options(f: Any) -> Any:
 
 @cli.command(name="attack", short_help="Maximum-damage or targeted attacks.")
 @run_options
-@click.option("--kind", type=click.Choice(["damage", *TARGETED_KINDS]), default="damage",
-              show_default=True,
+@click.option("--kind", type=click.Choice(["damage", *TARGETED_KINDS, "downstream"]),
+              default="damage", show_default=True,
               help="damage: maximum-damage attacks within --L against noise (Camuto et al.); "
                    "kl, w2, output-elbo, output-l2: the targeted attacks of Willetts et al. "
-                   "on input-target pairs, swept over lambda.")
+                   "on input-target pairs, swept over lambda; downstream: their Table 1, "
+                   "classifiers on reconstructions and latents under the KL attack at "
+                   "lambda 1 toward targets of another label.")
+@click.option("--train-data", "train_spec", default=None,
+              help="Data to train the downstream classifiers on [default: the training "
+                   "split of the model's data].")
+@click.option("--train-limit", type=int, default=None,
+              help="Use only the first K inputs of --train-data.")
 @click.option("--L", "budgets", multiple=True,
               help="Attack budget ||d|| <= L (--kind damage); a list (0.5,1,2 or repeated "
                    "--L) gives a damage-vs-L curve.")
@@ -50,14 +57,19 @@ def _targeted_options(f: Any) -> Any:
 @attack_options(DAMAGE_ATTACK, names=_FIELDS)
 @_targeted_options
 def attack_command(kind: str, budgets: tuple[str, ...], targets_spec: str | None,
-                   **values: Any) -> None:
+                   train_spec: str | None, train_limit: int | None, **values: Any) -> None:
     """Maximum-damage attacks (Camuto et al. 2021, Eq 5) within ||d|| <= L and the data
     range, against Gaussian noise of the same norm; or, with --kind kl|w2|output-elbo|
     output-l2, the targeted attacks of Willetts et al. (2021) on --pairs input-target pairs
     for each of --lambdas penalty weights, by L-BFGS-B inside the data box (--n-noise: the
     common draws of a stochastic objective)."""
     run, source = start(values)
-    if kind == "damage":
+    if kind != "downstream" and (train_spec is not None or train_limit is not None):
+        raise RcertError("--train-data and --train-limit apply to --kind downstream; drop "
+                         "them")
+    if kind == "downstream":
+        _downstream(budgets, targets_spec, (train_spec, train_limit), values, run, source)
+    elif kind == "damage":
         if targets_spec is not None:
             raise RcertError("--targets applies to the targeted attacks; pass --kind kl, w2, "
                              "output-elbo or output-l2, or drop it")
@@ -100,3 +112,30 @@ def _targeted(kind: str, budgets: tuple[str, ...], targets_spec: str | None,
         model, dataset.x, config, labels=dataset.y, index=dataset.index, run=run,
         targets=None if targets is None else targets.x,
         target_labels=None if targets is None else targets.y))
+
+
+def _downstream(budgets: tuple[str, ...], targets_spec: str | None,
+                train: tuple[str | None, int | None], values: dict[str, Any], run: Any,
+                source: Any) -> None:
+    from rcert.evaluation.downstream import DOWNSTREAM_ATTACK, downstream_table
+    from rcert.runs.loading import training_data
+
+    if budgets or targets_spec is not None:
+        raise RcertError(f"{'--L' if budgets else '--targets'} does not apply to --kind "
+                         f"downstream (targets of another label come from --data); drop it")
+    if train[1] is not None and train[1] < 1:
+        raise RcertError(f"--train-limit must be at least 1, got {train[1]}")
+    fields = given(TargetedConfig, values)
+    fields["lambda_values"] = tuple(fields.get("lambda_values", ())) or (1.0,)
+    config = build(TargetedConfig, DOWNSTREAM_ATTACK, **fields)
+
+    def compute(model: Any, dataset: Any) -> Any:
+        fit_on = training_data(model, source.path, train[0], train[1])
+        if dataset.y is None or fit_on.y is None:
+            raise RcertError("the downstream attack needs labelled data for --data and "
+                             "--train-data (e.g. dsprites, digits, an image folder with "
+                             "class subfolders)")
+        return downstream_table(model, fit_on.x, fit_on.y, dataset.x, dataset.y,
+                                attack=config, seed=config.seed, run=run)
+
+    execute("downstream", values, run, source, compute)

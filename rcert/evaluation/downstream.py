@@ -26,7 +26,7 @@ from rcert.engine.model_checks import prepare_checked
 from rcert.errors import RcertError
 from rcert.evaluation.classifiers import accuracy_under_attack, train_classifier
 from rcert.models import contract
-from rcert.settings import RunConfig, TargetedConfig, merge
+from rcert.settings import RunConfig, TargetedConfig, as_dict, merge
 
 #: The paper's downstream attack: KL, lambda = 1, targets of another label.
 DOWNSTREAM_ATTACK = TargetedConfig(kind="kl", lambda_values=(1.0,), different_label=True,
@@ -81,4 +81,6 @@ def downstream_table(model: nn.Module, x_train: torch.Tensor | np.ndarray,
                                seed=seed)
         rows.append({"classifier": name, **accuracy_under_attack(
             net, clean[part], attacked[part], labels), "n_attacked": len(labels)})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["config"] = {**as_dict(attack), "epochs": epochs}
+    return df

@@ -26,7 +26,7 @@ REPORT_KIND = "report"
 REPORT_SCHEMA_VERSION = 1
 
 
-KINDS = ("margin", "attack", "curve", "targeted", "posteriors")
+KINDS = ("margin", "attack", "curve", "targeted", "posteriors", "downstream")
 
 
 def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | None = None,
@@ -50,6 +50,10 @@ def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | No
         summary = summarize_targeted(df)
     elif kind == "posteriors":
         summary = summarize_posteriors(df)
+    elif kind == "downstream":
+        summary = {"n_attacked": int(df["n_attacked"].max()),
+                   "classifiers": df.set_index("classifier").drop(columns="n_attacked")
+                   .to_dict(orient="index")}
     else:
         summary = summarize_curve(df, cfg.get("m", default(CertifyConfig, "m")))
     doc = {"schema_version": SCHEMA_VERSION, "kind": kind, "config": cfg,
@@ -108,8 +112,8 @@ def _as_floats(values: pd.Series, col: str) -> pd.Series:
 
 
 #: The per-row columns that hold words, not numbers: a targeted attack's kind and its
-#: optimiser's status (:mod:`rcert.attacks.targeted`).
-TEXT_COLUMNS = ("kind", "status")
+#: optimiser's status (:mod:`rcert.attacks.targeted`), a downstream table's classifier.
+TEXT_COLUMNS = ("kind", "status", "classifier")
 
 
 def inputs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -38,6 +38,8 @@ SHOWN = {
     "curve": ("index", "rho", "delta_norm", "p_hat", "p_lower", "p_upper", "certified",
               "broken"),
     "posteriors": ("index", "sigma_norm", "elbo"),
+    "downstream": ("classifier", "accuracy_clean", "accuracy_attacked", "accuracy_drop",
+                   "n_attacked"),
     "targeted": ("pair", "input", "target", "lambda", "loss", "attack_loss", "distortion",
                  "neg_log_lik_target", "l2_output_target", "status", "selected"),
 }
@@ -51,7 +53,8 @@ def to_table(res: dict[str, Any]) -> str:
     lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), ""]
     lines += _heading(res)
     lines += {"margin": _margin_lines, "attack": _attack_lines, "curve": _curve_lines,
-              "targeted": _targeted_lines, "posteriors": _posterior_lines}[kind](res["summary"])
+              "targeted": _targeted_lines, "posteriors": _posterior_lines,
+              "downstream": _downstream_lines}[kind](res["summary"])
     return "\n".join(lines) + "\n"
 
 
@@ -148,3 +151,9 @@ def _posterior_lines(s: dict[str, Any]) -> list[str]:
             for col, v in s["measures"].items()]
     table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
     return [f"{s['n_inputs']} inputs; means over the inputs:", table]
+
+
+def _downstream_lines(s: dict[str, Any]) -> list[str]:
+    """The attack's cost to each classifier (Willetts et al. Table 1)."""
+    return [f"{s['n_attacked']} inputs attacked toward targets of another label; the drop is "
+            f"attacked minus clean accuracy (smaller in magnitude: more robust)"]

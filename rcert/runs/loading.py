@@ -47,6 +47,22 @@ def load_with_data(source: ModelSource | str | os.PathLike[str], *,
     return model, dataset
 
 
+def training_data(model: nn.Module, path: str, data_spec: str | None = None,
+                  limit: int | None = None) -> Any:
+    """Data to train downstream classifiers on (Willetts et al. Table 1): ``data_spec``, by
+    default the training split of the data the model was trained on; the first ``limit``
+    inputs when given."""
+    if data_spec is None:
+        recorded = None if model.meta.get("foreign") else model.meta.get("data")
+        if not recorded:
+            raise RcertError(f"{path} does not record its training data: pass --train-data "
+                             f"(e.g. digits:train)")
+        _check_recorded_data(recorded, path)
+        data_spec = str(parse_spec(recorded).with_split("train"))
+    dataset = load_data(data_spec)
+    return dataset if limit is None else dataset.subset(limit)
+
+
 def _check_recorded_data(recorded: Any, path: str) -> None:
     """Refuse training data recorded by a checkpoint that is no data spec rcert reads, naming
     the checkpoint: the spec's own message would read as if the user had given it."""

@@ -130,3 +130,24 @@ def test_measure_bad_input_is_one_line(run, hier, extra, needle):
     code, out, err = run("measure", "--model", hier["seatbelt-input"], "--limit", "2",
                          "--quiet", *extra)
     assert code == 2 and out == "" and needle in err
+
+
+def test_attack_kind_downstream_writes_table_1(run, hier, tmp_path):
+    code, out, err = run("attack", "--model", hier["seatbelt-chain"], "--kind", "downstream",
+                         "--pairs", "6", "--max-iter", "5", "--train-limit", "120",
+                         "--format", "json", "--quiet", "--allow", "decoder-range")
+    assert code == 0, err
+    doc = strict_json(out)
+    assert doc["kind"] == "downstream"
+    assert [row["classifier"] for row in doc["inputs"]] == ["mlp_recon", "conv_recon",
+                                                           "mlp_latent"]
+    assert doc["config"]["lambda_values"] == [1.0] and doc["config"]["different_label"]
+    for row in doc["inputs"]:
+        assert row["accuracy_drop"] == pytest.approx(row["accuracy_attacked"]
+                                                     - row["accuracy_clean"])
+    unlabelled = tmp_path / "x.npy"
+    import numpy as np
+    np.save(unlabelled, np.random.default_rng(0).random((20, 1, 8, 8)).astype(np.float32))
+    code, out, err = run("attack", "--model", hier["seatbelt-chain"], "--kind", "downstream",
+                         "--data", unlabelled, "--pairs", "2", "--quiet")
+    assert code == 2 and out == "" and "needs labelled data" in err
