@@ -24,6 +24,7 @@ _WHERE = {
     "damage": ("rcert.plots.curves", "damage_vs_budget"),
     "certified-fraction": ("rcert.plots.margins", "certified_fraction"),
     "targeted": ("rcert.plots.targeted", "lambda_sweep"),
+    "posteriors": ("rcert.plots.posteriors", "posterior_densities"),
 }
 #: The plot kinds, in the order docs/plots.md presents them.
 KINDS = tuple(_WHERE)

@@ -131,7 +131,7 @@ def bound_vs_empirical(results: Results, bound: str = "bound") -> Figure:
         return finish_figure(fig)
 
 
-def _density(ax: Axes, values: np.ndarray, model: Model, log: bool, hidden: str) -> None:
+def density(ax: Axes, values: np.ndarray, model: Model, log: bool, hidden: str) -> None:
     """A KDE with a rug of the values, or the rug alone when a density cannot be estimated."""
     text = f"{model.name}: {count_label(values.size)}{hidden}"
     rug_label = None
@@ -194,7 +194,7 @@ def margin_distributions(results: Results,
                 n_inf = int(np.isinf(v).sum())
                 n_zero = int((v == 0).sum()) if log else 0
                 hidden = [f"{n} {what}" for n, what in ((n_inf, "= inf"), (n_zero, "= 0")) if n]
-                _density(ax, v[keep], model, log,
+                density(ax, v[keep], model, log,
                          f" ({', '.join(hidden)} not shown)" if hidden else "")
             if log:
                 log_scale(ax, "x", positive)

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 import rcert
 from rcert import plots
+from rcert.evaluation.posteriors import posterior_table
 from rcert.plots import loading, output, style
 from rcert.results.schema import result
 from rcert.results.text import to_json
@@ -56,6 +57,8 @@ def results(tmp_path_factory):
         tgt = rcert.targeted_attack(model, x.reshape(-1, 1, 8, 8) if x.dim() == 2 else x,
                                     pairs=2, lambdas=3, max_iter=3)
         out[f"targeted:{name}"] = _round_trip(tmp, f"t-{name}", tgt, "targeted", path)
+        post = posterior_table(model, x, levels=(0.5,), draws=2)
+        out[f"posteriors:{name}"] = _round_trip(tmp, f"s-{name}", post, "posteriors", path)
     return out
 
 
@@ -322,7 +325,7 @@ def test_certified_fraction_single_model_on_a_linear_axis(results):
 
 KIND_OF = {"bound-vs-empirical": "margin", "curves": "curve", "margins": "margin",
            "encoder": "margin", "damage": "attack", "certified-fraction": "margin",
-           "targeted": "targeted"}
+           "targeted": "targeted", "posteriors": "posteriors"}
 
 
 @pytest.mark.parametrize("name", sorted(KIND_OF))
@@ -408,3 +411,9 @@ def test_the_lambda_sweep_draws_each_model_per_lambda(results):
     df = loading.frame(results["targeted:vae-digits"])
     median = df.groupby("lambda")["loss"].median().to_numpy()
     np.testing.assert_allclose(loss.lines[0].get_ydata(), median)
+
+
+def test_posterior_densities_have_a_panel_per_measure(results):
+    fig = plots.PLOTS["posteriors"](_pair(results, "posteriors"))
+    assert [ax.get_title() for ax in fig.axes][:2] == [r"$\|\sigma(x)\|_2$", "ELBO (no penalty)"]
+    assert len(fig.axes) == 3  # sigma_norm, elbo, denoise_0.5
