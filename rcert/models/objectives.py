@@ -8,6 +8,7 @@ from torch import Tensor
 
 from rcert.errors import RcertError
 from rcert.models.nets import VAE, ElboTerms
+from rcert.models.regularisers import mmd_squared, swt_penalty
 from rcert.models.total_correlation import log_aggregate
 from rcert.settings import check_beta
 from rcert.values import nonnegative_float
@@ -109,3 +110,29 @@ def beta_tc_elbo(
     joint, marginals = log_aggregate(*terms.top, dataset_size, estimator)
     kl = free_bits_kl(terms.kl, free_bits).sum(0)
     return terms.log_likelihood - kl - (beta - 1.0) * (joint - marginals)
+
+
+def regularised_elbo(model: VAE, x: Tensor, *, family: str, beta: float = 1.0,
+                     kernel: str = "rbf", generator: torch.Generator | None = None) -> Tensor:
+    """Per-input objective of the MMD-VAE and the SWT-VAE (Lu & Chen 2023, Eqs 2-3): the
+    log-likelihood of one reparameterised sample ``z`` minus ``beta`` times a batch penalty
+    on the codes, in place of the KL::
+
+        mmd-vae:  log p(x_i | z_i) - beta * MMD^2(z, z_s),  z_s ~ N(0, I) (as many as z)
+        swt-vae:  log p(x_i | z_i) - beta * (1 - mean_j W_j(z))
+
+    (:mod:`rcert.models.regularisers`); the penalty is the batch's, so the batch mean is
+    ``mean log p - beta * penalty``. The prior draws ``z_s`` come from ``generator`` after
+    the encoder noise.
+    """
+    beta = check_beta(beta)
+    terms = _terms(model, x, generator, family)
+    z = terms.top[0]
+    if family == "mmd-vae":
+        prior = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+        penalty = mmd_squared(z, prior, kernel)
+    elif family == "swt-vae":
+        penalty = swt_penalty(z)
+    else:
+        raise RcertError(f"regularised_elbo trains mmd-vae or swt-vae, not {family!r}")
+    return terms.log_likelihood - beta * penalty

@@ -25,9 +25,9 @@ from scipy import stats
 from torch import Tensor
 
 from rcert.errors import RcertError
+from rcert.settings import MMD_KERNELS
 from rcert.values import choice
 
-KERNELS = ("rbf", "imq")
 #: Royston's polynomial coefficients in ``u = n^-1/2`` of the last two Shapiro-Wilk weights.
 _LAST = (0.221157, -0.147981, -2.071190, 4.434685, -2.706056)
 _SECOND_LAST = (0.042981, -0.293762, -1.752461, 5.682633, -3.582633)
@@ -46,7 +46,7 @@ def _kernel(a: Tensor, b: Tensor, kernel: str) -> Tensor:
 def mmd_squared(z: Tensor, z_prior: Tensor, kernel: str = "rbf") -> Tensor:
     """The unbiased ``MMD^2`` between the codes ``z`` ``(n, d)`` and prior draws ``z_prior``
     ``(n, d)`` (module docstring); 0 in expectation when both come from one distribution."""
-    choice(kernel, "MMD kernel", KERNELS)
+    choice(kernel, "MMD kernel", MMD_KERNELS)
     if z.ndim != 2 or z.shape != z_prior.shape or z.shape[0] < 2:
         raise RcertError(f"the MMD needs codes and prior draws of one shape (n >= 2, d), got "
                          f"{tuple(z.shape)} and {tuple(z_prior.shape)}")

@@ -22,9 +22,9 @@ from rcert import validate
 from rcert.errors import RcertError
 from rcert.models.hierarchical import HierarchicalVAE
 from rcert.models.nets import VAE
-from rcert.models.objectives import beta_tc_elbo, elbo
+from rcert.models.objectives import beta_tc_elbo, elbo, regularised_elbo
 from rcert.progress import Progress
-from rcert.settings import TC_FAMILIES, TrainConfig, merge
+from rcert.settings import MIN_BATCH, TC_FAMILIES, TrainConfig, merge
 
 # Offsets that give the validation noise its own stream, independent of the training one.
 VAL_STREAM = 1_000_003
@@ -53,14 +53,19 @@ def objective(config: TrainConfig, dataset_size: int) -> Objective:
         return Objective(lambda model, x, noise: beta_tc_elbo(
             model, x, beta=config.beta, dataset_size=dataset_size,
             estimator=config.tc_estimator, free_bits=config.free_bits, generator=noise),
-            min_batch=2)
+            min_batch=MIN_BATCH[config.family])
+    if config.family in ("mmd-vae", "swt-vae"):
+        return Objective(lambda model, x, noise: regularised_elbo(
+            model, x, family=config.family, beta=config.beta, kernel=config.mmd_kernel,
+            generator=noise), min_batch=MIN_BATCH[config.family])
     return Objective(lambda model, x, noise: elbo(model, x, beta=config.beta,
                                                   free_bits=config.free_bits, generator=noise))
 
 
 #: What each family's model has: ``likelihood_on`` of a hierarchical VAE, or None for a
 #: one-layer model (a flat architecture, or a hierarchical one without upper layers).
-_FAMILY_LIKELIHOOD_ON = {"vae": None, "beta-tcvae": None, "seatbelt": "all", "dlgm": "first"}
+_FAMILY_LIKELIHOOD_ON = {"vae": None, "beta-tcvae": None, "seatbelt": "all", "dlgm": "first",
+                         "mmd-vae": None, "swt-vae": None}
 
 
 def check_family(model: VAE, family: str) -> None:

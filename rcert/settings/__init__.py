@@ -49,7 +49,14 @@ from rcert.settings.targeted import (
     TARGETED_KINDS,
     TargetedConfig,
 )
-from rcert.settings.training import FAMILIES, TC_ESTIMATORS, TC_FAMILIES, TrainConfig
+from rcert.settings.training import (
+    FAMILIES,
+    MIN_BATCH,
+    MMD_KERNELS,
+    TC_ESTIMATORS,
+    TC_FAMILIES,
+    TrainConfig,
+)
 from rcert.values import (
     check_beta,
     check_seed,
@@ -63,7 +70,8 @@ from rcert.values import (
 
 __all__ = [
     "ATTACK_PRESETS", "CORRECTIONS", "DAMAGE_ATTACK", "EMPIRICAL_ATTACK", "FAMILIES",
-    "LAYER_CHAINS", "OPTIMIZERS", "PENALTIES", "TARGETED_KINDS", "TARGET_LAYERS",
+    "LAYER_CHAINS", "MIN_BATCH", "MMD_KERNELS", "OPTIMIZERS", "PENALTIES", "TARGETED_KINDS",
+    "TARGET_LAYERS",
     "TC_ESTIMATORS", "TC_FAMILIES", "THREATS", "AttackConfig", "CertifyConfig", "RunConfig",
     "TargetedConfig", "ThreatModel", "TrainConfig", "as_dict", "attack_label", "check_beta",
     "check_seed", "choice", "default", "field_help", "field_type", "item_type", "merge",

@@ -18,10 +18,15 @@ from rcert.values import (
 
 #: The families :class:`TrainConfig` trains, and the total-correlation estimators
 #: (:mod:`rcert.models.total_correlation`).
-FAMILIES = ("vae", "beta-tcvae", "seatbelt", "dlgm")
+FAMILIES = ("vae", "beta-tcvae", "seatbelt", "dlgm", "mmd-vae", "swt-vae")
 #: The families whose objective has a total-correlation term (estimated across a batch).
 TC_FAMILIES = ("beta-tcvae", "seatbelt", "dlgm")
 TC_ESTIMATORS = ("mws", "mss")
+#: The kernels of the MMD-VAE's penalty (:mod:`rcert.models.regularisers`).
+MMD_KERNELS = ("rbf", "imq")
+#: The smallest batch each batch-level penalty is defined on: a total correlation or an MMD
+#: needs two codes, Royston's Shapiro-Wilk weights six.
+MIN_BATCH = {**dict.fromkeys(TC_FAMILIES, 2), "mmd-vae": 2, "swt-vae": 6}
 
 
 @dataclass(frozen=True)
@@ -33,12 +38,16 @@ class TrainConfig:
         "What beta weighs: vae (the KL: the ELBO at 1, a beta-VAE otherwise), beta-tcvae (the "
         "total correlation of the aggregate posterior, Willetts et al.), or that of the top "
         "layer of a hierarchical VAE: seatbelt (likelihood on every layer) or dlgm (on the "
-        "first).", choices=FAMILIES))
+        "first); mmd-vae or swt-vae (the MMD to the prior or 1 - Shapiro-Wilk W of the "
+        "codes instead of the KL, Lu & Chen).", choices=FAMILIES))
     beta: float = field(default=1.0, metadata=field_help(
         "Weight of the family's penalty: 1 is the ELBO for every family."))
     tc_estimator: str = field(default="mws", metadata=field_help(
         "Minibatch estimator of the total correlation (beta-tcvae): mws, the paper's, or "
         "mss.", choices=TC_ESTIMATORS))
+    mmd_kernel: str = field(default="rbf", metadata=field_help(
+        "Kernel of the mmd-vae's MMD: rbf (h^2 = d_z, InfoVAE) or imq (C = 2 d_z, WAE).",
+        choices=MMD_KERNELS))
     free_bits: float = field(default=0.0, metadata=field_help(
         "Free bits: nats of each layer's batch-mean KL left unpenalised (Kingma et al. "
         "2016); 0 is off."))
@@ -55,14 +64,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         choice(self.family, "family", FAMILIES)
         choice(self.tc_estimator, "total-correlation estimator", TC_ESTIMATORS)
+        choice(self.mmd_kernel, "MMD kernel", MMD_KERNELS)
         set_field(self, "beta", check_beta(self.beta))
         set_field(self, "lr", positive_float(self.lr, "lr"))
         for name in ("epochs", "batch_size", "patience"):
             set_field(self, name, positive_int(getattr(self, name), name))
         set_field(self, "free_bits", nonnegative_float(self.free_bits, "free_bits"))
-        if self.family in TC_FAMILIES and self.batch_size < 2:
-            raise RcertError(f"batch_size must be at least 2 for family {self.family} (its "
-                             f"total correlation is estimated across a batch), got "
+        least = MIN_BATCH.get(self.family, 1)
+        if self.batch_size < least:
+            raise RcertError(f"batch_size must be at least {least} for family {self.family} "
+                             f"(its penalty is estimated across a batch), got "
                              f"{self.batch_size}")
         fraction = self.val_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \

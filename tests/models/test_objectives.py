@@ -75,3 +75,51 @@ def test_a_batch_of_one_is_refused():
     model, x = _model_and_batch(batch=1)
     with pytest.raises(RcertError, match=r"needs a batch of at least 2 inputs, got 1"):
         beta_tc_elbo(model, x, beta=2.0, dataset_size=100)
+
+
+@pytest.mark.parametrize("family", ["mmd-vae", "swt-vae"])
+def test_the_regularised_objectives_replace_the_kl_with_a_batch_penalty(family):
+    # Lu & Chen Eqs 2-3: log p(x|z) of one sample, minus beta times the codes' penalty.
+    from rcert.models.objectives import regularised_elbo
+    from rcert.models.regularisers import mmd_squared, swt_penalty
+
+    model, x = _model_and_batch(batch=16)
+    got = regularised_elbo(model, x, family=family, beta=3.0, kernel="imq",
+                           generator=_seeded())
+    g = _seeded()
+    mu, sigma = model.encode(x)
+    z = mu + sigma * torch.randn(mu.shape, generator=g, dtype=mu.dtype)
+    prior = torch.randn(z.shape, generator=g, dtype=z.dtype)
+    penalty = mmd_squared(z, prior, "imq") if family == "mmd-vae" else swt_penalty(z)
+    torch.testing.assert_close(got, model.log_likelihood(x, z) - 3.0 * penalty)
+
+
+def test_the_swt_family_needs_six_codes_a_batch():
+    from rcert.models.objectives import regularised_elbo
+    from rcert.settings import TrainConfig
+
+    model, x = _model_and_batch(batch=5)
+    with pytest.raises(RcertError, match="needs a batch of 6 to 5000 codes"):
+        regularised_elbo(model, x, family="swt-vae", generator=_seeded())
+    with pytest.raises(RcertError, match="batch_size must be at least 6 for family swt-vae"):
+        TrainConfig(family="swt-vae", batch_size=5)
+    with pytest.raises(RcertError, match="unknown MMD kernel 'gauss'"):
+        TrainConfig(family="mmd-vae", mmd_kernel="gauss")
+
+
+@pytest.mark.parametrize("family", ["mmd-vae", "swt-vae"])
+def test_fit_trains_the_regularised_families_deterministically(family):
+    import rcert
+    from rcert.settings import TrainConfig
+
+    x = rcert.load_data("digits:train").subset(120).x.reshape(-1, 1, 8, 8)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model("mlp", input_shape=(1, 8, 8), latent_dim=3, hidden=(16,))
+        h = rcert.fit(model, x[:100], x[100:], TrainConfig(family=family, epochs=4,
+                                                              batch_size=20),
+                      progress=False)
+        runs.append(h["history"])
+    assert runs[0] == runs[1]
+    assert runs[0][-1]["val_objective"] > runs[0][0]["val_objective"]
