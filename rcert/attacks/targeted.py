@@ -103,8 +103,7 @@ class Objective:
     def __init__(self, model: nn.Module, x: torch.Tensor, x_t: torch.Tensor,
                  config: TargetedConfig) -> None:
         self.model, self.x, self.x_t, self.config = model, x, x_t, config
-        with torch.no_grad():
-            self.dims = [mu.shape[1] for mu, _ in contract.posteriors(model, x[:1])]
+        self.dims = contract.layer_dims(model, x)
         hierarchical = len(self.dims) > 1
         stochastic = config.kind == "output-elbo" or (
             config.kind in ("kl", "w2") and config.chain == "samples" and hierarchical)

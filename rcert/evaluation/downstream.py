@@ -39,10 +39,11 @@ def reconstruct_and_embed(model: nn.Module, x: torch.Tensor, batch: int = 512
     """``g(x)`` (shaped like ``x``) and the latent means of every layer, concatenated."""
     recon, codes = [], []
     for part in x.split(batch):
-        mu = model.encode(part)[0]
-        recon.append(contract.decode(model, mu, contract.context(model, part))
+        # One encoder pass: the first layer of the chain of means is what encode gives.
+        layers = contract.posteriors(model, part)
+        recon.append(contract.decode(model, layers[0][0], contract.context(model, part))
                      .reshape(part.shape))
-        codes.append(torch.cat([m for m, _ in contract.posteriors(model, part)], dim=1))
+        codes.append(torch.cat([m for m, _ in layers], dim=1))
     return torch.cat(recon), torch.cat(codes)
 
 

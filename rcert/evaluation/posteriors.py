@@ -60,7 +60,7 @@ def posterior_table(model: nn.Module, x: torch.Tensor | np.ndarray, *,
 @torch.no_grad()
 def _rows(model: nn.Module, x: torch.Tensor, index: torch.Tensor, levels: list[float],
           draws: int, seed: int) -> dict[str, np.ndarray]:
-    dims = [mu.shape[1] for mu, _ in contract.posteriors(model, x[:1])]
+    dims = contract.layer_dims(model, x)
     rep = x.repeat_interleave(draws, dim=0)
     out = {"index": index.cpu().numpy(),
            "sigma_norm": model.encode(x)[1].double().norm(dim=1).cpu().numpy()}

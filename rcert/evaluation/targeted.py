@@ -112,27 +112,21 @@ def _chunk_metrics(model: nn.Module, x_adv: torch.Tensor, x_t: torch.Tensor,
     if callable(getattr(model, "elbo_terms", None)):
         out["neg_log_lik_target"] = _neg_log_lik(model, x_adv, x_t, pair, config)
     out["l2_input_target"] = _norm(x_adv - x_t)
-    out["l2_output_target"] = _norm(_reconstruct(model, x_adv) - x_t)
-    out["l2_target_recon"] = _norm(_reconstruct(model, x_t) - x_t)
+    out["l2_output_target"] = _norm(contract.reconstruct(model, x_adv) - x_t)
+    out["l2_target_recon"] = _norm(contract.reconstruct(model, x_t) - x_t)
     return out
 
 
 def _neg_log_lik(model: nn.Module, x_adv: torch.Tensor, x_t: torch.Tensor,
                  pair: torch.Tensor, config: TargetedConfig) -> np.ndarray:
     """``-log p(x_t | z*)``, ``z*`` ancestral from ``x_adv`` with the pair's common draws."""
-    dims = [mu.shape[1] for mu, _ in contract.posteriors(model, x_adv[:1])]
+    dims = contract.layer_dims(model, x_adv)
     draws = config.n_noise
     eta = noise.gaussian(config.seed, pair, draws, sum(dims), stream=STREAM_TARGETED,
                          dtype=x_adv.dtype).reshape(-1, sum(dims))
     terms = model.elbo_terms(x_adv.repeat_interleave(draws, 0), noise=list(eta.split(dims, 1)),
                              target=x_t.repeat_interleave(draws, 0))
     return (-terms.log_likelihood).reshape(-1, draws).mean(1).double().cpu().numpy()
-
-
-def _reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``g(x)``: the reconstruction from the chain of means."""
-    return contract.decode(model, model.encode(x)[0], contract.context(model, x)).reshape(
-        x.shape)
 
 
 def _norm(t: torch.Tensor) -> np.ndarray:

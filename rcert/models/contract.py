@@ -151,3 +151,15 @@ def decode(model: nn.Module, z: torch.Tensor, context: torch.Tensor | None = Non
            ) -> torch.Tensor:
     """``model.decode(z)``, with ``context`` for a model whose upper layers need ``x``."""
     return model.decode(z) if context is None else model.decode(z, context=context)
+
+
+def layer_dims(model: nn.Module, x: torch.Tensor) -> list[int]:
+    """The size of each stochastic layer, first to top, read from :func:`posteriors` of one
+    input of ``x``."""
+    with torch.no_grad():
+        return [mu.shape[1] for mu, _ in posteriors(model, x[:1])]
+
+
+def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``g(mu(x))``, the reconstruction from the chain of means, shaped like ``x``."""
+    return decode(model, model.encode(x)[0], context(model, x)).reshape(x.shape)

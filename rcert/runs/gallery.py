@@ -88,8 +88,8 @@ def _reconstruct(model: Any, x: torch.Tensor) -> np.ndarray:
     so the pictures show what the certificate saw (BatchNorm on running statistics)."""
     with validate.borrow(model), torch.no_grad():
         model.eval()
-        out = contract.decode(model, model.encode(x)[0], contract.context(model, x))
-    return out.detach().cpu().to(torch.float64).numpy().reshape(x.shape)
+        out = contract.reconstruct(model, x)
+    return out.detach().cpu().to(torch.float64).numpy()
 
 
 def _choose(rows: pd.DataFrame, k: int) -> np.ndarray:

@@ -69,7 +69,7 @@ def inspect_model(source: ModelSource, *, data_spec: str | None = None,
         "input_shape": list(x.shape[1:]),
         "latent_dim": answers.latent_dim,
         # A hierarchical model's layer sizes, first (the certified one) to top.
-        "layer_dims": [mu.shape[1] for mu, _ in contract.posteriors(model, x[:1])],
+        "layer_dims": contract.layer_dims(model, x),
         "data_range": None if model_traits.data_range is None else list(
             model_traits.data_range),
         "sigma_convention": _sigma_convention(model),
