@@ -276,28 +276,35 @@ TARGETED_COLUMNS = ("loss", "attack_loss", "distortion", "neg_log_lik_target",
                     "l2_input_target", "l2_output_target", "l2_target_recon")
 
 
+def _mean_intervals(df: pd.DataFrame, columns: list[str], *, level: float, n_resamples: int,
+                    seed: int, groups: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Each column's mean with its percentile-bootstrap interval
+    (:func:`rcert.statistics.bootstrap.bootstrap_ci`; ``groups``: resample whole clusters)."""
+    from rcert.statistics.bootstrap import bootstrap_ci
+
+    out = {}
+    for col in columns:
+        mean, low, high = bootstrap_ci(df[col].to_numpy(dtype=np.float64), "mean",
+                                       level=level, n_resamples=n_resamples, seed=seed,
+                                       groups=groups)
+        out[col] = {"mean": mean, "low": low, "high": high}
+    return out
+
+
 def summarize_targeted(df: pd.DataFrame, *, level: float = 0.95, n_resamples: int = 2000,
                        seed: int = 0) -> dict[str, Any]:
     """The paper's aggregates of a targeted attack (Willetts et al., spec section 4): each
     metric's mean over pairs x lambdas with a percentile-bootstrap interval that resamples
-    whole pairs (:func:`rcert.statistics.bootstrap.bootstrap_ci`; a pair's lambdas move
-    together), and the same over the pairs' selected ("most successful") rows."""
-    from rcert.statistics.bootstrap import bootstrap_ci
-
-    def interval(frame: pd.DataFrame, col: str, groups: np.ndarray | None) -> dict[str, float]:
-        mean, low, high = bootstrap_ci(frame[col].to_numpy(dtype=np.float64), "mean",
-                                       level=level, n_resamples=n_resamples, seed=seed,
-                                       groups=groups)
-        return {"mean": mean, "low": low, "high": high}
-
+    whole pairs (a pair's lambdas move together), and the same over the pairs' selected
+    ("most successful") rows."""
     cols = [c for c in TARGETED_COLUMNS if c in df]
-    chosen = df[df["selected"]]
+    boot = {"level": level, "n_resamples": n_resamples, "seed": seed}
     return {
         "kind": str(df["kind"].iloc[0]), "n_pairs": int(df["pair"].nunique()),
         "n_lambdas": int(df["lambda"].nunique()), "level": level,
         "status": {str(k): int(v) for k, v in df["status"].value_counts().items()},
-        "all": {c: interval(df, c, df["pair"].to_numpy()) for c in cols},
-        "selected": {c: interval(chosen, c, None) for c in cols},
+        "all": _mean_intervals(df, cols, groups=df["pair"].to_numpy(), **boot),
+        "selected": _mean_intervals(df[df["selected"]], cols, **boot),
     }
 
 
@@ -305,12 +312,7 @@ def summarize_posteriors(df: pd.DataFrame, *, level: float = 0.95, n_resamples: 
                          seed: int = 0) -> dict[str, Any]:
     """Each posterior measure's mean over the inputs with a percentile-bootstrap interval
     (:mod:`rcert.evaluation.posteriors`; the inputs are independent rows)."""
-    from rcert.statistics.bootstrap import bootstrap_ci
-
     cols = [c for c in df.columns if c != "index"]
-    measures = {}
-    for col in cols:
-        mean, low, high = bootstrap_ci(df[col].to_numpy(dtype=np.float64), "mean",
-                                       level=level, n_resamples=n_resamples, seed=seed)
-        measures[col] = {"mean": mean, "low": low, "high": high}
-    return {"n_inputs": len(df), "level": level, "measures": measures}
+    return {"n_inputs": len(df), "level": level,
+            "measures": _mean_intervals(df, cols, level=level, n_resamples=n_resamples,
+                                        seed=seed)}
