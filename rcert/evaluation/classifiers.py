@@ -14,27 +14,15 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from rcert.errors import RcertError
+from rcert.validate import int_tuple
 from rcert.values import check_seed, choice, positive_float, positive_int
 
 CLASSIFIERS = ("mlp", "conv")
-
-
-def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-    """``input_shape`` as a non-empty tuple of positive ints (one input, no batch axis)."""
-    if isinstance(input_shape, numbers.Integral):
-        input_shape = (input_shape,)
-    shape = tuple(input_shape)
-    if not shape or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1
-                        for s in shape):
-        raise RcertError(f"input_shape must be a tuple of positive ints such as (64,) or "
-                         f"(1, 28, 28), got {input_shape!r}")
-    return tuple(int(s) for s in shape)
 
 
 def _conv_net(shape: tuple[int, ...], n_classes: int, hidden: int) -> nn.Module:
@@ -80,7 +68,9 @@ def build_classifier(kind: str, input_shape: tuple[int, ...], n_classes: int, *,
         from torch's global generator: seed it, or use :func:`train_classifier`.
     """
     kind = choice(kind, "classifier", CLASSIFIERS)
-    shape = _check_shape(input_shape)
+    single = isinstance(input_shape, numbers.Integral)
+    shape = int_tuple((input_shape,) if single else input_shape, "input_shape",
+                      allow_empty=False)
     n_classes = positive_int(n_classes, "n_classes")
     if n_classes < 2:
         raise RcertError("n_classes must be at least 2; a classifier needs two classes")
