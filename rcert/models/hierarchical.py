@@ -197,12 +197,12 @@ class HierarchicalVAE(VAE):
         if self.inference == "input" and self.upper_dims and h is None:
             raise RcertError("this hierarchical VAE feeds x to its upper layers: pass "
                              "context=model.context(x) with the latent codes")
-        zs = [z1]
         noise = eta.split(self.upper_dims, dim=1) if eta is not None else ()
-        for i in range(len(self.upper_dims)):
-            mu, sigma = self.conditional(i, zs[-1], h)
-            zs.append(mu + sigma * noise[i] if eta is not None else mu)
-        return zs
+
+        def draw(i: int, mu: Tensor) -> Tensor | None:
+            # z^1 is given (its "mean", nothing drawn); above it, the given noise or none.
+            return noise[i - 1] if i and noise else None
+        return self._chain((z1, None), h, draw)[0]
 
     def _check_latent(self, z: Tensor) -> None:
         widths = {self.latent_dim, self.latent_dim + self.upper_noise_dim}
@@ -236,7 +236,14 @@ class HierarchicalVAE(VAE):
         layer ``i``'s standard noise, or None for its mean."""
         h = self.features(x)
         mu, s = self._heads(h)
-        sigma = self._sigma(s, mu)
+        return self._chain((mu, self._sigma(s, mu)), h, draw)
+
+    def _chain(self, first: tuple[Tensor, Tensor | None], h: Tensor | None,
+               draw: Callable[[int, Tensor], Tensor | None]
+               ) -> tuple[list[Tensor], list[tuple[Tensor, Tensor | None]]]:
+        """The chain from the first layer's Gaussian ``first``: each layer's sample
+        (``draw(i, mu)`` its standard noise, None for the mean) and Gaussian."""
+        mu, sigma = first
         posteriors, zs = [], []
         for i in range(len(self.dims)):
             if i:
