@@ -87,11 +87,19 @@ def _damage(budgets: tuple[str, ...], values: dict[str, Any], run: Any, source: 
                          f"pass --kind kl, w2, output-elbo or output-l2, or drop it")
     if not budgets:
         raise RcertError("--kind damage needs a budget: pass --L, e.g. --L 1.0")
+    from rcert.runs.loading import require_sigma
+
     config = attack_config(DAMAGE_ATTACK, values)
     budget_list = [v for b in budgets for v in floats(b, "--L")]
-    execute("attack", values, run, source, lambda model, dataset: attack(
-        model, dataset.x, config, L=budget_list, seed=values["seed"], index=dataset.index,
-        run=run))
+
+    def compute(model: Any, dataset: Any) -> Any:
+        if not config.threat.moves_mean:  # it would move nothing: damage 0 by construction
+            require_sigma(model, source.path, "--threat sigma (it moves the encoder's sigma)",
+                          "pass --threat mean or both")
+        return attack(model, dataset.x, config, L=budget_list, seed=values["seed"],
+                      index=dataset.index, run=run)
+
+    execute("attack", values, run, source, compute)
 
 
 def _targeted(kind: str, budgets: tuple[str, ...], targets_spec: str | None,
@@ -108,10 +116,26 @@ def _targeted(kind: str, budgets: tuple[str, ...], targets_spec: str | None,
     fields["lambda_values"] = tuple(fields.get("lambda_values", ()))
     config = build(TargetedConfig, kind=kind, **fields)
     targets = load_data(targets_spec) if targets_spec is not None else None
-    execute("targeted", values, run, source, lambda model, dataset: targeted_attack(
-        model, dataset.x, config, labels=dataset.y, index=dataset.index, run=run,
-        targets=None if targets is None else targets.x,
-        target_labels=None if targets is None else targets.y))
+
+    def compute(model: Any, dataset: Any) -> Any:
+        if kind == "kl":
+            _refuse_kl(model, source.path, "--kind kl")
+        return targeted_attack(model, dataset.x, config, labels=dataset.y,
+                               index=dataset.index, run=run,
+                               targets=None if targets is None else targets.x,
+                               target_labels=None if targets is None else targets.y)
+
+    execute("targeted", values, run, source, compute)
+
+
+def _refuse_kl(model: Any, path: str, what: str) -> None:
+    """A KL between encoder Gaussians is undefined at ``sigma = 0``: refuse a deterministic
+    autoencoder, naming the targeted kinds that apply to it (W2 is then the distance
+    between the codes)."""
+    from rcert.runs.loading import require_sigma
+
+    require_sigma(model, path, f"{what} (a KL between the encoder's Gaussians)",
+                  "pass --kind w2 (the distance between codes), output-l2 or output-elbo")
 
 
 def _downstream(budgets: tuple[str, ...], targets_spec: str | None,
@@ -130,6 +154,7 @@ def _downstream(budgets: tuple[str, ...], targets_spec: str | None,
     config = build(TargetedConfig, DOWNSTREAM_ATTACK, **fields)
 
     def compute(model: Any, dataset: Any) -> Any:
+        _refuse_kl(model, source.path, "--kind downstream (the KL attack of Table 1)")
         fit_on = training_data(model, source.path, train[0], train[1])
         if dataset.y is None or fit_on.y is None:
             raise RcertError("the downstream attack needs labelled data for --data and "

@@ -27,7 +27,8 @@ def check_command(argv: list[str], config: str, out: str, quiet: bool) -> None:
     run = dataclasses.replace(parsed.run, progress=not quiet)
     written = report.generate(
         parsed.models, Path(out), attack=parsed.attack, run=run, command=command_line(argv),
-        verdicts=lambda results: thresholds.verdicts(results, parsed.thresholds))
+        verdicts=lambda results: thresholds.verdicts(results, parsed.thresholds),
+        preflight=thresholds.refuse_deterministic(parsed.thresholds))
     verdicts = written.document["verdicts"]
     print_report_warnings(written.document["models"])
     click.echo(thresholds.verdict_lines(verdicts, out), nl=False)

@@ -23,9 +23,21 @@ def margin(empirical: bool, **values: Any) -> None:
     dataset-wide. With --empirical, attacks try to break every certificate; the attack
     options apply then only."""
     from rcert.api import certify
+    from rcert.runs.loading import require_sigma
 
     run, source = start(values)
     attack = attack_config(EMPIRICAL_ATTACK, values) if empirical else None
-    execute("margin", values, run, source, lambda model, dataset: certify(
-        model, dataset.x, certify_config(model, source, values), index=dataset.index,
-        attack=attack, run=run))
+
+    def compute(model: Any, dataset: Any) -> Any:
+        # Before the radius: a deterministic model has no recommended r to complain about.
+        require_sigma(model, source.path, "a certified margin", DETERMINISTIC_INSTEAD)
+        return certify(model, dataset.x, certify_config(model, source, values),
+                       index=dataset.index, attack=attack, run=run)
+
+    execute("margin", values, run, source, compute)
+
+
+#: What applies to a deterministic autoencoder in place of ``rcert margin``.
+DETERMINISTIC_INSTEAD = ("use rcert latent-attack for its fidelity curves, rcert attack --kind "
+                         "damage for the damage within a budget, or rcert report --r R "
+                         "--empirical for its Jacobian norms and empirical margins")

@@ -76,7 +76,8 @@ class HierarchicalVAE(VAE):
         ``"all"``: ``p(x | z^1, ..., z^L)`` (Seatbelt-VAE); ``"first"``: ``p(x | z^1)`` (DLGM).
     **options
         The options every rcert VAE takes (:class:`rcert.models.nets.VAE`); ``sigma_mode``
-        applies to the first layer, the upper ones learn theirs.
+        applies to the first layer, the upper ones learn theirs (``"none"`` is refused: the
+        layers are Gaussian).
     """
 
     arch = "hierarchical"
@@ -86,6 +87,9 @@ class HierarchicalVAE(VAE):
                  hidden: Sequence[int] | None = None, channels: Sequence[int] | None = None,
                  dense: int | None = None, conditional_hidden: Sequence[int] = (64, 64),
                  inference: str = "input", likelihood_on: str = "all", **options: Any) -> None:
+        if options.get("sigma_mode") == "none":
+            raise RcertError("a hierarchical VAE needs Gaussian layers: sigma_mode 'none' (a "
+                             "deterministic encoder) does not apply; use learned, floor or fixed")
         super().__init__(input_shape, latent_dim, **options)
         self.upper_dims = int_tuple(upper_dims, "upper_dims", allow_empty=True)
         if len(self.upper_dims) + 1 > MAX_LAYERS:

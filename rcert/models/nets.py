@@ -1,7 +1,9 @@
-"""rcert's own VAE architectures: a fully connected and a convolutional Gaussian-encoder VAE.
+"""rcert's own VAE architectures: a fully connected and a convolutional Gaussian-encoder VAE,
+and their deterministic autoencoders (``sigma_mode="none"``, Lu & Chen's DAEs).
 
 The encoder is ``q(z|x) = N(mu(x), diag(sigma(x)^2))`` with ``sigma`` the standard deviation
-[C Sec 2.1]; the decoder mean ``g(z)`` is the reconstruction. Every architecture is described
+[C Sec 2.1], or the code ``z = mu(x)`` itself for a deterministic one (SPEC section 9); the
+decoder mean ``g(z)`` is the reconstruction. Every architecture is described
 completely by the JSON-serialisable dict of :meth:`VAE.config`, so ``build_model(**config)``
 rebuilds it (:mod:`rcert.models.architectures`). No BatchNorm or other cross-input coupling
 anywhere: per-input Jacobians are taken with ``torch.func.vmap``.
@@ -20,11 +22,12 @@ from torch import Tensor, nn
 
 from rcert.errors import RcertError
 from rcert.models.blocks import ACTIVATIONS, conv_decoder, conv_encoder, mlp_parts
+from rcert.models.contract import ModelTraits
 from rcert.settings import choice, positive_float, positive_int
 from rcert.source import parse_range
 from rcert.validate import int_tuple
 
-SIGMA_MODES = ("learned", "floor", "fixed")
+SIGMA_MODES = ("learned", "floor", "fixed", "none")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 # Keeps sigma strictly positive (the bounds divide by it) even when softplus underflows.
@@ -68,7 +71,9 @@ class VAE(nn.Module):
     sigma_mode
         ``"learned"``: ``sigma = softplus(s) + 1e-4`` with ``s`` an encoder head;
         ``"floor"``: ``sigma = tau + softplus(s)`` (the minimum-variance ablation, [C Fig 7]);
-        ``"fixed"``: ``sigma = fixed_sigma`` for every input and dimension (no sigma head).
+        ``"fixed"``: ``sigma = fixed_sigma`` for every input and dimension (no sigma head);
+        ``"none"``: a deterministic autoencoder, ``z = mu(x)`` (no sigma head; :meth:`encode`
+        returns zeros as sigma, which the engine ignores, SPEC section 9).
     tau
         The floor; required (> 0) with ``sigma_mode="floor"`` and only then.
     fixed_sigma
@@ -132,8 +137,21 @@ class VAE(nn.Module):
 
     @property
     def has_sigma_head(self) -> bool:
-        """Whether the encoder outputs a pre-activation ``s`` for sigma (all modes but fixed)."""
-        return self.sigma_mode != "fixed"
+        """Whether the encoder outputs a pre-activation ``s`` for sigma (learned and floor)."""
+        return self.sigma_mode in ("learned", "floor")
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the encoder is deterministic (``sigma_mode="none"``): no noise, no KL."""
+        return self.sigma_mode == "none"
+
+    @property
+    def traits(self) -> ModelTraits:
+        """What the engine may assume (:mod:`rcert.models.contract`): one Gaussian layer, or
+        none for a deterministic encoder; the data range and likelihood."""
+        return ModelTraits(stochastic_layers=0 if self.deterministic else 1,
+                           encoder="deterministic" if self.deterministic else "gaussian",
+                           data_range=self.data_range, likelihood=self.likelihood)
 
     def _encoder_outputs(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``mu`` and the sigma pre-activation ``s`` (``None`` without a sigma head)."""
@@ -165,13 +183,17 @@ class VAE(nn.Module):
         """Encoder mean and standard deviation, each ``(B, d_z)`` [C Sec 2.1].
 
         ``sigma`` is ``softplus(s) + 1e-4`` (learned), ``tau + softplus(s)`` (floor) or the
-        constant ``fixed_sigma`` (fixed), so it is > 0 for every input.
+        constant ``fixed_sigma`` (fixed), so it is > 0 for every input. A deterministic
+        encoder (none) returns its code ``z`` as ``mu`` and zeros as ``sigma``: the contract's
+        pair, with a sigma that :attr:`traits` tells the engine to ignore (SPEC section 9).
         """
         self._check_input(x)
         mu, s = self._encoder_outputs(x)
         return mu, self._sigma(s, mu)
 
     def _sigma(self, s: Tensor | None, mu: Tensor) -> Tensor:
+        if self.deterministic:
+            return torch.zeros_like(mu)
         if s is None:
             return torch.full_like(mu, self.fixed_sigma)
         if self.sigma_mode == "floor":
@@ -228,14 +250,21 @@ class VAE(nn.Module):
 
         (Kingma & Welling 2014, Eq. 10 and Appendix B). ``eps`` is ``noise[0]`` (one tensor
         per layer: common random numbers for attacks) or comes from ``generator``;
-        ``target`` defaults to ``x`` (another target is the output attack's ELBO)."""
+        ``target`` defaults to ``x`` (another target is the output attack's ELBO).
+
+        A deterministic encoder has no noise and no KL: ``z = mu(x)``, nothing is drawn
+        (``generator`` and ``noise`` go unused) and ``kl`` is zeros; the KL objective
+        (:func:`rcert.models.objectives.elbo`) refuses such a model."""
         mu, sigma = self.encode(x)
+        target = x if target is None else target
+        if self.deterministic:
+            return ElboTerms(self.log_likelihood(target, mu), mu.new_zeros((1, mu.shape[0])),
+                             (mu, mu, sigma))
         eps = noise[0] if noise is not None else \
             torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         z = mu + sigma * eps
         kl = standard_normal_kl(mu, sigma)
-        ll = self.log_likelihood(x if target is None else target, z)
-        return ElboTerms(ll, kl[None], (z, mu, sigma))
+        return ElboTerms(self.log_likelihood(target, z), kl[None], (z, mu, sigma))
 
     def posteriors(self, x: Tensor, noise: Sequence[Tensor] | None = None
                    ) -> list[tuple[Tensor, Tensor]]:

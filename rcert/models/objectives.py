@@ -1,5 +1,6 @@
 """Training objectives of the VAE families: the beta-ELBO, and the beta-TCVAE objective (also
-the Seatbelt-VAE's and the TC-penalised DLGM's, on their top layer), with free bits."""
+the Seatbelt-VAE's and the TC-penalised DLGM's, on their top layer), with free bits; the
+MMD and Shapiro-Wilk objectives of Lu & Chen, for VAEs and deterministic autoencoders."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def elbo(
         ``(B,)`` ELBO per input, in nats.
     """
     beta = check_beta(beta)
-    terms = _terms(model, x, generator, "elbo")
+    terms = _terms(model, x, generator, "elbo", needs_sigma="the KL")
     return terms.log_likelihood - beta * free_bits_kl(terms.kl, free_bits).sum(0)
 
 
@@ -68,12 +69,19 @@ def free_bits_kl(kl: Tensor, threshold: float) -> Tensor:
     return kl + (mean.clamp_min(threshold) - mean)
 
 
-def _terms(model: VAE, x: Tensor, generator: torch.Generator | None, objective: str
-           ) -> ElboTerms:
-    """One sample's ELBO terms of ``model``: what every objective here starts from."""
+def _terms(model: VAE, x: Tensor, generator: torch.Generator | None, objective: str,
+           needs_sigma: str | None = None) -> ElboTerms:
+    """One sample's ELBO terms of ``model``: what every objective here starts from.
+
+    ``needs_sigma`` names the term of the objective that is a function of the encoder's
+    Gaussian (the KL, the total correlation): a deterministic autoencoder has none, so the
+    objective is refused for it rather than computed with ``sigma = 0`` (log 0)."""
     if not isinstance(model, VAE):
         raise RcertError(f"{objective} needs an rcert architecture (rcert.build_model), got "
                          f"{type(model).__name__}")
+    if needs_sigma is not None and model.deterministic:
+        raise RcertError(f"{needs_sigma} needs sigma; a deterministic autoencoder trains with "
+                         f"family mmd-dae or swt-dae")
     return model.elbo_terms(x, generator)
 
 
@@ -106,33 +114,41 @@ def beta_tc_elbo(
         As in :func:`elbo`, per layer.
     """
     beta = check_beta(beta)
-    terms = _terms(model, x, generator, "beta_tc_elbo")
+    terms = _terms(model, x, generator, "beta_tc_elbo", needs_sigma="the total correlation")
     joint, marginals = log_aggregate(*terms.top, dataset_size, estimator)
     kl = free_bits_kl(terms.kl, free_bits).sum(0)
     return terms.log_likelihood - kl - (beta - 1.0) * (joint - marginals)
 
 
+#: The penalty of each family :func:`regularised_elbo` trains: a DAE's is its VAE's.
+REGULARISED = {"mmd-vae": "mmd", "swt-vae": "swt", "mmd-dae": "mmd", "swt-dae": "swt"}
+
+
 def regularised_elbo(model: VAE, x: Tensor, *, family: str, beta: float = 1.0,
                      kernel: str = "rbf", generator: torch.Generator | None = None) -> Tensor:
-    """Per-input objective of the MMD-VAE and the SWT-VAE (Lu & Chen 2023, Eqs 2-3): the
-    log-likelihood of one reparameterised sample ``z`` minus ``beta`` times a batch penalty
-    on the codes, in place of the KL::
+    """Per-input objective of the MMD-VAE and the SWT-VAE (Lu & Chen 2023, Eqs 2-3), and of
+    their deterministic autoencoders, the MMD-DAE and the SWT-DAE (section 2.2: "the same
+    objective as the corresponding VAE"): the log-likelihood of one code ``z`` minus
+    ``beta`` times a batch penalty on the codes, in place of the KL::
 
-        mmd-vae:  log p(x_i | z_i) - beta * MMD^2(z, z_s),  z_s ~ N(0, I) (as many as z)
-        swt-vae:  log p(x_i | z_i) - beta * (1 - mean_j W_j(z))
+        mmd-vae, mmd-dae:  log p(x_i | z_i) - beta * MMD^2(z, z_s),  z_s ~ N(0, I)
+        swt-vae, swt-dae:  log p(x_i | z_i) - beta * (1 - mean_j W_j(z))
 
-    (:mod:`rcert.models.regularisers`); the penalty is the batch's, so the batch mean is
-    ``mean log p - beta * penalty``. The prior draws ``z_s`` come from ``generator`` after
-    the encoder noise.
+    (:mod:`rcert.models.regularisers`), ``z`` a reparameterised sample of a VAE's encoder
+    or the code ``f_enc(x)`` of a deterministic one (:meth:`rcert.models.nets.VAE.elbo_terms`);
+    ``z_s`` as many prior draws as codes. The penalty is the batch's, so the batch mean is
+    ``mean log p - beta * penalty``. The prior draws come from ``generator`` after the
+    encoder noise (a DAE draws none). Which family fits which encoder is
+    :func:`rcert.models.training.check_family`'s to say.
     """
     beta = check_beta(beta)
+    if family not in REGULARISED:
+        raise RcertError(f"regularised_elbo trains {', '.join(REGULARISED)}, not {family!r}")
     terms = _terms(model, x, generator, family)
     z = terms.top[0]
-    if family == "mmd-vae":
+    if REGULARISED[family] == "mmd":
         prior = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
         penalty = mmd_squared(z, prior, kernel)
-    elif family == "swt-vae":
-        penalty = swt_penalty(z)
     else:
-        raise RcertError(f"regularised_elbo trains mmd-vae or swt-vae, not {family!r}")
+        penalty = swt_penalty(z)
     return terms.log_likelihood - beta * penalty

@@ -43,6 +43,10 @@ ROWS: tuple[Row, ...] = (
     Row("median r_min", "Median minimum radius r_min",
         "median of the m-quantile of ||Delta(x)||: the smallest r at which an unperturbed "
         "input is r-robust"),
+    Row("median jacobian_spec", "Median encoder Jacobian norm ||J||_2",
+        "median over inputs of the spectral norm of J = d mu / d x: how far the code moves "
+        "per unit of input perturbation; the one figure a deterministic encoder gets "
+        "(docs/statistics.md)"),
     Row("violations", "Violations",
         "inputs where an attack broke r-robustness below the certified margin, confirmed "
         "on fresh noise draws"),
@@ -68,18 +72,23 @@ ROW_BY_KEY: dict[str, Row] = {row.key: row for row in ROWS}
 def _headline(res: dict[str, Any]) -> dict[str, Any]:
     """The figures a reviewer compares across models, by :data:`ROWS` key."""
     s = res["summary"]
+    diagnostics = s["diagnostics"]
+    # A deterministic encoder has no certificate at all, so no counts (SPEC section 9).
+    counted = "n_certified" in s
     row = {
         "data": res["config"].get("data", ""),
         "r": res["config"].get("r"),
         "inputs": s["n_inputs"],
-        "certified": f"{s['n_certified']} ({100 * s['certified_share']:.1f}%)",
-        "abstained": s["n_abstained"],
+        "certified": f"{s['n_certified']} ({100 * s['certified_share']:.1f}%)" if counted
+        else "n/a (deterministic encoder)",
+        "abstained": s["n_abstained"] if counted else "n/a",
         # A family a certificate does not cover has no figure for it (docs/hierarchical.md).
         "mean bound_certified": s["mean_margin"].get("bound_certified", "n/a"),
         "median bound_certified": s["margins"].get("bound_certified", {}).get("median", "n/a"),
         "mean bound_whitened": s["mean_margin"].get("bound_whitened", "n/a"),
         "mean latent_margin": s["mean_margin"].get("latent_margin", "n/a"),
-        "median r_min": s["diagnostics"]["r_min"]["median"],
+        "median r_min": diagnostics.get("r_min", {}).get("median", "n/a"),
+        "median jacobian_spec": diagnostics.get("jacobian_spec", {}).get("median", "n/a"),
     }
     if "empirical" in s:
         e = s["empirical"]

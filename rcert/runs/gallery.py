@@ -92,12 +92,22 @@ def _reconstruct(model: Any, x: torch.Tensor) -> np.ndarray:
     return out.detach().cpu().to(torch.float64).numpy()
 
 
+def _weakness(rows: pd.DataFrame) -> np.ndarray:
+    """Per row, a number that is smaller the weaker the input: ``bound_certified``; without
+    that certificate (docs/hierarchical.md) ``p_lower``; without any (a deterministic
+    encoder, SPEC section 9) the empirical margin where attacks ran, else minus the
+    encoder's ``||J||_2`` (the input that moves its code the most first)."""
+    for key in ("bound_certified", "p_lower", "margin_empirical"):
+        if key in rows.columns:
+            return rows[key].to_numpy(dtype=np.float64)
+    return -rows["jacobian_spec"].to_numpy(dtype=np.float64)
+
+
 def _choose(rows: pd.DataFrame, k: int) -> np.ndarray:
-    """Row positions of the ``k`` smallest finite ``bound_certified`` among inputs that did
-    not abstain, smallest first, ties in row order."""
-    # Without a certificate (docs/hierarchical.md), the least robust by p_lower come first.
-    key = "bound_certified" if "bound_certified" in rows.columns else "p_lower"
-    bound = rows[key].to_numpy(dtype=np.float64)
+    """Row positions of the ``k`` weakest inputs (:func:`_weakness`, smallest finite
+    ``bound_certified`` where there is one) among inputs that did not abstain, weakest
+    first, ties in row order."""
+    bound = _weakness(rows)
     keep = ~np.isnan(bound)
     if "abstain" in rows.columns:
         keep &= ~rows["abstain"].to_numpy(dtype=bool)
@@ -131,6 +141,8 @@ def weakest_inputs(model: Any, x: torch.Tensor, rows: pd.DataFrame, *, k: int = 
     list of dict
         Smallest ``bound_certified`` first (ties in row order), each
         ``{"index", "bound_certified", "margin_empirical" (None without attacks), "images"}``
+        (and ``jacobian_spec`` for a model without certificates, which has no
+        ``bound_certified``: NaN)
         where ``images`` maps ``"input"``, ``"reconstruction"`` and, with a perturbation,
         ``"adversarial input"`` and ``"adversarial reconstruction"`` to PNG bytes.
 
@@ -162,9 +174,12 @@ def weakest_inputs(model: Any, x: torch.Tensor, rows: pd.DataFrame, *, k: int = 
             images.update(_adversarial(model, chosen[j], deltas[index], value_range))
         empirical = row["margin_empirical"] if "margin_empirical" in rows.columns else None
         bound = row["bound_certified"] if "bound_certified" in rows.columns else math.nan
-        entries.append({"index": index, "bound_certified": float(bound),
-                        "margin_empirical": None if empirical is None else float(empirical),
-                        "images": images})
+        entry = {"index": index, "bound_certified": float(bound),
+                 "margin_empirical": None if empirical is None else float(empirical),
+                 "images": images}
+        if "abstain" not in rows.columns:  # no certificate: the caption shows ||J||_2
+            entry["jacobian_spec"] = float(row["jacobian_spec"])
+        entries.append(entry)
     return entries
 
 

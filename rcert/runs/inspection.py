@@ -44,6 +44,8 @@ def _sigma_convention(model: nn.Module) -> str:
     if kind is not None:
         return kind
     mode = getattr(model, "sigma_mode", None)
+    if mode == "none":
+        return "rcert none (a deterministic encoder: z = mu(x), sigma ignored)"
     return f"rcert {mode} (softplus head)" if mode in ("learned", "floor") else \
         f"rcert {mode}" if mode else "sigma"
 

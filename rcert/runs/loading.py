@@ -18,6 +18,7 @@ from torch import nn
 from rcert.data import default_eval_spec, load_data, parse_spec
 from rcert.errors import RcertError
 from rcert.models import foreign
+from rcert.models.contract import traits
 from rcert.source import ModelSource
 
 
@@ -80,6 +81,10 @@ def radius(model: nn.Module, r: float | None, path: str | os.PathLike[str]) -> f
     if r is not None:
         return r
     recommended = getattr(model, "meta", {}).get("recommended_r")
+    if recommended is None and not traits(model).stochastic:
+        raise RcertError(f"{path} is a deterministic autoencoder, which records no recommended "
+                         f"r (no r-robustness certificate applies, SPEC section 9): pass the "
+                         f"output radius its attacks must exceed (--r, or r in the config)")
     if recommended is None:
         raise RcertError(f"{path} records no recommended r; pass one (--r, or r in the config)")
     if isinstance(recommended, bool) or not isinstance(recommended, numbers.Real) \
@@ -96,3 +101,14 @@ def identity(model: nn.Module, source: ModelSource) -> dict[str, Any]:
     # Not the path: a moved model file is the same model.
     return {"weights_sha256": model.meta.get("sha256"),
             **{k: v for k, v in described.items() if k != "path"}}
+
+
+def require_sigma(model: nn.Module, path: str | os.PathLike[str], needs: str,
+                  instead: str) -> None:
+    """Refuse a deterministic autoencoder for a product that needs the encoder's sigma
+    (SPEC section 9: it gets attacks and Jacobian norms, never a statistical certificate
+    computed with ``sigma = 0``), in one line: ``needs`` says what needs sigma, ``instead``
+    what applies to the model."""
+    if not traits(model).stochastic:
+        raise RcertError(f"{path} is a deterministic autoencoder (no sigma, SPEC section 9) "
+                         f"and {needs} needs sigma; {instead}")

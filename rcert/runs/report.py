@@ -109,7 +109,13 @@ class _Loaded:
     name: str
 
 
-def _load_all(entries: list[ModelEntry], run: RunConfig) -> list[_Loaded]:
+#: A check of each loaded model before any work (``rcert check``'s thresholds): its path
+#: and the model; raises a one-line RcertError to refuse it.
+Preflight = Callable[[str, Any], None]
+
+
+def _load_all(entries: list[ModelEntry], run: RunConfig, attack: AttackConfig,
+              preflight: Preflight | None = None) -> list[_Loaded]:
     """Every entry's model and data, and its settings checked, before any is certified: a
     bad entry fails before work on the others, and before anything is saved. Names are the
     checkpoints' stems, with ``+`` added when two share one."""
@@ -118,6 +124,12 @@ def _load_all(entries: list[ModelEntry], run: RunConfig) -> list[_Loaded]:
         path = entry.source.path
         model, dataset = loading.load_with_data(entry.source, data_spec=entry.data,
                                                 limit=entry.limit, device=run.device or "cpu")
+        if preflight is not None:
+            preflight(path, model)
+        if entry.empirical and not attack.threat.moves_mean:
+            # A deterministic encoder has no sigma to move: every margin would be inf.
+            loading.require_sigma(model, path, "an attack with threat sigma",
+                                  "attack with threat mean or both")
         config = CertifyConfig(**{**entry.certify, "r": loading.radius(
             model, entry.certify.get("r"), path)})
         montecarlo.check_sample_budget(config.n_samples, run.memory_mb)
@@ -129,18 +141,20 @@ def _load_all(entries: list[ModelEntry], run: RunConfig) -> list[_Loaded]:
 
 
 def compute(entries: list[ModelEntry], out: Path, *, attack: AttackConfig = EMPIRICAL_ATTACK,
-            run: RunConfig | None = None, exclusive: bool = False) -> Computed:
+            run: RunConfig | None = None, exclusive: bool = False,
+            preflight: Preflight | None = None) -> Computed:
     """Certify each model of ``entries``, resuming from ``out/.partial``.
 
     ``attack`` is the attack of the entries with ``empirical``. The results are keyed by
     model name: the checkpoint's stem, with ``+`` added when two share one. Every model is
-    loaded before the first is certified. ``exclusive`` says the caller holds ``out``'s
-    lock (see :func:`rcert.runs.resume.certify_resumable`).
+    loaded, and passed to ``preflight`` when given, before the first is certified.
+    ``exclusive`` says the caller holds ``out``'s lock (see
+    :func:`rcert.runs.resume.certify_resumable`).
     """
     run = run or RunConfig(device="cpu")
     results: dict[str, dict[str, Any]] = {}
     gallery: dict[str, list[dict[str, Any]]] = {}
-    for item in _load_all(entries, run):
+    for item in _load_all(entries, run, attack, preflight):
         entry, model, dataset, config, name = (item.entry, item.model, item.dataset,
                                                item.config, item.name)
         with checks.collect(reissue=False) as warned:
@@ -238,11 +252,13 @@ class Written:
 def generate(entries: list[ModelEntry], out: Path, *,
              attack: AttackConfig = EMPIRICAL_ATTACK, run: RunConfig | None = None,
              verdicts: Callable[[dict[str, dict[str, Any]]], list[dict[str, Any]]]
-             | None = None, command: str | None = None) -> Written:
+             | None = None, command: str | None = None,
+             preflight: Preflight | None = None) -> Written:
     """Compute and write the report folder ``out``, holding its lock all along.
 
     ``verdicts``, when given, judges the results (``rcert check``'s thresholds) before
-    they are written. ``command`` is what the lock records as the holder (default: this
+    they are written; ``preflight`` refuses a loaded model before any work
+    (:func:`compute`). ``command`` is what the lock records as the holder (default: this
     process's command line). A second run into ``out`` fails at once with a one-line
     RcertError naming the holder; the folder is read back (:func:`verify`) before the
     lock is let go.
@@ -253,7 +269,8 @@ def generate(entries: list[ModelEntry], out: Path, *,
     with locked_folder(out, "report folder", hint=LOCK_HINT, command=command):
         for name in TEXT_FILES:  # a link to a device, say: refused now, not after the work
             check_writable(out / name)
-        computed = compute(entries, out, attack=attack, run=run, exclusive=True)
+        computed = compute(entries, out, attack=attack, run=run, exclusive=True,
+                           preflight=preflight)
         document = write(out, computed,
                          None if verdicts is None else verdicts(computed.results))
         summary = _verified(out)[1]["summary.md"].decode("utf-8")

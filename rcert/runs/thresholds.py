@@ -234,7 +234,8 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
         s = res["summary"]
         df = schema.inputs_frame(res["inputs"])
         if "bound_certified" not in df.columns:
-            _uncovered(model, thresholds, baseline, judge)
+            _uncovered(model, thresholds, baseline, judge, "abstain" in df.columns)
+            _abstentions(model, df, thresholds, judge)
             continue
         mean_margin = float(df["bound_certified"].mean())
         if "min_mean_margin" in thresholds:
@@ -255,11 +256,7 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
             judge(model, "max_violations", count, limit, count <= limit,
                   f"{count} inputs where an attack beat the certificate: "
                   f"{s['empirical']['violations']}")
-        if "max_abstain_fraction" in thresholds:
-            share = float(df["abstain"].mean())
-            limit = thresholds["max_abstain_fraction"]
-            judge(model, "max_abstain_fraction", share, limit, share <= limit,
-                  f"{share:.1%} of inputs abstained, above {limit:.1%}")
+        _abstentions(model, df, thresholds, judge)
         if baseline is not None:
             old = baseline.get(model)
             if old is None:
@@ -276,19 +273,66 @@ def verdicts(results: dict[str, dict[str, Any]], thresholds: dict[str, Any]
 
 #: The thresholds that judge ``bound_certified``.
 _BOUND_THRESHOLDS = ("min_mean_margin", "min_certified_fraction", "max_violations")
+#: The column each threshold reads: every one is a function of the encoder's sigma.
+SIGMA_COLUMNS = {"min_mean_margin": "bound_certified",
+                 "min_certified_fraction": "bound_certified (the certified fraction)",
+                 "max_violations": "violation (an attack beating bound_certified)",
+                 "max_abstain_fraction": "abstain", "baseline": "bound_certified",
+                 "max_regression": "bound_certified"}
+
+
+def refuse_deterministic(thresholds: dict[str, Any]) -> Callable[[str, Any], None]:
+    """A preflight for :func:`rcert.runs.report.generate`: refuse, before any work, a
+    deterministic autoencoder gated on a threshold that reads a column only a Gaussian
+    encoder has (SPEC section 9: no statistical certificate, so no bound, abstention or
+    certified fraction). A gate on a number that cannot exist is bad input (exit 2), not a
+    failed threshold."""
+    from rcert.runs.loading import require_sigma
+
+    names = [name for name in SIGMA_COLUMNS if name in thresholds]
+
+    def preflight(path: str, model: Any) -> None:
+        if names:
+            require_sigma(model, path, f"threshold {names[0]} (it reads "
+                          f"{SIGMA_COLUMNS[names[0]]})",
+                          "check it in a config without thresholds (its report has Jacobian "
+                          "norms and, with empirical = true, empirical margins)")
+    return preflight
 
 
 def _uncovered(model: str, thresholds: dict[str, Any], baseline: dict[str, float] | None,
-               judge: Callable[..., None]) -> None:
+               judge: Callable[..., None], abstains: bool = True) -> None:
     """Fail every bound threshold of a model without ``bound_certified`` (a family no
-    first-order certificate covers): a gate on a missing number must not pass."""
+    first-order certificate covers; with ``abstains`` False, a deterministic encoder, which
+    has no certificate at all): a gate on a missing number must not pass."""
     names = [n for n in _BOUND_THRESHOLDS if n in thresholds]
     if baseline is not None:
         names.append("max_regression")
+    why = ("its family has no first-order certificate, docs/hierarchical.md); gate it on "
+           "max_abstain_fraction" if abstains else
+           "a deterministic encoder has no certificate, SPEC section 9); check it without "
+           "thresholds")
     for name in names:
         judge(model, name, float("nan"), float("nan"), False,
-              f"{model} has no bound_certified (its family has no first-order certificate, "
-              f"docs/hierarchical.md); gate it on max_abstain_fraction or drop {name}")
+              f"{model} has no bound_certified ({why} or drop {name}")
+
+
+def _abstentions(model: str, df: Any, thresholds: dict[str, Any],
+                 judge: Callable[..., None]) -> None:
+    """Judge ``max_abstain_fraction``, for every family with an ``abstain`` column (the
+    hierarchical ones without ``bound_certified`` too); fail it for a model without one
+    (a deterministic encoder, SPEC section 9: a gate on a missing number must not pass)."""
+    if "max_abstain_fraction" not in thresholds:
+        return
+    limit = thresholds["max_abstain_fraction"]
+    if "abstain" not in df.columns:
+        judge(model, "max_abstain_fraction", float("nan"), limit, False,
+              f"{model} has no abstain column (a deterministic encoder has no certificate "
+              f"to abstain from, SPEC section 9); drop max_abstain_fraction")
+        return
+    share = float(df["abstain"].mean())
+    judge(model, "max_abstain_fraction", share, limit, share <= limit,
+          f"{share:.1%} of inputs abstained, above {limit:.1%}")
 
 
 def failed(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,15 +18,20 @@ from rcert.values import (
 
 #: The families :class:`TrainConfig` trains, and the total-correlation estimators
 #: (:mod:`rcert.models.total_correlation`).
-FAMILIES = ("vae", "beta-tcvae", "seatbelt", "dlgm", "mmd-vae", "swt-vae")
+FAMILIES = ("vae", "beta-tcvae", "seatbelt", "dlgm", "mmd-vae", "swt-vae", "mmd-dae",
+            "swt-dae")
 #: The families whose objective has a total-correlation term (estimated across a batch).
 TC_FAMILIES = ("beta-tcvae", "seatbelt", "dlgm")
+#: The families of deterministic autoencoders (Lu & Chen's DAEs: ``sigma_mode="none"``),
+#: each trained with the objective of the VAE family it maps to.
+DAE_FAMILIES = {"mmd-dae": "mmd-vae", "swt-dae": "swt-vae"}
 TC_ESTIMATORS = ("mws", "mss")
 #: The kernels of the MMD-VAE's penalty (:mod:`rcert.models.regularisers`).
 MMD_KERNELS = ("rbf", "imq")
 #: The smallest batch each batch-level penalty is defined on: a total correlation or an MMD
 #: needs two codes, Royston's Shapiro-Wilk weights six.
-MIN_BATCH = {**dict.fromkeys(TC_FAMILIES, 2), "mmd-vae": 2, "swt-vae": 6}
+MIN_BATCH = {**dict.fromkeys(TC_FAMILIES, 2), "mmd-vae": 2, "swt-vae": 6, "mmd-dae": 2,
+             "swt-dae": 6}
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,17 @@ class TrainConfig:
         "total correlation of the aggregate posterior, Willetts et al.), or that of the top "
         "layer of a hierarchical VAE: seatbelt (likelihood on every layer) or dlgm (on the "
         "first); mmd-vae or swt-vae (the MMD to the prior or 1 - Shapiro-Wilk W of the "
-        "codes instead of the KL, Lu & Chen).", choices=FAMILIES))
+        "codes instead of the KL, Lu & Chen); mmd-dae or swt-dae (the same objectives for a "
+        "deterministic autoencoder, --sigma none: its codes are f_enc(x)).",
+        choices=FAMILIES))
     beta: float = field(default=1.0, metadata=field_help(
         "Weight of the family's penalty: 1 is the ELBO for every family."))
     tc_estimator: str = field(default="mws", metadata=field_help(
         "Minibatch estimator of the total correlation (beta-tcvae): mws, the paper's, or "
         "mss.", choices=TC_ESTIMATORS))
     mmd_kernel: str = field(default="rbf", metadata=field_help(
-        "Kernel of the mmd-vae's MMD: rbf (h^2 = d_z, InfoVAE) or imq (C = 2 d_z, WAE).",
+        "Kernel of the mmd-vae's and mmd-dae's MMD: rbf (h^2 = d_z, InfoVAE) or imq "
+        "(C = 2 d_z, WAE).",
         choices=MMD_KERNELS))
     free_bits: float = field(default=0.0, metadata=field_help(
         "Free bits: nats of each layer's batch-mean KL left unpenalised (Kingma et al. "

@@ -19,6 +19,9 @@ from rcert.settings import AttackConfig, CertifyConfig, attack_label, default, s
 INPUT_MARGINS = ("bound", "bound_certified", "bound_spectral", "bound_whitened")
 #: Every margin column, input space then latent space.
 MARGINS = (*INPUT_MARGINS, "latent_margin")
+#: What a summary says in place of certified counts where no certificate covers the model.
+NO_CERTIFICATE = ("none: a deterministic encoder has no sigma, so no r-robustness certificate "
+                  "applies (SPEC section 9); Jacobian norms only")
 #: Per-input quantities whose distributions explain the margins [C Fig 9].
 DIAGNOSTICS = ("sigma_min", "sigma_mean", "jacobian_fro", "jacobian_spec", "jacobian_whitened",
                "p_hat", "p_lower", "r_min", "r_min_upper")
@@ -69,7 +72,8 @@ def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
     One column per certified input-space margin in ``columns`` (default all three);
     ``radii`` defaults to ``n_radii`` points from 0 to the largest finite
     ``bound_whitened`` (SPEC section 7). An abstention (``abstain``) is never counted as
-    certified, whatever its margin column holds.
+    certified, whatever its margin column holds. A frame without margins (a deterministic
+    encoder's, SPEC section 9) gives the radii alone.
     """
     columns = tuple(col for col in columns if col in df.columns)
     if radii is None:
@@ -80,6 +84,8 @@ def certified_fraction(df: pd.DataFrame, radii: np.ndarray | None = None,
         radii = np.linspace(0.0, top, n_radii)
     radii = np.asarray(radii, dtype=np.float64)
     table = {"radius": radii}
+    if not columns:  # no certificate covers the model: nothing to count, abstain included
+        return pd.DataFrame(table)
     certified = ~df["abstain"].to_numpy(dtype=bool)[None, :]
     for col in columns:
         values = df[col].to_numpy()[None, :]
@@ -105,17 +111,22 @@ def summarize(df: pd.DataFrame, radii: np.ndarray | None = None) -> dict[str, An
         mean of each margin column); ``margins`` and ``diagnostics`` (mean, std, min,
         q05, q25, median, q75, q95, max per column); ``certified_fraction`` (the curve,
         as lists keyed by column). Only the columns ``df`` has are summarised: a family
-        that a certificate does not cover has no entry for it.
+        that a certificate does not cover has no entry for it. A deterministic encoder's
+        frame (no ``abstain``: no statistical certificate, SPEC section 9) has no
+        ``n_certified``, ``n_abstained`` or ``certified_share`` either; its
+        ``certificates`` (:data:`NO_CERTIFICATE`) says why.
     """
     n = len(df)
-    abstained = int(df["abstain"].sum())
     curve = certified_fraction(df, radii)
     margins = [col for col in MARGINS if col in df.columns]
-    summary = {
-        "n_inputs": n,
-        "n_certified": n - abstained,
-        "n_abstained": abstained,
-        "certified_share": (n - abstained) / n if n else math.nan,
+    summary: dict[str, Any] = {"n_inputs": n}
+    if "abstain" in df.columns:
+        abstained = int(df["abstain"].sum())
+        summary.update(n_certified=n - abstained, n_abstained=abstained,
+                       certified_share=(n - abstained) / n if n else math.nan)
+    else:
+        summary["certificates"] = NO_CERTIFICATE
+    summary |= {
         "mean_margin": {col: float(df[col].mean()) for col in margins},
         "margins": {col: describe(df[col]) for col in margins},
         "diagnostics": {col: describe(df[col]) for col in DIAGNOSTICS if col in df.columns},

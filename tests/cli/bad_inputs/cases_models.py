@@ -44,6 +44,7 @@ from .make_models import (
     Payload,
     arch_json,
     btc_args,
+    dae_checkpoint,
     edit_json,
     evil_torch,
     flipped,
@@ -233,3 +234,61 @@ def foreign_models() -> None:
     case("foreign_pythae_refused_model", margin("{t}/pyf"),
          pythae_folder(edit=edit_json("model_config.json", name="AEConfig")),
          match=r"deterministic|AE", category=cat)
+
+
+def deterministic_autoencoders() -> None:
+    """A deterministic autoencoder (Lu & Chen's DAEs) asked for what needs sigma (SPEC
+    section 9): a certified margin, a KL, a sigma threat, a threshold on a sigma-based
+    column, a recommended r; and the families trained with the wrong encoder."""
+    cat = "deterministic autoencoders"
+    dae, ckpt = "{t}/dae.safetensors", dae_checkpoint()
+    many = npy("x.npy", good_inputs(40))
+    needs = r"deterministic autoencoder .*needs sigma"
+
+    def dae_config(thresholds: str) -> object:
+        # The model's path is relative to the config's folder, the data's to the working
+        # folder: both are the case's folder.
+        return chain(ckpt, toml_config(thresholds, model=(
+            '[[model]]\npath = "dae.safetensors"\ndata = "good.npy"\nlimit = 2\nr = 0.5\n')))
+
+    targeted = ("attack", "--model", dae, "--data", "{t}/good.npy", "--pairs", "2",
+                "--lambda-values", "1", "--max-iter", "2", "--quiet", "--output",
+                "{t}/result.txt")
+    cases = [
+        ("dae_margin", margin(dae), ckpt, needs + r".*latent-attack.*rcert attack"),
+        ("dae_margin_with_r", margin(dae, "--r", "0.5", "--empirical"), ckpt,
+         needs + r".*latent-attack"),
+        ("dae_attack_threat_sigma", attack(dae, "--threat", "sigma"), ckpt,
+         needs + r".*--threat mean"),
+        ("dae_attack_kind_kl", (*targeted, "--kind", "kl"), ckpt, needs + r".*--kind w2"),
+        ("dae_attack_downstream", ("attack", "--model", dae, "--data", "{t}/good.npy",
+                                   "--kind", "downstream", "--pairs", "2", "--quiet",
+                                   "--output", "{t}/result.txt"), ckpt, needs),
+        ("dae_report_without_r", report(dae), ckpt, r"deterministic autoencoder.*no "
+         r"recommended r.*--r"),
+        ("dae_report_empirical_threat_sigma",
+         report(dae, extra=("--r", "0.5", "--empirical", "--threat", "sigma")), ckpt,
+         needs + r".*threat mean"),
+        ("dae_check_min_mean_margin", check(), dae_config(
+            "[thresholds]\nmin_mean_margin = 0.0\n"), r"deterministic autoencoder .*threshold "
+         r"min_mean_margin .*needs sigma"),
+        ("dae_check_certified_fraction", check(), dae_config(
+            "[thresholds]\nmin_certified_fraction = 0.5\n"),
+         r"deterministic autoencoder .*certified fraction.*needs sigma"),
+        ("dae_check_abstain_fraction", check(), dae_config(
+            "[thresholds]\nmax_abstain_fraction = 0.5\n"), r"deterministic autoencoder .*reads "
+         r"abstain.*needs sigma"),
+        ("dae_train_family_with_sigma",
+         train("{t}/x.npy", "--family", "mmd-dae", "--sigma", "learned"), many,
+         r"family mmd-dae is a deterministic autoencoder.*--sigma"),
+        ("dae_train_kl_family_without_sigma", train("{t}/x.npy", "--sigma", "none"), many,
+         r"family vae trains Gaussian encoders.*mmd-dae or swt-dae"),
+        ("dae_train_tc_family_without_sigma",
+         train("{t}/x.npy", "--family", "beta-tcvae", "--sigma", "none"), many,
+         r"family beta-tcvae trains Gaussian encoders"),
+        ("dae_train_seatbelt_without_sigma",
+         train("{t}/x.npy", "--family", "seatbelt", "--sigma", "none"), many,
+         r"hierarchical VAE needs Gaussian layers"),
+    ]
+    for id, argv, setup, match in cases:
+        case(id, argv, setup, match=match, category=cat)

@@ -103,6 +103,18 @@ def save_model(t: Path, name: str, *, model=None, **meta) -> Path:
     return t / name
 
 
+def dae_checkpoint(name: str = "dae.safetensors"):
+    """A setup that saves an untrained 8x8 deterministic autoencoder (``sigma_mode="none"``,
+    Lu & Chen's DAE) as ``t/name``, with no recommended r, as ``rcert train`` records it."""
+    import rcert
+
+    def run(t: Path) -> None:
+        model = rcert.build_model("mlp", input_shape=(1, 8, 8), latent_dim=4, hidden=(16,),
+                                  sigma_mode="none")
+        save_model(t, name, model=model, recommended_r=None)
+    return run
+
+
 def st_save(tensors: dict, metadata: dict | None = None) -> bytes:
     """The bytes ``safetensors.torch.save`` makes of ``tensors`` and ``metadata``."""
     import safetensors.torch
