@@ -35,4 +35,8 @@ $RCERT train "${sprites[@]}" "${hier[@]}" --family seatbelt --beta 8 \
   --out seatbelt8-dsprites.safetensors >/dev/null
 $RCERT train "${sprites[@]}" "${hier[@]}" --family dlgm --beta 8 --out dlgm8-dsprites.safetensors \
   >/dev/null
+# Lu & Chen (2023) on digits (docs/latent.md): a Gaussian likelihood (their MSE), d_z = 10
+# (their MNIST), one model per family, beta-TCVAEs at their five betas, and the KLD-VAE with
+# latent adversarial training (Algorithm 1; SSIM window 7 fits the 8x8 images).
+bash lu-chen.sh
 echo "models regenerated in $(pwd)" >&2

@@ -20,7 +20,9 @@ Codes:
   the chosen level, so ``violation`` cannot be True;
 * ``weak-attack``: the attack-strength audit (``AttackConfig.audit``) re-attacked some inputs
   with the next stronger preset, and it lowered at least one empirical margin by more than
-  the search resolution, so the run's empirical margins may overstate the true ones.
+  the search resolution, so the run's empirical margins may overstate the true ones;
+* ``limit-crossing``: a DD-curve crosses its AADDC limit line (Lu & Chen), so part of
+  its area counts against it; move the limit, or read the AADDC with that in mind.
 
 The model checks (:data:`MODEL_CHECKS`, run by :mod:`rcert.engine.model_checks` on a few
 inputs before any certificate, attack or curve) are stricter: a failed one stops the run
@@ -50,7 +52,8 @@ from contextlib import contextmanager
 #: The checks a model must pass before it is certified; ``--allow`` takes these codes.
 MODEL_CHECKS = ("nondeterministic", "batch-coupling", "decoder-range", "sigma", "no-data-range",
                 "zero-input-gradient")
-CODES = ("zero-gradient", *MODEL_CHECKS, "undetectable-violation", "weak-attack")
+CODES = ("zero-gradient", *MODEL_CHECKS, "undetectable-violation", "weak-attack",
+         "limit-crossing")
 
 
 class ReliabilityWarning(UserWarning):

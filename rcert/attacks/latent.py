@@ -16,7 +16,8 @@ from rcert.settings import AttackConfig
 
 
 def latent_attack(model: nn.Module, x: torch.Tensor, radius: torch.Tensor, *, r: float,
-                  config: AttackConfig, seed: int, index: torch.Tensor) -> torch.Tensor:
+                  config: AttackConfig, seed: int, index: torch.Tensor,
+                  whitened: bool = False) -> torch.Tensor:
     """Attack the latent mean directly: maximise ``P(||g(mu + d_z + eta sigma) - g(mu)|| > r)``.
 
     Over shifts ``||d_z|| <= radius`` of the latent mean (SPEC section 5), with the smooth
@@ -25,6 +26,10 @@ def latent_attack(model: nn.Module, x: torch.Tensor, radius: torch.Tensor, *, r:
     part: the shift is the threat). Returns the best ``d_z`` per input, ``(B, d_z)``. The
     exact latent certificate says no shift below ``latent_margin`` can bring
     ``P(||Delta|| <= r)`` to ``m`` or below; this attack is how that is checked.
+
+    ``whitened`` takes the ball in the certificate's own geometry, ``||d_z / sigma(x)|| <=
+    radius``: the attack then moves ``u = d_z / sigma`` in the ordinary ball (the returned
+    ``d_z`` is ``sigma * u``).
     """
     reps = config.restarts
     clean, eta = restart_rows(model, x, config, seed=seed, index=index)
@@ -38,6 +43,10 @@ def latent_attack(model: nn.Module, x: torch.Tensor, radius: torch.Tensor, *, r:
     def evaluate(shift: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         c = clean if rows is None else clean.select(rows)
         e = eta if rows is None else eta[rows]
-        return objective(distances(model, c.mu + shift, c.sigma, e, c.reference, c.context))
+        d = shift * c.sigma if whitened else shift
+        return objective(distances(model, c.mu + d, c.sigma, e, c.reference, c.context))
 
-    return best_of_restarts(evaluate, init, clean.mu, rr, None, config).delta
+    best = best_of_restarts(evaluate, init, clean.mu, rr, None, config).delta
+    if not whitened:
+        return best
+    return best * clean.sigma.view(-1, config.restarts, d_z)[:, 0]

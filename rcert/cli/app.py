@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 #: The commands in the order of a user's work, as help lists them.
-ORDER = ("margin", "attack", "curve", "measure", "report", "check", "inspect", "plot", "train",
-         "convert")
+ORDER = ("margin", "attack", "curve", "measure", "latent-attack", "latent-margin", "report",
+         "check", "inspect", "plot", "train", "convert")
 
 
 class _Ordered(click.Group):

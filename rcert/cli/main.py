@@ -22,6 +22,7 @@ from rcert.cli import (  # noqa: F401
     curve,
     guard,
     inspect,
+    latent,
     margin,
     measure,
     plot,

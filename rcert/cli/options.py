@@ -53,13 +53,15 @@ def _shown(value: Any) -> str:
 
 
 def option_for(cls: type, name: str, default: Any = None, note: str = "", *,
-               multiple: bool = False) -> Callable:
+               multiple: bool = False, prefix: str = "") -> Callable:
     """One click option for field ``name`` of settings class ``cls``.
 
     ``default`` is the value the command uses when the option is not given (shown in the
     help); ``note`` replaces that display, e.g. "the checkpoint's recommended r". Without
     either, the field's own ``[default: ...]`` text stays. A boolean field is a flag;
-    ``multiple`` makes the option repeatable (its value a tuple).
+    ``multiple`` makes the option repeatable (its value a tuple). ``prefix`` names the
+    option ``--PREFIX-NAME`` (value ``PREFIX_NAME``), for a second settings class whose
+    field names would read ambiguously among a command's options.
     """
     f = _field(cls, name)
     metadata_help, _, own = f.metadata["help"].partition(" [default: ")
@@ -71,7 +73,8 @@ def option_for(cls: type, name: str, default: Any = None, note: str = "", *,
         extra["is_flag"] = True
     # is_flag=False would let click take a repeatable option without a value, and then read
     # a negative number after it as an option of its own.
-    return click.option(option_name(name), name, type=kind, help=text, **extra)
+    dest = f"{prefix}_{name}" if prefix else name
+    return click.option(option_name(dest), dest, type=kind, help=text, **extra)
 
 
 def apply(options: Sequence[Callable], f: Callable) -> Callable:
@@ -141,12 +144,14 @@ def attack_config(default: AttackConfig, values: dict[str, Any]) -> AttackConfig
     return build(AttackConfig, default, **given(AttackConfig, values))
 
 
-def build(cls: type, base: Any = None, **values: Any) -> Any:
-    """``settings.merge(cls, base, **values)``, its errors naming the options, not fields."""
+def build(cls: type, base: Any = None, *, prefix: str = "", **values: Any) -> Any:
+    """``settings.merge(cls, base, **values)``, its errors naming the options, not fields
+    (``--PREFIX-NAME`` for options made with :func:`option_for`'s ``prefix``)."""
     try:
         return merge(cls, base, **values)
     except RcertError as exc:
         message = str(exc)
         for f in dataclasses.fields(cls):
-            message = re.sub(rf"^{f.name}\b", option_name(f.name), message)
+            dest = f"{prefix}_{f.name}" if prefix else f.name
+            message = re.sub(rf"^{f.name}\b", option_name(dest), message)
         raise RcertError(message) from None

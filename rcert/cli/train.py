@@ -9,8 +9,33 @@ import click
 
 from rcert.cli.app import cli
 from rcert.cli.common import QUIET, command_line, int_list
-from rcert.cli.options import apply, given, option_for
-from rcert.settings import TrainConfig, default
+from rcert.cli.options import apply, build, given, option_for
+from rcert.errors import RcertError
+from rcert.settings import AdversarialTrainingConfig, TrainConfig, default
+
+
+def adversarial_options(f: Any) -> Any:
+    """``--adversarial`` and ``--adversarial-*`` (AdversarialTrainingConfig)."""
+    names = [fd.name for fd in dataclasses.fields(AdversarialTrainingConfig)]
+    options = [click.option("--adversarial", is_flag=True,
+                            help="Latent adversarial training (Lu & Chen Algorithm 1): after "
+                                 "each step, a decoder-only step on PGD-attacked codes.")]
+    options += [option_for(AdversarialTrainingConfig, n, prefix="adversarial",
+                           default=default(AdversarialTrainingConfig, n)) for n in names]
+    return apply(options, f)
+
+
+def adversarial_config(adversarial: bool, values: dict[str, Any]
+                       ) -> AdversarialTrainingConfig | None:
+    """The defence's settings from the ``--adversarial-*`` options (which need the flag)."""
+    given_values = {name.removeprefix("adversarial_"): values.pop(name)
+                    for name in list(values) if name.startswith("adversarial_")}
+    chosen = {k: v for k, v in given_values.items() if v is not None}
+    if chosen and not adversarial:
+        raise RcertError(f"--adversarial-{next(iter(chosen)).replace('_', '-')} applies to "
+                         f"latent adversarial training; add --adversarial, or drop it")
+    return build(AdversarialTrainingConfig, prefix="adversarial", **chosen) \
+        if adversarial else None
 
 
 def train_options(f: Any) -> Any:
@@ -36,10 +61,11 @@ def train_options(f: Any) -> Any:
                    "architecture is --channels 32,32,64,64 --dense 512).")
 @click.option("--activation", type=click.Choice(["relu", "elu", "softplus", "tanh"]),
               default=None, help="Hidden non-linearity [default: relu].")
-@click.option("--sigma", "sigma_mode", type=click.Choice(["learned", "floor", "fixed"]),
-              default=None,
-              help="Encoder sigma: learned, tau + learned (--tau), or constant (--fixed-sigma) "
-                   "[default: learned].")
+@click.option("--sigma", "sigma_mode",
+              type=click.Choice(["learned", "floor", "fixed", "none"]), default=None,
+              help="Encoder sigma: learned, tau + learned (--tau), constant (--fixed-sigma), or "
+                   "none (a deterministic autoencoder: --family mmd-dae or swt-dae) "
+                   "[default: learned; none for the dae families].")
 @click.option("--tau", type=float, default=None, help="Sigma floor for --sigma floor.")
 @click.option("--fixed-sigma", type=float, default=None, help="Sigma for --sigma fixed.")
 @click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default=None,
@@ -55,6 +81,7 @@ def train_options(f: Any) -> Any:
 @click.option("--conditional-hidden", default=None,
               help="Hidden widths of the layer-to-layer MLPs, e.g. 64,64 [default: 64,64].")
 @train_options
+@adversarial_options
 @QUIET
 @click.pass_obj
 def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_dim: int,
@@ -63,12 +90,15 @@ def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_d
                   sigma_mode: str | None, tau: float | None, fixed_sigma: float | None,
                   likelihood: str | None, gaussian_scale: float | None,
                   upper_dims: str | None, inference: str | None,
-                  conditional_hidden: str | None, quiet: bool, **values: Any) -> None:
+                  conditional_hidden: str | None, quiet: bool, adversarial: bool,
+                  **values: Any) -> None:
     """Train a Gaussian-encoder VAE (one-layer, or hierarchical with --family seatbelt or
-    dlgm) and save a checkpoint with its model card."""
+    dlgm), or a deterministic autoencoder (--family mmd-dae or swt-dae), and save a
+    checkpoint with its model card."""
     from rcert.results import text
     from rcert.runs import training
 
+    defence = adversarial_config(adversarial, values)
     config = TrainConfig(**given(TrainConfig, values))
     hparams: dict[str, Any] = {"latent_dim": latent_dim}
     for key, value in (("hidden", int_list(hidden, "--hidden")),
@@ -83,5 +113,6 @@ def train_command(argv: list[str], data_spec: str, out: str, arch: str, latent_d
         if value is not None:
             hparams[key] = value
     card = training.train_checkpoint(data_spec, out, arch=arch, hparams=hparams, config=config,
-                                     progress=not quiet, command=command_line(argv))
+                                     progress=not quiet, command=command_line(argv),
+                                     adversarial=defence)
     click.echo(text.to_json(card), nl=False)

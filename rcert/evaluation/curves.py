@@ -14,6 +14,7 @@ from rcert.engine import montecarlo, noise
 from rcert.engine.model_checks import prepare_checked
 from rcert.errors import RcertError
 from rcert.evaluation.empirical import chunk_sizes, within_counts
+from rcert.models import contract
 from rcert.progress import Progress
 from rcert.settings import AttackConfig, CertifyConfig, RunConfig, ThreatModel
 from rcert.statistics import binomial
@@ -94,6 +95,8 @@ def curve(
     radii = _radii(radii)
     if isinstance(direction, str):
         settings.choice(direction, "direction", DIRECTIONS)
+    contract.require_sigma(model, "a robustness curve P(||Delta(x, rho u)|| <= r)",
+                           "use rcert attack --kind damage for its damage against the budget")
     model, x, index, _ = prepare_checked(model, x, index=index, seed=cert.seed, run=run)
     # Chunks sized for what a max-damage direction's attack holds per input.
     max_rows, per = chunk_sizes(run, x, settings.DAMAGE_ATTACK)

@@ -50,6 +50,8 @@ def posterior_table(model: nn.Module, x: torch.Tensor | np.ndarray, *,
     levels = [nonnegative_float(a, "noise level") for a in levels]
     draws, seed = positive_int(draws, "draws"), check_seed(seed)
     run = merge(RunConfig, run)
+    contract.require_sigma(model, "each posterior measure (sigma norm, ELBO, denoising "
+                           "likelihood)", "use rcert latent-attack or rcert attack")
     model, x, index_t, _ = prepare_checked(model, x, index=index, seed=seed, run=run)
     per = max(1, int(run.memory_mb * 2**20 // (64 * x[0].numel() * draws)))
     parts = [_rows(model, x[s], index_t[s], levels, draws, seed)

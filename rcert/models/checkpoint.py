@@ -396,5 +396,5 @@ def model_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
     return {"name": Path(path).stem, "checkpoint": Path(path).name, "sha256": digest,
             "architecture": header["model"], "data": header["data"],
             "recommended_r": header["recommended_r"], "metrics": header["metrics"],
-            "training": header["extra"].get("training", {}),
+            **{"training": {}, **header["extra"]},
             "rcert_version": header["rcert_version"], **fields}

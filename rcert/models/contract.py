@@ -163,3 +163,12 @@ def layer_dims(model: nn.Module, x: torch.Tensor) -> list[int]:
 def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``g(mu(x))``, the reconstruction from the chain of means, shaped like ``x``."""
     return decode(model, model.encode(x)[0], context(model, x)).reshape(x.shape)
+
+
+def require_sigma(model: nn.Module, needs: str, instead: str) -> None:
+    """Refuse a deterministic encoder for what needs its sigma (SPEC section 9: such a model
+    gets attacks and Jacobian norms, never a statistical quantity computed with
+    ``sigma = 0``), in one line: ``needs`` says what needs sigma, ``instead`` what applies."""
+    if not traits(model).stochastic:
+        raise RcertError(f"this model has a deterministic encoder (no sigma, SPEC section 9) "
+                         f"and {needs} needs sigma; {instead}")

@@ -1,5 +1,6 @@
-"""Train rcert architectures by maximising their family's objective (the beta-ELBO, or the
-beta-TCVAE's), with early stopping.
+"""Train rcert architectures by maximising their family's objective (the beta-ELBO, the
+beta-TCVAE's, or Lu & Chen's MMD and Shapiro-Wilk objectives, for VAEs and deterministic
+autoencoders), with early stopping.
 
 Everything random (shuffling, reparameterisation noise) comes from generators seeded by
 ``seed``, so the same seed, data and initial weights give bit-identical trained weights.
@@ -25,6 +26,7 @@ from rcert.models.nets import VAE
 from rcert.models.objectives import beta_tc_elbo, elbo, regularised_elbo
 from rcert.progress import Progress
 from rcert.settings import MIN_BATCH, TC_FAMILIES, TrainConfig, merge
+from rcert.settings.training import DAE_FAMILIES
 
 # Offsets that give the validation noise its own stream, independent of the training one.
 VAL_STREAM = 1_000_003
@@ -42,19 +44,29 @@ class Objective:
 
 #: The true ELBO (beta = 1): what models are compared by, whatever they were trained on.
 TRUE_ELBO = Objective(lambda model, x, noise: elbo(model, x, generator=noise))
+#: ``log p(x | f_enc(x))``: what a deterministic autoencoder, which has no ELBO, is compared by.
+LOG_LIKELIHOOD = Objective(lambda model, x, noise: model.elbo_terms(x, noise).log_likelihood)
+
+
+def reference(model: VAE) -> tuple[str, Objective]:
+    """The objective models are compared by, and its name in the metrics: the true ELBO
+    (``"elbo"``), or for a deterministic autoencoder the log-likelihood of its
+    reconstruction (``"log_likelihood"``), since the ELBO's KL needs sigma."""
+    return ("log_likelihood", LOG_LIKELIHOOD) if model.deterministic else ("elbo", TRUE_ELBO)
 
 
 def objective(config: TrainConfig, dataset_size: int) -> Objective:
     """The objective ``config.family`` maximises: the beta-ELBO (:func:`elbo`), or the
     beta-TCVAE objective (:func:`beta_tc_elbo`; on the top layer for the Seatbelt-VAE and
     the DLGM), whose total correlation is estimated across each batch (at least 2 inputs)
-    as drawn from ``dataset_size`` inputs; with ``config.free_bits`` per layer."""
+    as drawn from ``dataset_size`` inputs; with ``config.free_bits`` per layer; or the
+    MMD and Shapiro-Wilk objectives of the mmd and swt families (:func:`regularised_elbo`)."""
     if config.family in TC_FAMILIES:
         return Objective(lambda model, x, noise: beta_tc_elbo(
             model, x, beta=config.beta, dataset_size=dataset_size,
             estimator=config.tc_estimator, free_bits=config.free_bits, generator=noise),
             min_batch=MIN_BATCH[config.family])
-    if config.family in ("mmd-vae", "swt-vae"):
+    if config.family in ("mmd-vae", "swt-vae", *DAE_FAMILIES):
         return Objective(lambda model, x, noise: regularised_elbo(
             model, x, family=config.family, beta=config.beta, kernel=config.mmd_kernel,
             generator=noise), min_batch=MIN_BATCH[config.family])
@@ -65,13 +77,25 @@ def objective(config: TrainConfig, dataset_size: int) -> Objective:
 #: What each family's model has: ``likelihood_on`` of a hierarchical VAE, or None for a
 #: one-layer model (a flat architecture, or a hierarchical one without upper layers).
 _FAMILY_LIKELIHOOD_ON = {"vae": None, "beta-tcvae": None, "seatbelt": "all", "dlgm": "first",
-                         "mmd-vae": None, "swt-vae": None}
+                         "mmd-vae": None, "swt-vae": None, "mmd-dae": None, "swt-dae": None}
 
 
 def check_family(model: VAE, family: str) -> None:
     """Refuse a model whose layers are not those of ``family`` (an impossible layer
     configuration): the vae and beta-tcvae families have one stochastic layer; seatbelt
-    and dlgm are hierarchical VAEs with the likelihood on every layer or on the first."""
+    and dlgm are hierarchical VAEs with the likelihood on every layer or on the first; the
+    mmd-dae and swt-dae families are deterministic autoencoders (``sigma_mode="none"``),
+    and no other family is (a KL or a total correlation needs sigma)."""
+    if family in DAE_FAMILIES and not model.deterministic:
+        raise RcertError(f"family {family} trains deterministic autoencoders (sigma_mode "
+                         f"'none'), but this model's encoder is Gaussian (sigma_mode "
+                         f"{model.sigma_mode!r}); use family {DAE_FAMILIES[family]} or "
+                         f"sigma_mode 'none'")
+    if family not in DAE_FAMILIES and model.deterministic:
+        alternative = {v: k for k, v in DAE_FAMILIES.items()}.get(family, "mmd-dae or swt-dae")
+        raise RcertError(f"family {family} trains Gaussian encoders, but this model is a "
+                         f"deterministic autoencoder (sigma_mode 'none'); use family "
+                         f"{alternative}, or a sigma_mode other than 'none'")
     wanted = _FAMILY_LIKELIHOOD_ON[family]
     layers = model.traits.stochastic_layers if isinstance(model, HierarchicalVAE) else 1
     if wanted is None and layers > 1:
@@ -88,9 +112,17 @@ def family_architecture(family: str, arch: str, hparams: dict[str, Any]
                         ) -> tuple[str, dict[str, Any]]:
     """The architecture name and hyper-parameters that train ``family`` on base ``arch``
     (``mlp`` or ``conv``): the hierarchical families wrap it (``base``) with their
-    ``likelihood_on``; the others take it as it is."""
+    ``likelihood_on``; the DAE families set ``sigma_mode="none"`` (refusing another one);
+    the others take it as it is."""
     wanted = _FAMILY_LIKELIHOOD_ON[family]
     hierarchical = {"upper_dims", "inference", "conditional_hidden"} & set(hparams)
+    if family in DAE_FAMILIES:
+        mode = hparams.get("sigma_mode", "none")
+        if mode != "none":
+            raise RcertError(f"family {family} is a deterministic autoencoder: sigma "
+                             f"{mode!r} does not apply; drop --sigma (or pass none), or "
+                             f"use family {DAE_FAMILIES[family]}")
+        hparams = {**hparams, "sigma_mode": "none"}
     if wanted is None:
         if hierarchical:
             raise RcertError(f"{', '.join(sorted(hierarchical))} only apply to the "
@@ -131,19 +163,27 @@ def _as_data(x: Tensor | np.ndarray, name: str, model: VAE) -> Tensor:
     return x.to(device=param.device, dtype=param.dtype)
 
 
+#: A step taken after each training step on its batch: ``(x_batch, positions, noise)``.
+AfterStep = Callable[[Tensor, Tensor, torch.Generator], None]
+
+
 def _epoch(model: VAE, x: Tensor, parts: tuple[Tensor, ...], optimizer: torch.optim.Optimizer,
-           target: Objective, noise: torch.Generator) -> float:
-    """One pass of Adam over the batches ``parts`` of ``x``; the mean loss, or NaN once it
-    diverges."""
+           target: Objective, noise: torch.Generator, after_step: AfterStep | None) -> float:
+    """One pass of Adam over the batches ``parts`` of ``x`` (each followed by
+    ``after_step``); the mean loss, or NaN once it diverges."""
     model.train()
     loss_sum = 0.0
     for index in parts:
-        loss = -target.per_input(model, x[index.to(x.device)], noise).mean()
+        batch = x[index.to(x.device)]
+        loss = -target.per_input(model, batch, noise).mean()
         if not torch.isfinite(loss):
             return math.nan
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step(batch, index, noise)
+            model.train()
         loss_sum += loss.item() * len(index)
     return loss_sum / len(x)
 
@@ -173,7 +213,7 @@ class _Best:
 
 
 def _epochs(model: VAE, x_train: Tensor, x_val: Tensor, config: TrainConfig, best: _Best,
-            progress: bool) -> list[dict[str, Any]]:
+            progress: bool, after_step: AfterStep | None) -> list[dict[str, Any]]:
     """The epochs of :func:`fit` until ``config.patience`` epochs bring no better held-out
     objective (``best`` keeps the best weights); their history."""
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -187,7 +227,7 @@ def _epochs(model: VAE, x_train: Tensor, x_val: Tensor, config: TrainConfig, bes
         for epoch in range(1, config.epochs + 1):
             order = torch.randperm(len(x_train), generator=shuffle)
             parts = batches(order, config.batch_size, target.min_batch)
-            loss = _epoch(model, x_train, parts, optimizer, target, noise)
+            loss = _epoch(model, x_train, parts, optimizer, target, noise, after_step)
             if not math.isfinite(loss):
                 raise best.diverged(epoch, "training loss", config.lr)
             # Stop on the objective being maximised: for beta != 1 the true ELBO may fall
@@ -217,6 +257,7 @@ def fit(
     patience: int | None = None,
     seed: int | None = None,
     progress: bool = True,
+    after_step: AfterStep | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place with Adam on ``-mean beta-ELBO``, early-stopping on held-out data.
 
@@ -239,6 +280,10 @@ def fit(
         ``val_fraction`` is not used here: the caller splits the data.
     progress
         Show a status line on stderr; stdout is never written.
+    after_step
+        Called after every training step with the batch, its positions in ``x_train`` and
+        the noise generator: a defence's extra step, e.g. latent adversarial training
+        (:class:`rcert.runs.adversarial.LatentAdversary`).
 
     Returns
     -------
@@ -247,7 +292,10 @@ def fit(
         ``best_val_elbo`` (their mean held-out true ELBO, beta = 1, comparable across
         models), ``best_epoch`` (1-based), ``epochs_run``, ``train_elbo`` (mean true ELBO
         of the restored weights on ``x_train``, with fixed noise like the held-out one)
-        and ``history``: one ``{"epoch", "train_loss", "val_objective"}`` per epoch.
+        and ``history``: one ``{"epoch", "train_loss", "val_objective"}`` per epoch. A
+        deterministic autoencoder has no ELBO: ``best_val_log_likelihood`` and
+        ``train_log_likelihood`` (``log p(x | f_enc(x))``, :func:`reference`) stand in for
+        ``best_val_elbo`` and ``train_elbo``.
 
     Raises
     ------
@@ -266,14 +314,15 @@ def fit(
     x_val = _as_data(x_val, "x_val", model)
     val_seed = config.seed + VAL_STREAM
     best = _Best(model)
-    history = _epochs(model, x_train, x_val, config, best, progress)
+    history = _epochs(model, x_train, x_val, config, best, progress, after_step)
     best.restore()
     best_val, best_epoch, batch_size = best.value, best.epoch, config.batch_size
+    name, target = reference(model)
     return {
         "best_val_objective": best_val,
-        "best_val_elbo": mean_elbo(model, x_val, batch_size, val_seed),
+        f"best_val_{name}": mean_elbo(model, x_val, batch_size, val_seed, target),
         "best_epoch": best_epoch,
         "epochs_run": len(history),
-        "train_elbo": mean_elbo(model, x_train, batch_size, val_seed),
+        f"train_{name}": mean_elbo(model, x_train, batch_size, val_seed, target),
         "history": history,
     }

@@ -1,5 +1,5 @@
-"""Figures of Camuto et al. (2021) and Willetts et al. (2021) drawn from rcert result
-documents (see docs/plots.md).
+"""Figures of Camuto et al. (2021), Willetts et al. (2021) and Lu & Chen (2023) drawn from
+rcert result documents (see docs/plots.md).
 
 Every plot takes one result (the dict of :func:`rcert.results.schema.result`, or a JSON file
 read by :func:`load_result`, or each of a report's models read by :func:`load_results`) or
@@ -25,6 +25,9 @@ _WHERE = {
     "certified-fraction": ("rcert.plots.margins", "certified_fraction"),
     "targeted": ("rcert.plots.targeted", "lambda_sweep"),
     "posteriors": ("rcert.plots.posteriors", "posterior_densities"),
+    "dd": ("rcert.plots.latent", "dd_curves"),
+    "latent-statistics": ("rcert.plots.latent", "latent_statistics"),
+    "tsne": ("rcert.plots.latent", "latent_embedding"),
 }
 #: The plot kinds, in the order docs/plots.md presents them.
 KINDS = tuple(_WHERE)

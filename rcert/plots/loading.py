@@ -22,7 +22,8 @@ Results = dict[str, Any] | Sequence[dict[str, Any]]
 _MAKE = {"margin": "rcert margin --format json", "attack": "rcert attack --format json",
          "curve": "rcert curve --format json",
          "targeted": "rcert attack --kind kl --format json",
-         "posteriors": "rcert measure --format json"}
+         "posteriors": "rcert measure --format json",
+         "latent": "rcert latent-attack --format json"}
 
 
 _MAKE_ONE = "write one with rcert margin, attack or curve --format json"

@@ -12,6 +12,8 @@ import pandas as pd
 
 from rcert.errors import RcertError, with_hint
 from rcert.settings import CertifyConfig, default
+from rcert.statistics.ddcurve import parse_limits
+from rcert.statistics.latent_summary import summarize_latent, summarize_latent_margin
 from rcert.statistics.summary import (
     summarize,
     summarize_attack,
@@ -26,7 +28,8 @@ REPORT_KIND = "report"
 REPORT_SCHEMA_VERSION = 1
 
 
-KINDS = ("margin", "attack", "curve", "targeted", "posteriors", "downstream")
+KINDS = ("margin", "attack", "curve", "targeted", "posteriors", "downstream", "latent",
+         "latent-margin")
 
 
 def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | None = None,
@@ -50,6 +53,11 @@ def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | No
         summary = summarize_targeted(df)
     elif kind == "posteriors":
         summary = summarize_posteriors(df)
+    elif kind == "latent":
+        summary = df.attrs.get("summary") or summarize_latent(
+            df, parse_limits(cfg.get("fidelity", {}).get("limits", ())))[0]
+    elif kind == "latent-margin":
+        summary = summarize_latent_margin(df)
     elif kind == "downstream":
         summary = {"n_attacked": int(df["n_attacked"].max()),
                    "classifiers": df.set_index("classifier").drop(columns="n_attacked")
@@ -61,6 +69,8 @@ def result(df: pd.DataFrame, *, kind: str = "margin", model: dict[str, Any] | No
     warned = df.attrs.get("warnings", []) if warnings is None else warnings
     if warned:
         doc["warnings"] = list(warned)
+    if df.attrs.get("sections"):
+        doc["sections"] = df.attrs["sections"]
     doc["inputs"] = df.to_dict(orient="records")
     return doc
 

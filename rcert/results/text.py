@@ -42,6 +42,11 @@ SHOWN = {
                    "n_attacked"),
     "targeted": ("pair", "input", "target", "lambda", "loss", "attack_loss", "distortion",
                  "neg_log_lik_target", "l2_output_target", "status", "selected"),
+    "latent": ("seed", "index", "epsilon", "shift_l2", "loss", "mse", "ssim", "psnr", "lpips",
+               "target_mse", "exceeds_r"),
+    "latent-margin": ("index", "p_lower", "latent_margin", "l2_p_inside", "l2_violation",
+                      "l2_tightness", "whitened_p_inside", "whitened_violation",
+                      "whitened_tightness"),
 }
 
 
@@ -54,7 +59,8 @@ def to_table(res: dict[str, Any]) -> str:
     lines += _heading(res)
     lines += {"margin": _margin_lines, "attack": _attack_lines, "curve": _curve_lines,
               "targeted": _targeted_lines, "posteriors": _posterior_lines,
-              "downstream": _downstream_lines}[kind](res["summary"])
+              "downstream": _downstream_lines, "latent": _latent_lines,
+              "latent-margin": _latent_margin_lines}[kind](res["summary"])
     return "\n".join(lines) + "\n"
 
 
@@ -72,7 +78,11 @@ def _stats_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def _margin_lines(s: dict[str, Any]) -> list[str]:
-    """Counts, the attack's verdict if any, and quantiles of each margin and of r_min."""
+    """Counts, the attack's verdict if any, and quantiles of each margin and of r_min; for a
+    model no certificate covers (a deterministic encoder), why, and its Jacobian norms."""
+    if "n_certified" not in s:
+        return [f"{s['n_inputs']} inputs; certificates: {s.get('certificates', 'none')}", "",
+                _stats_table(s["diagnostics"])]
     lines = [f"certified {s['n_certified']} of {s['n_inputs']} inputs "
              f"({100 * s['certified_share']:.1f}%), abstained {s['n_abstained']}"]
     if "empirical" in s:
@@ -157,3 +167,32 @@ def _downstream_lines(s: dict[str, Any]) -> list[str]:
     """The attack's cost to each classifier (Willetts et al. Table 1)."""
     return [f"{s['n_attacked']} inputs attacked toward targets of another label; the drop is "
             f"attacked minus clean accuracy (smaller in magnitude: more robust)"]
+
+
+def _latent_lines(s: dict[str, Any]) -> list[str]:
+    """Each score's DD-curve (mean and spread over the batch-and-seed curves) and AADDC."""
+    rows = {score: [f"{m:.4g} ({sd:.2g})" for m, sd in zip(c["mean"], c["std"], strict=True)]
+            for score, c in s["curves"].items()}
+    table = pd.DataFrame(rows, index=pd.Index([f"{e:g}" for e in s["epsilons"]],
+                                              name="epsilon"))
+    lines = [f"{s['n_inputs']} inputs, {s['n_batches']} batches, {s['n_seeds']} seeds; mean "
+             f"score per epsilon (standard deviation over the batch-and-seed curves):",
+             table.to_string(), ""]
+    for score, a in s["aaddc"].items():
+        lines.append(f"AADDC {score} (limit {a['limit']:g}): {a['mean']:.4g} +- "
+                     f"{a['std']:.2g} over {a['n_curves']} curves; of the mean curve "
+                     f"{a['of_mean_curve']:.4g}")
+    return lines
+
+
+def _latent_margin_lines(s: dict[str, Any]) -> list[str]:
+    """Violations inside the latent certificate and the latent tightness beyond it."""
+    lines = [f"{s['n_certified']} of {s['n_inputs']} inputs certified and attacked"]
+    for geometry in ("l2", "whitened"):
+        g = s.get(geometry)
+        if g is None:
+            continue
+        median = "-" if g["tightness_median"] is None else f"{g['tightness_median']:.3g}"
+        lines.append(f"{geometry}: {g['violations']} violations inside the certificate; "
+                     f"{g['n_broken']} broken beyond it, median tightness {median}")
+    return lines

@@ -18,8 +18,10 @@ from rcert.errors import RcertError
 from rcert.files import STDOUT, atomic_write, check_writable
 from rcert.models import checkpoint
 from rcert.models.architectures import build_model
-from rcert.models.training import VAL_STREAM, family_architecture, fit, mean_elbo
-from rcert.settings import CertifyConfig, TrainConfig, as_dict, merge
+from rcert.models.contract import traits
+from rcert.models.training import VAL_STREAM, family_architecture, fit, mean_elbo, reference
+from rcert.runs.adversarial import LatentAdversary
+from rcert.settings import AdversarialTrainingConfig, CertifyConfig, TrainConfig, as_dict, merge
 
 
 def train_checkpoint(
@@ -31,13 +33,17 @@ def train_checkpoint(
     config: TrainConfig | None = None,
     progress: bool = True,
     command: str | None = None,
+    adversarial: AdversarialTrainingConfig | None = None,
 ) -> dict[str, Any]:
     """Train a VAE on a data spec; save the checkpoint and its model card beside it.
 
     A seeded ``val_fraction`` of the training split is held out for early stopping and
     for the recommended ``r`` (:func:`rcert.runs.training.recommend_r`); the test split, when the
     data have one, gives the card's ``test_elbo``. The card is ``out`` with suffix
-    ``.json``. Both files are written atomically.
+    ``.json``. Both files are written atomically. A deterministic autoencoder (families
+    mmd-dae, swt-dae) has no ELBO and no r-robustness certificate (SPEC section 9): its
+    card records ``test_log_likelihood``, ``recommended_r: null`` and a
+    ``recommended_r_note`` saying why.
 
     Parameters
     ----------
@@ -57,6 +63,10 @@ def train_checkpoint(
         Show a status line on stderr.
     command
         The command line that regenerates this checkpoint, recorded in the card.
+    adversarial
+        Latent adversarial training (Lu & Chen Algorithm 1,
+        :class:`rcert.runs.adversarial.LatentAdversary`) after every training step; its
+        settings go to the card's ``adversarial_training``.
 
     Returns
     -------
@@ -89,20 +99,32 @@ def train_checkpoint(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_model(arch, input_shape=dataset.input_shape, **hparams)
-    history = fit(model, x_train, x_val, config, progress=progress)
+    adversary = None if adversarial is None else LatentAdversary(model, adversarial, seed)
+    history = fit(model, x_train, x_val, config, progress=progress, after_step=adversary)
     metrics = {k: v for k, v in history.items() if k != "history"}
     metrics.update(n_train=len(x_train), n_val=len(x_val))
+    name, target = reference(model)
     if spec.name != "file" and spec.split == "train":
         x_test = validate.as_data(model, load_data(spec.with_split("test")).x)
-        metrics["test_elbo"] = mean_elbo(model, x_test, config.batch_size, seed + VAL_STREAM)
-    r = recommend_r(model, x_val, seed=seed)
-    training = as_dict(config)
-    checkpoint.save(model, out, data=str(spec), metrics=metrics, recommended_r=r,
-                    extra={"training": training})
-    card = checkpoint.model_card(out, command=command)
+        metrics[f"test_{name}"] = mean_elbo(model, x_test, config.batch_size,
+                                            seed + VAL_STREAM, target)
+    # A deterministic encoder has no sigma, so no input is r-robust in the certified sense
+    # at any r (SPEC section 9): there is no r to recommend.
+    r = None if model.deterministic else recommend_r(model, x_val, seed=seed)
+    extra: dict[str, Any] = {"training": as_dict(config)}
+    if adversary is not None:
+        extra["adversarial_training"] = adversary.record()
+    checkpoint.save(model, out, data=str(spec), metrics=metrics, recommended_r=r, extra=extra)
+    note = {"recommended_r_note": NO_RECOMMENDED_R} if r is None else {}
+    card = checkpoint.model_card(out, command=command, **note)
     atomic_write(card_path, json.dumps(card, indent=2) + "\n")
     return card
 
+
+#: Why a deterministic autoencoder's card recommends no r.
+NO_RECOMMENDED_R = ("none: a deterministic autoencoder has no sigma, so no r-robustness "
+                    "certificate applies (SPEC section 9); its Jacobian norms (rcert report) "
+                    "and attacks do")
 
 #: Share of held-out inputs certified r-robust unperturbed at the recommended r.
 RECOMMEND_QUANTILE = 0.9
@@ -121,6 +143,10 @@ def recommend_r(model: nn.Module, x: torch.Tensor, config: CertifyConfig | None 
     """
     config = merge(CertifyConfig, config or CertifyConfig(r=1.0), m=m, n_samples=n_samples,
                    alpha=alpha, seed=seed)
+    if not traits(model).stochastic:
+        raise RcertError("cannot recommend r for a deterministic autoencoder: it has no sigma, "
+                         "so no input is certified r-robust at any r (SPEC section 9); choose "
+                         "r for its attacks yourself")
     df = certify(model, x, config)
     value = float(np.quantile(df["r_min_upper"].to_numpy(), RECOMMEND_QUANTILE))
     if not math.isfinite(value) or value <= 0:

@@ -11,7 +11,9 @@ is made, with a one-line :class:`~rcert.errors.RcertError`.
 * :class:`AttackConfig`: how hard attacks try, with named presets (:data:`ATTACK_PRESETS`);
 * :class:`RunConfig`: where and within which memory budget the work runs;
 * :class:`TrainConfig`: how a VAE is trained;
-* :class:`TargetedConfig`: the targeted attacks of Willetts et al. and their protocol.
+* :class:`TargetedConfig`: the targeted attacks of Willetts et al. and their protocol;
+* :class:`LatentAttackConfig`, :class:`FidelityConfig`, :class:`AdversarialTrainingConfig`:
+  Lu & Chen's latent attacks, their fidelity scores, and latent adversarial training.
 
 Nothing here imports anything heavy (no torch, numpy or scipy): the CLI builds its help
 from it.
@@ -42,6 +44,24 @@ from rcert.settings.fields import (
     option_name,
     set_field,
 )
+from rcert.settings.latent import (
+    CODES,
+    EPSILON_SCALES,
+    ITERATES,
+    LATENT_DISTANCES,
+    LATENT_GOALS,
+    LATENT_NORMS,
+    LATENT_TARGETS,
+    METRICS,
+    PAPER_EPSILONS,
+    REFERENCES,
+    SSIM_SIGMA,
+    SSIM_WINDOW,
+    STEP_RULES,
+    AdversarialTrainingConfig,
+    FidelityConfig,
+    LatentAttackConfig,
+)
 from rcert.settings.targeted import (
     LAYER_CHAINS,
     PENALTIES,
@@ -69,12 +89,60 @@ from rcert.values import (
 )
 
 __all__ = [
-    "ATTACK_PRESETS", "CORRECTIONS", "DAMAGE_ATTACK", "EMPIRICAL_ATTACK", "FAMILIES",
-    "LAYER_CHAINS", "MIN_BATCH", "MMD_KERNELS", "OPTIMIZERS", "PENALTIES", "TARGETED_KINDS",
+    "ATTACK_PRESETS",
+    "CODES",
+    "CORRECTIONS",
+    "DAMAGE_ATTACK",
+    "EMPIRICAL_ATTACK",
+    "EPSILON_SCALES",
+    "FAMILIES",
+    "ITERATES",
+    "LATENT_DISTANCES",
+    "LATENT_GOALS",
+    "LATENT_NORMS",
+    "LATENT_TARGETS",
+    "LAYER_CHAINS",
+    "METRICS",
+    "MIN_BATCH",
+    "MMD_KERNELS",
+    "OPTIMIZERS",
+    "PAPER_EPSILONS",
+    "PENALTIES",
+    "REFERENCES",
+    "SSIM_SIGMA",
+    "SSIM_WINDOW",
+    "STEP_RULES",
+    "TARGETED_KINDS",
     "TARGET_LAYERS",
-    "TC_ESTIMATORS", "TC_FAMILIES", "THREATS", "AttackConfig", "CertifyConfig", "RunConfig",
-    "TargetedConfig", "ThreatModel", "TrainConfig", "as_dict", "attack_label", "check_beta",
-    "check_seed", "choice", "default", "field_help", "field_type", "item_type", "merge",
-    "nonnegative_float", "nonnegative_int", "option_name", "positive_float", "positive_int",
-    "run_record", "set_field", "stronger", "unit_interval",
+    "TC_ESTIMATORS",
+    "TC_FAMILIES",
+    "THREATS",
+    "AdversarialTrainingConfig",
+    "AttackConfig",
+    "CertifyConfig",
+    "FidelityConfig",
+    "LatentAttackConfig",
+    "RunConfig",
+    "TargetedConfig",
+    "ThreatModel",
+    "TrainConfig",
+    "as_dict",
+    "attack_label",
+    "check_beta",
+    "check_seed",
+    "choice",
+    "default",
+    "field_help",
+    "field_type",
+    "item_type",
+    "merge",
+    "nonnegative_float",
+    "nonnegative_int",
+    "option_name",
+    "positive_float",
+    "positive_int",
+    "run_record",
+    "set_field",
+    "stronger",
+    "unit_interval",
 ]

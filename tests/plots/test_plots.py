@@ -326,11 +326,13 @@ def test_certified_fraction_single_model_on_a_linear_axis(results):
 KIND_OF = {"bound-vs-empirical": "margin", "curves": "curve", "margins": "margin",
            "encoder": "margin", "damage": "attack", "certified-fraction": "margin",
            "targeted": "targeted", "posteriors": "posteriors"}
+#: The latent-attack plots, tested with latent results in test_latent_plots.py.
+LATENT_PLOTS = {"dd", "latent-statistics", "tsne"}
 
 
 @pytest.mark.parametrize("name", sorted(KIND_OF))
 def test_every_plot_takes_one_or_several_results(results, name):
-    assert set(plots.PLOTS) == set(KIND_OF)
+    assert set(plots.PLOTS) == set(KIND_OF) | LATENT_PLOTS
     kind = KIND_OF[name]
     assert isinstance(plots.PLOTS[name](results[f"{kind}:vae-digits"]), Figure)
     assert isinstance(plots.PLOTS[name](_pair(results, kind)), Figure)

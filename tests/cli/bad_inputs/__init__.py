@@ -20,16 +20,18 @@ command lines and what the messages must say; :mod:`.make_files` makes data arra
 CIFAR-10 files, special files, result documents and configs (and the session's
 :data:`TEMPLATES`); :mod:`.make_models` makes models, checkpoints and hostile pickles. The
 cases are in :mod:`.cases_models` (hostile pickles, NaN and inf, damaged checkpoints, foreign
-models), :mod:`.cases_files` (size bombs, special files, deep documents, CIFAR-10, IDX, data
-files) and :mod:`.cases_commands` (baselines, plot results, options, check configs, output
-files, train, hierarchical and targeted, control characters, inspect), one function per
-category (two for the longest);
+models, deterministic autoencoders asked for what needs sigma), :mod:`.cases_files` (size
+bombs, special files, deep documents, CIFAR-10, IDX, data files), :mod:`.cases_commands`
+(baselines, plot results, options, check configs, output files, train, hierarchical and
+targeted, control characters, inspect), :mod:`.cases_latent` (Lu & Chen's latent
+attacks) and :mod:`.cases_adversarial` (latent adversarial training's options, and measure
+and curve on a deterministic autoencoder), one function per category (two for the longest);
 :data:`CATEGORIES` runs them in the corpus's order to fill :data:`CASES`.
 """
 
 from __future__ import annotations
 
-from . import cases_commands, cases_files, cases_models
+from . import cases_adversarial, cases_commands, cases_files, cases_latent, cases_models
 from .core import CASES, KEPT, MARKER, MODELS, OLD, Case
 from .make_files import TEMPLATES, good_inputs
 from .make_models import Payload, hostile_pickle, torch_bytes
@@ -60,7 +62,10 @@ CATEGORIES = (
     cases_commands.train_with_bad_input,
     cases_commands.hierarchical_and_targeted,
     cases_commands.control_characters,
+    cases_latent.latent_attacks,
     cases_commands.inspect_with_bad_models,
+    cases_models.deterministic_autoencoders,
+    cases_adversarial.adversarial_training,
 )
 
 for _add in CATEGORIES:
