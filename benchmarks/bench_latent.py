@@ -12,7 +12,7 @@ adversarial training per epoch relative to plain training. This times:
 * ``decoder pass``: one forward and backward pass of the decoder on the 1,000 clean codes
   (the unit the sweep is measured in; it needs ``11 x 10`` such passes of 11,000 rows);
 * ``epoch``: one training epoch of the model's family, plain and with Algorithm 1
-  (``repeats`` 1, K = 10, SSIM distance), on ``digits:train``.
+  (``repeats`` 1, K = 10, SSIM distance, and MSE distance), on ``digits:train``.
 
 Results go to ``benchmarks/results/bench_latent.json`` (or ``--out``).
 """
@@ -40,15 +40,15 @@ def decoder_pass(model: torch.nn.Module, z: torch.Tensor) -> None:
     torch.autograd.grad(model.decode(z).square().sum(), z)
 
 
-def epoch_seconds(model: torch.nn.Module, x: torch.Tensor, adversarial: bool) -> float:
+def epoch_seconds(model: torch.nn.Module, x: torch.Tensor,
+                  adversarial: AdversarialTrainingConfig | None) -> float:
     """Seconds of one epoch over ``x`` in batches of 128: Adam on the family's objective,
     then (``adversarial``) Algorithm 1's attack and decoder step after every batch."""
     config = TrainConfig(family=model.meta.get("training", {}).get("family", "vae"))
     target = objective(config, len(x))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     noise = torch.Generator().manual_seed(0)
-    adversary = LatentAdversary(model, AdversarialTrainingConfig(ssim_window=7), seed=0) \
-        if adversarial else None
+    adversary = None if adversarial is None else LatentAdversary(model, adversarial, seed=0)
     start = time.perf_counter()
     for index in batches(torch.randperm(len(x), generator=torch.Generator().manual_seed(0)),
                          128, target.min_batch):
@@ -81,14 +81,15 @@ def main() -> None:
     unit = time_interleaved({"pass": lambda: decoder_pass(model, z)}, warmup=1,
                             repeats=args.repeats or 5)["pass"]["median_s"]
     train = rcert.load_data("digits:train").x
-    plain = epoch_seconds(rcert.load(ROOT / "models" / f"{args.model}.safetensors"), train,
-                          False)
-    defended = epoch_seconds(rcert.load(ROOT / "models" / f"{args.model}.safetensors"), train,
-                             True)
+    path = ROOT / "models" / f"{args.model}.safetensors"
+    plain = epoch_seconds(rcert.load(path), train, None)
+    defended = epoch_seconds(rcert.load(path), train, AdversarialTrainingConfig(ssim_window=7))
+    with_mse = epoch_seconds(rcert.load(path), train, AdversarialTrainingConfig(distance="mse"))
     summary = {"model": args.model, "inputs": n, "epsilons": 11, "sweep_s": sweep,
                "decoder_pass_s": unit, "sweep_over_decoder_pass": sweep / unit,
                "plain_epoch_s": plain, "adversarial_epoch_s": defended,
-               "adversarial_over_plain": defended / plain}
+               "adversarial_over_plain": defended / plain, "adversarial_mse_epoch_s": with_mse,
+               "adversarial_mse_over_plain": with_mse / plain}
     for key, value in summary.items():
         print(f"{key:>26}: {value:.4g}" if isinstance(value, float) else f"{key:>26}: {value}")
     finish(NAME, args.out, load_before, threads=threads, **summary)
