@@ -59,7 +59,8 @@ def train_options(f: Any) -> Any:
 @click.option("--dense", type=int, default=None,
               help="Width of a dense layer after the convolutions (conv; Chen et al.'s "
                    "architecture is --channels 32,32,64,64 --dense 512).")
-@click.option("--activation", type=click.Choice(["relu", "elu", "softplus", "tanh"]),
+@click.option("--activation",
+              type=click.Choice(["relu", "elu", "softplus", "tanh", "leaky_relu"]),
               default=None, help="Hidden non-linearity [default: relu].")
 @click.option("--sigma", "sigma_mode",
               type=click.Choice(["learned", "floor", "fixed", "none"]), default=None,

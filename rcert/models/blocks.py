@@ -12,11 +12,21 @@ from torch import nn
 
 from rcert.errors import RcertError
 
+
+class LeakyReLU(nn.LeakyReLU):
+    """LeakyReLU with slope 0.2 (Lu & Chen's networks; the slope is the spec's default, the
+    paper states none)."""
+
+    def __init__(self) -> None:
+        super().__init__(0.2)
+
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "elu": nn.ELU,
     "softplus": nn.Softplus,
     "tanh": nn.Tanh,
+    "leaky_relu": LeakyReLU,
 }
 
 

@@ -64,3 +64,21 @@ def test_a_latent_attack_degrades_reconstructions_with_the_budget(name):
                              index=data.index, run=rcert.RunConfig(progress=False))
     ssim = df.groupby("epsilon")["ssim"].mean().to_numpy()
     assert ssim[0] == pytest.approx(1.0) and ssim[0] > ssim[1] > ssim[2]
+
+
+def test_the_papers_mnist_architecture_builds_without_batch_norm():
+    """Lu & Chen's MNIST encoder: four kernel-4 stride-2 convolutions of 32, 64, 128 and 64
+    channels with LeakyReLU (slope 0.2), d_z = 10; rcert leaves out its BatchNorm, which
+    couples the inputs of a batch."""
+    model = rcert.build_model("conv", input_shape=(1, 28, 28), latent_dim=10,
+                              channels=(32, 64, 128, 64), activation="leaky_relu",
+                              likelihood="gaussian", sigma_mode="none")
+    convs = [m for m in model.encoder_convs.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 64]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    slopes = {m.negative_slope for m in model.modules() if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.2}
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in model.modules())
+    x = torch.rand(3, 1, 28, 28)
+    assert model.decode(model.encode(x)[0]).shape == x.shape
