@@ -137,3 +137,35 @@ def test_plots_of_a_latent_result(run, with_sections, tmp_path, kind, flag):
     line = assert_one_error_line(*run("plot", kind, path, "--out", tmp_path / "no.png"))
     assert f"has no {flag}" in line and ("--statistics-at" in line or "--tsne-at" in line)
     assert not (tmp_path / "no.png").exists()
+
+
+def _idx(path, array: np.ndarray) -> None:
+    magic = 0x00000803 if array.ndim == 3 else 0x00000801
+    dims = np.asarray(array.shape, dtype=">u4").tobytes()
+    path.write_bytes(magic.to_bytes(4, "big") + dims + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("name", ("mnist", "fashion-mnist"))
+def test_the_papers_architecture_on_idx_files(tmp_path, name):
+    """MNIST-format files (the user's MNIST or Fashion-MNIST): train the paper's
+    convolutional DAE on them and attack it in latent space, end to end."""
+    rng = np.random.default_rng(5)
+    for prefix, n in (("train", 40), ("t10k", 8)):
+        _idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    out_path = tmp_path / "dae.safetensors"
+    code, out, err = cli_output("train", "--data", f"{name}:{tmp_path}:train", "--arch", "conv",
+                                "--channels", "32,64,128,64", "--activation", "leaky_relu",
+                                "--latent-dim", "10", "--likelihood", "gaussian", "--family",
+                                "mmd-dae", "--epochs", "1", "--batch-size", "16", "--quiet",
+                                "--out", out_path)
+    assert code == 0, err
+    assert json.loads(out)["training"]["family"] == "mmd-dae"
+    code, out, err = cli_output("latent-attack", "--model", out_path, "--data",
+                                f"{name}:{tmp_path}:test", "--epsilons", "0,1", "--goal",
+                                "targeted", "--format", "csv", "--quiet")
+    assert code == 0, err
+    df = pd.read_csv(io.StringIO(out))
+    assert len(df) == 8 * 2 and df["ssim"].between(-1, 1).all()
+    assert (df.loc[df.epsilon == 1, "target_mse"].to_numpy()
+            <= df.loc[df.epsilon == 0, "target_mse"].to_numpy() + 1e-6).all()
