@@ -3,14 +3,17 @@ C2, C4, C5, C6, C7 and C9, with the spec's pass criteria, under both norm readin
 ball and an L-infinity box), on the 8x8 digits. Writes docs/figures/lu-chen-*.png and
 docs/figures/lu_chen.json and prints the tables of docs/latent.md.
 
-    python docs/figures/lu_chen.py [--workdir DIR] [--inputs 120] [--seeds 0,1,2]
+    python docs/figures/lu_chen.py [--workdir DIR] [--inputs 96] [--seeds 0,1,2]
+    python docs/figures/lu_chen.py --data mnist:DIR --workdir DIR   # the user's MNIST files
 
 The shipped models come from models/regenerate.sh (seed 0). C4 asks for three training
 seeds: the MMD/SWT VAEs and DAEs of seeds 1 and 2 are trained here into --workdir (seeded;
-reused when present). Each step's numbers are cached in --workdir as JSON, so a rerun redoes
-only what is missing. Attacks: K = 10 sign steps of alpha = 1 (the paper's), random start,
-11 budgets 0, 0.1, ..., 1, on the first --inputs test inputs (batches of 8, the paper's
-attack batch), repeated over --seeds.
+reused when present). With --data mnist:DIR or fashion-mnist:DIR every model is trained
+here on the user's IDX files with the paper's convolution (without its BatchNorm), and the
+figures and JSON go to --workdir. Each step's numbers are cached in --workdir as JSON, so a
+rerun redoes only what is missing. Attacks: K = 10 sign steps of alpha = 1 (the paper's),
+random start, 11 budgets 0, 0.1, ..., 1, on the first --inputs test inputs (batches of 8,
+the paper's attack batch), repeated over --seeds.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from rcert.evaluation.latent import latent_attack
 from rcert.evaluation.latent_certificate import latent_tightness
 from rcert.plots import dd_curves, save
 from rcert.results import schema
-from rcert.settings import FidelityConfig, LatentAttackConfig, RunConfig
+from rcert.settings import AdversarialTrainingConfig, FidelityConfig, LatentAttackConfig, RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "figures"
@@ -43,20 +46,37 @@ RUN = RunConfig(progress=False)
 FIDELITY = FidelityConfig(ssim_window=7, limits=("ssim=0.4", "psnr=10"))
 NORMS = ("l2", "linf")
 FAMILIES = {"kld": "vae", "mmd": "mmd-vae", "swt": "swt-vae", "mmddae": "mmd-dae",
-            "swtdae": "swt-dae"}
-ARCH = dict(hidden=(128, 128), latent_dim=10, likelihood="gaussian", gaussian_scale=0.1)
+            "swtdae": "swt-dae", "lat": "vae"}
+#: The data (--data): digits, whose seed-0 models ship, or the user's MNIST-format files.
+SETUP = {"data": "digits", "epochs": 300}
+
+
+def _architecture() -> tuple[str, dict]:
+    """The digits MLP, or Lu & Chen's MNIST convolution (without its BatchNorm)."""
+    base = dict(latent_dim=10, likelihood="gaussian", gaussian_scale=0.1)
+    if SETUP["data"] == "digits":
+        return "mlp", dict(base, hidden=(128, 128))
+    return "conv", dict(base, channels=(32, 64, 128, 64), activation="leaky_relu")
 
 
 def model(name: str, workdir: Path, seed: int = 0):
-    if seed == 0:
+    """A model of the family ``name`` (kld, mmd, swt, mmddae, swtdae, lat, tcvaeB): shipped
+    for digits at seed 0, else trained here into ``workdir`` (seeded; reused)."""
+    if SETUP["data"] == "digits" and seed == 0:
         return rcert.load(ROOT / "models" / f"{name}-digits.safetensors")
-    path = workdir / f"{name}-digits-seed{seed}.safetensors"
+    tag = SETUP["data"].split(":")[0]
+    path = workdir / f"{name}-{tag}-seed{seed}.safetensors"
     if not path.exists():
-        hparams = dict(ARCH)
-        rcert.train_checkpoint("digits:train", path, arch="mlp", hparams=hparams,
-                               config=rcert.TrainConfig(family=FAMILIES[name], epochs=150,
-                                                        patience=15, seed=seed),
-                               progress=False)
+        arch, hparams = _architecture()
+        family, beta = FAMILIES.get(name, "beta-tcvae"), float(name.removeprefix("tcvae")) \
+            if name.startswith("tcvae") else 1.0
+        defence = AdversarialTrainingConfig(ssim_window=FIDELITY.ssim_window) \
+            if name == "lat" else None
+        rcert.train_checkpoint(f"{SETUP['data']}:train", path, arch=arch, hparams=hparams,
+                               config=rcert.TrainConfig(family=family, beta=beta,
+                                                        epochs=SETUP["epochs"], patience=20,
+                                                        seed=seed),
+                               progress=False, adversarial=defence)
     return rcert.load(path)
 
 
@@ -213,11 +233,20 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=ROOT / ".lu-chen-work")
     p.add_argument("--inputs", type=int, default=96)
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--data", default="digits",
+                   help="digits, or mnist:DIR / fashion-mnist:DIR (IDX files): then every "
+                        "model is trained here, with the paper's convolution")
+    p.add_argument("--epochs", type=int, default=300)
     args = p.parse_args()
+    global FIDELITY
+    SETUP.update(data=args.data, epochs=args.epochs)
+    if args.data != "digits":
+        FIDELITY = FidelityConfig(limits=FIDELITY.limits)  # 28x28 takes the 11-pixel window
     args.workdir.mkdir(exist_ok=True)
     warnings.filterwarnings("ignore", category=rcert.checks.ReliabilityWarning)
     seeds = [int(s) for s in args.seeds.split(",")]
-    data = rcert.load_data("digits:test").subset(args.inputs)
+    data = rcert.load_data(f"{args.data}:test").subset(args.inputs)
+    out = OUT if args.data == "digits" else args.workdir
     betas = (1, 5, 10, 30, 50)
 
     def run(step: str, name: str, seed: int = 0, **config) -> dict:
@@ -246,7 +275,7 @@ def main() -> None:
     }
     settings = {"inputs": args.inputs, "seeds": seeds, "fidelity": schema.plain(
         rcert.settings.as_dict(FIDELITY))}
-    (OUT / "lu_chen.json").write_text(json.dumps(schema.plain(
+    (out / "lu_chen.json").write_text(json.dumps(schema.plain(
         {"settings": settings, "claims": claims}), indent=1) + "\n")
     figures = {"untargeted": [untargeted[f"{n}-l2"] for n in ("kld", "mmd", "swt")],
                "vae-dae": [pairs[f"{n}-0-l2"] for n in ("mmd", "mmddae", "swt", "swtdae")],
@@ -259,7 +288,7 @@ def main() -> None:
     for key, docs in figures.items():
         for doc, name in zip(docs, names[key], strict=True):
             doc["name"] = name
-        save(dd_curves(docs, metrics=("ssim", "psnr")), OUT / f"lu-chen-{key}.png")
+        save(dd_curves(docs, metrics=("ssim", "psnr")), out / f"lu-chen-{key}.png")
     for name, value in claims.items():
         print(name, json.dumps(schema.plain(value), indent=1)[:1500])
 

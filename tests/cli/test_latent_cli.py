@@ -41,7 +41,7 @@ def test_latent_attack_json_on_the_paper_grid(run):
     assert set(summary) == {"n_inputs", "n_seeds", "n_batches", "epsilons", "curves", "aaddc"}
     assert (summary["n_inputs"], summary["n_seeds"], summary["n_batches"]) == (8, 1, 1)
     assert summary["epsilons"] == list(PAPER_EPSILONS)
-    assert set(summary["curves"]) == {"mse", "l2", "ssim", "psnr"}
+    assert set(summary["curves"]) == {"mse", "l2", "ssim", "psnr", "output_mean"}
     assert set(summary["aaddc"]) == {"ssim"}  # lpips has a limit but is not scored
     assert doc["config"]["fidelity"]["ssim_window"] == 7 and doc["config"]["seeds"] == [0]
     rows = pd.DataFrame(doc["inputs"])
