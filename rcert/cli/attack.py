@@ -87,15 +87,15 @@ def _damage(budgets: tuple[str, ...], values: dict[str, Any], run: Any, source: 
                          f"pass --kind kl, w2, output-elbo or output-l2, or drop it")
     if not budgets:
         raise RcertError("--kind damage needs a budget: pass --L, e.g. --L 1.0")
-    from rcert.runs.loading import require_sigma
+    from rcert.models.contract import require_sigma
 
     config = attack_config(DAMAGE_ATTACK, values)
     budget_list = [v for b in budgets for v in floats(b, "--L")]
 
     def compute(model: Any, dataset: Any) -> Any:
         if not config.threat.moves_mean:  # it would move nothing: damage 0 by construction
-            require_sigma(model, source.path, "--threat sigma (it moves the encoder's sigma)",
-                          "pass --threat mean or both")
+            require_sigma(model, "--threat sigma (it moves the encoder's sigma)",
+                          "pass --threat mean or both", name=source.path)
         return attack(model, dataset.x, config, L=budget_list, seed=values["seed"],
                       index=dataset.index, run=run)
 
@@ -132,10 +132,11 @@ def _refuse_kl(model: Any, path: str, what: str) -> None:
     """A KL between encoder Gaussians is undefined at ``sigma = 0``: refuse a deterministic
     autoencoder, naming the targeted kinds that apply to it (W2 is then the distance
     between the codes)."""
-    from rcert.runs.loading import require_sigma
+    from rcert.models.contract import require_sigma
 
-    require_sigma(model, path, f"{what} (a KL between the encoder's Gaussians)",
-                  "pass --kind w2 (the distance between codes), output-l2 or output-elbo")
+    require_sigma(model, f"{what} (a KL between the encoder's Gaussians)",
+                  "pass --kind w2 (the distance between codes), output-l2 or output-elbo",
+                  name=path)
 
 
 def _downstream(budgets: tuple[str, ...], targets_spec: str | None,

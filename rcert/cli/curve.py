@@ -25,15 +25,16 @@ def curve_command(radii: str, direction: str, **values: Any) -> None:
     Fig 5), with its confidence bounds; an input is certified at rho when p_lower > m and
     broken when p_upper <= m."""
     from rcert.evaluation.curves import curve
-    from rcert.runs.loading import require_sigma
+    from rcert.models.contract import require_sigma
 
     run, source = start(values)
     radius_list = floats(radii, "--radii")
 
     def compute(model: Any, dataset: Any) -> Any:
         # Before the radius: a deterministic model has no recommended r to complain about.
-        require_sigma(model, source.path, "a robustness curve P(||Delta(x, rho u)|| <= r)",
-                      "use rcert attack --kind damage for its damage against the budget")
+        require_sigma(model, "a robustness curve P(||Delta(x, rho u)|| <= r)",
+                      "use rcert attack --kind damage for its damage against the budget",
+                      name=source.path)
         return curve(model, dataset.x, certify_config(model, source, values),
                      radii=radius_list, direction=direction, threat=values["threat"],
                      index=dataset.index, run=run)

@@ -23,14 +23,14 @@ def margin(empirical: bool, **values: Any) -> None:
     dataset-wide. With --empirical, attacks try to break every certificate; the attack
     options apply then only."""
     from rcert.api import certify
-    from rcert.runs.loading import require_sigma
+    from rcert.models.contract import require_sigma
 
     run, source = start(values)
     attack = attack_config(EMPIRICAL_ATTACK, values) if empirical else None
 
     def compute(model: Any, dataset: Any) -> Any:
         # Before the radius: a deterministic model has no recommended r to complain about.
-        require_sigma(model, source.path, "a certified margin", DETERMINISTIC_INSTEAD)
+        require_sigma(model, "a certified margin", DETERMINISTIC_INSTEAD, name=source.path)
         return certify(model, dataset.x, certify_config(model, source, values),
                        index=dataset.index, attack=attack, run=run)
 

@@ -165,10 +165,12 @@ def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return decode(model, model.encode(x)[0], context(model, x)).reshape(x.shape)
 
 
-def require_sigma(model: nn.Module, needs: str, instead: str) -> None:
+def require_sigma(model: nn.Module, needs: str, instead: str, *, name: object = "this model"
+                  ) -> None:
     """Refuse a deterministic encoder for what needs its sigma (SPEC section 9: such a model
     gets attacks and Jacobian norms, never a statistical quantity computed with
-    ``sigma = 0``), in one line: ``needs`` says what needs sigma, ``instead`` what applies."""
+    ``sigma = 0``), in one line: ``needs`` says what needs sigma, ``instead`` what applies,
+    ``name`` which model (e.g. its path)."""
     if not traits(model).stochastic:
-        raise RcertError(f"this model has a deterministic encoder (no sigma, SPEC section 9) "
-                         f"and {needs} needs sigma; {instead}")
+        raise RcertError(f"{name} is a deterministic autoencoder (its deterministic encoder "
+                         f"has no sigma, SPEC section 9) and {needs} needs sigma; {instead}")

@@ -101,14 +101,3 @@ def identity(model: nn.Module, source: ModelSource) -> dict[str, Any]:
     # Not the path: a moved model file is the same model.
     return {"weights_sha256": model.meta.get("sha256"),
             **{k: v for k, v in described.items() if k != "path"}}
-
-
-def require_sigma(model: nn.Module, path: str | os.PathLike[str], needs: str,
-                  instead: str) -> None:
-    """Refuse a deterministic autoencoder for a product that needs the encoder's sigma
-    (SPEC section 9: it gets attacks and Jacobian norms, never a statistical certificate
-    computed with ``sigma = 0``), in one line: ``needs`` says what needs sigma, ``instead``
-    what applies to the model."""
-    if not traits(model).stochastic:
-        raise RcertError(f"{path} is a deterministic autoencoder (no sigma, SPEC section 9) "
-                         f"and {needs} needs sigma; {instead}")

@@ -36,7 +36,7 @@ from rcert.data import check_limit
 from rcert.engine import montecarlo
 from rcert.errors import RcertError
 from rcert.files import STDOUT, atomic_write, check_writable, locked_folder
-from rcert.models import foreign
+from rcert.models import contract, foreign
 from rcert.plots import output
 from rcert.reading import read_bytes, read_json
 from rcert.results import schema, text
@@ -128,8 +128,8 @@ def _load_all(entries: list[ModelEntry], run: RunConfig, attack: AttackConfig,
             preflight(path, model)
         if entry.empirical and not attack.threat.moves_mean:
             # A deterministic encoder has no sigma to move: every margin would be inf.
-            loading.require_sigma(model, path, "an attack with threat sigma",
-                                  "attack with threat mean or both")
+            contract.require_sigma(model, "an attack with threat sigma",
+                                   "attack with threat mean or both", name=path)
         config = CertifyConfig(**{**entry.certify, "r": loading.radius(
             model, entry.certify.get("r"), path)})
         montecarlo.check_sample_budget(config.n_samples, run.memory_mb)

@@ -287,16 +287,16 @@ def refuse_deterministic(thresholds: dict[str, Any]) -> Callable[[str, Any], Non
     encoder has (SPEC section 9: no statistical certificate, so no bound, abstention or
     certified fraction). A gate on a number that cannot exist is bad input (exit 2), not a
     failed threshold."""
-    from rcert.runs.loading import require_sigma
+    from rcert.models.contract import require_sigma
 
     names = [name for name in SIGMA_COLUMNS if name in thresholds]
 
     def preflight(path: str, model: Any) -> None:
         if names:
-            require_sigma(model, path, f"threshold {names[0]} (it reads "
+            require_sigma(model, f"threshold {names[0]} (it reads "
                           f"{SIGMA_COLUMNS[names[0]]})",
                           "check it in a config without thresholds (its report has Jacobian "
-                          "norms and, with empirical = true, empirical margins)")
+                          "norms and, with empirical = true, empirical margins)", name=path)
     return preflight
 
 
