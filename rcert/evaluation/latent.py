@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from rcert import checks, validate
+from rcert.attacks.chunking import chunks
 from rcert.attacks.latent_pgd import LatentResult, latent_pgd_chunked
 from rcert.attacks.latent_targets import STREAM_LATENT_TARGET, latent_target, other_inputs
 from rcert.engine import montecarlo, noise
@@ -118,15 +119,16 @@ def latent_attack(model: nn.Module, x: torch.Tensor | np.ndarray,
     box = _requirements(model, x, config, fidelity, statistics_at, tsne_at)
     pool = None if targets is None else _target_pool(targets, x, config)
     lpips = _lpips(fidelity)
-    frames, codes = [], []
+    encoded = _encoded(model, x, run)
+    frames, attacked = [], []
     with Progress(len(seeds), "latent attack", enabled=run.progress) as bar:
         for seed in seeds:
             cfg = dataclasses.replace(config, seed=seed)
-            clean = _clean(model, x, index_t, cfg, labels, pool, box, run)
+            clean = _clean(model, x, index_t, encoded, cfg, labels, pool, box)
             result = _attack(model, clean, index_t, cfg, fidelity, box, run)
             frames.append(_rows(model, x, index_t, clean, result, cfg, fidelity, box, r,
-                                lpips, run))
-            codes.append((clean.z0, result.z))
+                                lpips, encoded.per))
+            attacked.append((clean.z0, result.z))
             bar.update(1)
     df = pd.concat(frames, ignore_index=True)
     summary, crossings = summarize_latent(df, limits)
@@ -136,7 +138,7 @@ def latent_attack(model: nn.Module, x: torch.Tensor | np.ndarray,
     df.attrs["config"] = {**as_dict(config), "seed": seeds[0], "seeds": seeds,
                           "fidelity": as_dict(fidelity)}
     df.attrs["summary"] = summary
-    df.attrs["sections"] = _sections(codes[0], config.epsilons, index_t, statistics_at,
+    df.attrs["sections"] = _sections(attacked[0], config.epsilons, index_t, statistics_at,
                                      tsne_at, seeds[0])
     return df
 
@@ -190,25 +192,43 @@ def _lpips(fidelity: FidelityConfig) -> nn.Module | None:
     return load_lpips(fidelity.lpips_weights)
 
 
+@dataclasses.dataclass(frozen=True)
+class Codes:
+    """What every seed shares: the encoder's mean and sigma, the context of the upper
+    layers, the reconstruction from the mean, and the decoder rows per chunk."""
+
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    context: torch.Tensor | None
+    recon: torch.Tensor
+    per: int
+
+
 @torch.no_grad()
-def _clean(model: nn.Module, x: torch.Tensor, index: torch.Tensor, config: LatentAttackConfig,
-           labels: np.ndarray | None, pool: torch.Tensor | None, box: tuple[float, float],
-           run: RunConfig) -> Clean:
-    """The clean codes, reconstructions, units of epsilon and targets of one seed."""
+def _encoded(model: nn.Module, x: torch.Tensor, run: RunConfig) -> Codes:
+    """Encode ``x`` once, in chunks of the memory budget."""
     per = montecarlo.rows_for_budget(run.memory_mb, x[0].numel(), x.device)
-    parts = [model.encode(x[s]) for s in _slices(len(x), per)]
+    parts = [model.encode(x[s]) for s in chunks(len(x), per)]
     mu = torch.cat([p[0] for p in parts])
-    sigma = torch.cat([p[1] for p in parts])
-    z0 = mu
-    if config.code == "sample":
-        eta = noise.gaussian(config.seed, index, 1, mu.shape[1], stream=STREAM_LATENT_CODE,
-                             dtype=mu.dtype)[:, 0]
-        z0 = mu + sigma * eta
     context = contract.context(model, x)
-    recon = _decode(model, z0, context, per)
+    return Codes(mu, torch.cat([p[1] for p in parts]), context,
+                   _decode(model, mu, context, per), per)
+
+
+@torch.no_grad()
+def _clean(model: nn.Module, x: torch.Tensor, index: torch.Tensor, encoded: Codes,
+           config: LatentAttackConfig, labels: np.ndarray | None, pool: torch.Tensor | None,
+           box: tuple[float, float]) -> Clean:
+    """The clean codes, reconstructions, units of epsilon and targets of one seed."""
+    z0, recon = encoded.mu, encoded.recon
+    if config.code == "sample":
+        eta = noise.gaussian(config.seed, index, 1, z0.shape[1], stream=STREAM_LATENT_CODE,
+                             dtype=z0.dtype)[:, 0]
+        z0 = encoded.mu + encoded.sigma * eta
+        recon = _decode(model, z0, encoded.context, encoded.per)
     scale = None
     if config.scale == "sigma":
-        scale = sigma
+        scale = encoded.sigma
     elif config.scale == "spread":
         scale = z0.std(dim=0, keepdim=True).expand_as(z0).contiguous()
     target = None
@@ -225,18 +245,14 @@ def _clean(model: nn.Module, x: torch.Tensor, index: torch.Tensor, config: Laten
             other = x[torch.as_tensor(pick, device=x.device)]
         target = latent_target(config.target, clean=recon, data_range=box, seed=config.seed,
                                index=index, other=other)
-    return Clean(z0, recon, context, scale, target)
-
-
-def _slices(n: int, per: int) -> list[slice]:
-    return [slice(i, min(i + per, n)) for i in range(0, n, per)]
+    return Clean(z0, recon, encoded.context, scale, target)
 
 
 def _decode(model: nn.Module, z: torch.Tensor, context: torch.Tensor | None, per: int
             ) -> torch.Tensor:
     """``g(z)`` in chunks of ``per`` rows (``context`` aligned with ``z``'s rows)."""
     return torch.cat([contract.decode(model, z[s], None if context is None else context[s])
-                      for s in _slices(len(z), per)])
+                      for s in chunks(len(z), per)])
 
 
 def _attack(model: nn.Module, clean: Clean, index: torch.Tensor, config: LatentAttackConfig,
@@ -264,12 +280,12 @@ def _attack(model: nn.Module, clean: Clean, index: torch.Tensor, config: LatentA
 def _rows(model: nn.Module, x: torch.Tensor, index: torch.Tensor, clean: Clean,
           result: LatentResult, config: LatentAttackConfig, fidelity: FidelityConfig,
           box: tuple[float, float], r: float | None, lpips: nn.Module | None,
-          run: RunConfig) -> pd.DataFrame:
-    """One seed's rows: the adversarial reconstructions decoded in chunks and scored."""
+          per: int) -> pd.DataFrame:
+    """One seed's rows: the adversarial reconstructions decoded in chunks of ``per`` rows
+    and scored."""
     n, n_eps, d = result.z.shape
     z = result.z.reshape(n * n_eps, d)
     context = None if clean.context is None else clean.context.repeat_interleave(n_eps, 0)
-    per = montecarlo.rows_for_budget(run.memory_mb, x[0].numel(), x.device)
     adv = _decode(model, z, context, per)
     reference = (clean.recon if config.reference == "clean" else x)
     reference = reference.repeat_interleave(n_eps, 0)
@@ -312,7 +328,7 @@ def _scores(adv: torch.Tensor, reference: torch.Tensor, fidelity: FidelityConfig
         "lpips": lambda a, b: lpips(a, b, data_range=box),
     }
     return {name: np.concatenate([_numpy(functions[name](adv[s], reference[s]))
-                                  for s in _slices(len(adv), per)])
+                                  for s in chunks(len(adv), per)])
             for name in fidelity.metrics}
 
 
