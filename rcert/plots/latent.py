@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from rcert.errors import RcertError
 from rcert.plots.loading import Results, models_to_draw
 from rcert.plots.style import finish_figure, new_figure, style_context
+from rcert.statistics.ddcurve import curve_band
 
 _LABELS = {"mse": "MSE (lower: closer)", "l2": r"$\|g(z^*) - \mathrm{ref}\|_2$",
            "ssim": "SSIM (higher: closer)", "psnr": "PSNR, dB (higher: closer)",
@@ -58,11 +59,9 @@ def dd_curves(results: Results, metrics: Sequence[str] | None = None) -> Figure:
 
 
 def _curve(df: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    per = df.groupby(["seed", "batch", "epsilon"])[metric].mean().reset_index()
-    spread = per.groupby("epsilon")[metric].std().fillna(0.0)
-    mean = df.groupby("epsilon")[metric].mean()
-    eps = mean.index.to_numpy(np.float64)
-    return eps, mean.to_numpy(np.float64), spread.reindex(mean.index).to_numpy(np.float64)
+    band = curve_band(df, metric)
+    return (band.index.to_numpy(np.float64), band["mean"].to_numpy(np.float64),
+            band["std"].fillna(0.0).to_numpy(np.float64))
 
 
 def _limit(config: dict, metric: str) -> float | None:

@@ -173,6 +173,14 @@ def curve_table(df: pd.DataFrame, metric: str, by: Sequence[str]) -> pd.DataFram
     return df.groupby(keys, sort=True)[metric].mean().reset_index()
 
 
+def curve_band(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The DD-curve of ``metric`` with its spread, indexed by epsilon (ascending): ``mean``
+    over every row (each input weighs the same), and ``std`` (ddof 1) and ``count`` of the
+    per-batch-and-seed curves of :func:`curve_table`."""
+    spread = curve_table(df, metric, by=()).groupby("epsilon")[metric].agg(["std", "count"])
+    return spread.assign(mean=df.groupby("epsilon")[metric].mean())[["mean", "std", "count"]]
+
+
 def _group_areas(curves: pd.DataFrame, metric: str, limit: float, clip: bool,
                  label: str) -> tuple[dict[str, Any], str | None]:
     """One row of :func:`aaddc_table` from the DD-curves of one group, and its warning."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rcert.statistics.ddcurve import ORIENTATION, aaddc_table, curve_table
+from rcert.statistics.ddcurve import ORIENTATION, aaddc_table, curve_band
 from rcert.statistics.ddcurve import aaddc as area
 
 #: Per-row score columns a summary describes, in order (those present).
@@ -51,11 +51,9 @@ def summarize_latent(df: pd.DataFrame, limits: Mapping[str, float], *,
     epsilons = np.sort(df["epsilon"].unique())
     curves: dict[str, Any] = {}
     for score in scores:
-        per = curve_table(df, score, by=())
-        spread = per.groupby("epsilon")[score].agg(["std", "count"]).reindex(epsilons)
-        mean = df.groupby("epsilon")[score].mean().reindex(epsilons)
-        curves[score] = {"mean": mean.tolist(), "std": spread["std"].tolist(),
-                         "n_curves": int(spread["count"].min())}
+        band = curve_band(df, score).reindex(epsilons)
+        curves[score] = {"mean": band["mean"].tolist(), "std": band["std"].tolist(),
+                         "n_curves": int(band["count"].min())}
     # An area needs two budgets: a one-epsilon run (the default limits on) has no AADDC.
     table, warnings = (aaddc_table(df, scores, dict(limits), clip=clip) if len(epsilons) > 1
                        else (pd.DataFrame(columns=["metric"]), []))
