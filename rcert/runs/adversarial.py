@@ -22,6 +22,7 @@ same weights.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -88,8 +89,7 @@ class LatentAdversary:
                                               device=mu.device)
         # Each call's starts are its own: the count is mixed into the seed, with a stride
         # so that two training seeds share no starts within _CALL_STRIDE calls.
-        attack = LatentAttackConfig(**{**as_dict(self.attack), "epsilons": (self.config.epsilon,),
-                                       "seed": self.seed * _CALL_STRIDE + self.calls})
+        attack = dataclasses.replace(self.attack, seed=self.seed * _CALL_STRIDE + self.calls)
         result = latent_pgd(self.model.decode, z0, torch.tensor([self.config.epsilon],
                                                                 dtype=z0.dtype,
                                                                 device=z0.device),

@@ -63,6 +63,13 @@ def _flag(obj: object, name: str) -> None:
         raise RcertError(f"{name} must be True or False, got {getattr(obj, name)!r}")
 
 
+def _ssim(obj: object) -> None:
+    """Check and normalise ``obj``'s ``ssim_window`` (odd, > 0) and ``ssim_sigma`` (> 0)."""
+    set_field(obj, "ssim_window", _window(obj.ssim_window))  # type: ignore[attr-defined]
+    set_field(obj, "ssim_sigma", positive_float(obj.ssim_sigma,  # type: ignore[attr-defined]
+                                                "ssim_sigma"))
+
+
 def _window(value: object) -> int:
     window = positive_int(value, "ssim_window")
     if window % 2 == 0:
@@ -165,8 +172,7 @@ class FidelityConfig:
         for metric in metrics:
             choice(metric, "fidelity metric", METRICS)
         set_field(self, "metrics", tuple(dict.fromkeys(metrics)))
-        set_field(self, "ssim_window", _window(self.ssim_window))
-        set_field(self, "ssim_sigma", positive_float(self.ssim_sigma, "ssim_sigma"))
+        _ssim(self)
         if "lpips" in self.metrics and self.lpips_weights is None:
             raise RcertError("lpips needs its weights (none can be downloaded): pass "
                              "--lpips-weights FILE, or drop lpips from --metrics")
@@ -216,5 +222,4 @@ class AdversarialTrainingConfig:
         choice(self.step, "step", STEP_RULES)
         choice(self.distance, "distance", LATENT_DISTANCES)
         choice(self.loss, "loss", ("likelihood", "mse"))
-        set_field(self, "ssim_window", _window(self.ssim_window))
-        set_field(self, "ssim_sigma", positive_float(self.ssim_sigma, "ssim_sigma"))
+        _ssim(self)
