@@ -28,6 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 import rcert
@@ -101,22 +102,6 @@ def sweep(net, data, seeds, **config) -> dict:
     return schema.result(df, kind="latent", model={"path": config.get("name", "")})
 
 
-def per_seed_aaddc(doc: dict, metric: str) -> list[float]:
-    """The AADDC of each attack seed's mean curve (the seeds' spread)."""
-    import pandas as pd
-
-    from rcert.statistics.ddcurve import ORIENTATION, aaddc, parse_limits
-
-    df = pd.DataFrame(doc["inputs"])
-    limit = parse_limits(FIDELITY.limits)[metric]
-    out = []
-    for _, rows in df.groupby("seed"):
-        curve = rows.groupby("epsilon")[metric].mean()
-        out.append(aaddc(curve.index.to_numpy(), curve.to_numpy(), limit,
-                         higher_is_better=ORIENTATION[metric]))
-    return out
-
-
 def curve(doc: dict, metric: str) -> list[float]:
     return doc["summary"]["curves"][metric]["mean"]
 
@@ -128,7 +113,6 @@ def spearman(x, y) -> float:
 def c1(runs: dict) -> dict:
     """Untargeted attacks degrade every model's SSIM monotonically in epsilon."""
     rho = {key: [] for key in runs}
-    import pandas as pd
     for key, doc in runs.items():
         df = pd.DataFrame(doc["inputs"])
         for _, rows in df.groupby("seed"):
@@ -202,7 +186,6 @@ def c6(regular: dict, defended: dict) -> dict:
 
 def c7(doc: dict, latent_dim: int) -> dict:
     """At epsilon 0.5 the per-dimension shift is about epsilon / sqrt(d), far below |Z_j|."""
-    import pandas as pd
     table = pd.DataFrame(doc["sections"]["statistics"])
     out = {}
     for eps, rows in table.groupby("epsilon"):
