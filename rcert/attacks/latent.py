@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rcert.attacks.objectives import exceedance
+from rcert.attacks.objectives import Encoded, exceedance
 from rcert.attacks.optimizers import best_of_restarts, restart_rows
 from rcert.engine import noise
 from rcert.engine.montecarlo import distances
@@ -17,7 +17,7 @@ from rcert.settings import AttackConfig
 
 def latent_attack(model: nn.Module, x: torch.Tensor, radius: torch.Tensor, *, r: float,
                   config: AttackConfig, seed: int, index: torch.Tensor,
-                  whitened: bool = False) -> torch.Tensor:
+                  whitened: bool = False, clean: Encoded | None = None) -> torch.Tensor:
     """Attack the latent mean directly: maximise ``P(||g(mu + d_z + eta sigma) - g(mu)|| > r)``.
 
     Over shifts ``||d_z|| <= radius`` of the latent mean (SPEC section 5), with the smooth
@@ -32,7 +32,7 @@ def latent_attack(model: nn.Module, x: torch.Tensor, radius: torch.Tensor, *, r:
     ``d_z`` is ``sigma * u``).
     """
     reps = config.restarts
-    clean, eta = restart_rows(model, x, config, seed=seed, index=index)
+    clean, eta = restart_rows(model, x, config, seed=seed, index=index, clean=clean)
     d_z = clean.mu.shape[1]
     rr = radius.to(x.dtype).repeat_interleave(reps)
     init = noise.gaussian(seed, index, reps, d_z, stream=STREAM_START, dtype=x.dtype)

@@ -81,13 +81,15 @@ def latent_tightness(model: nn.Module, x: torch.Tensor | np.ndarray,
                         "t_lower": t_lower, "latent_margin": cert["latent_margin"]})
     keep = ~cert["abstain"].to_numpy(dtype=bool)
     factors = tuple(inside) + tuple(beyond)
+    rows = torch.as_tensor(keep)
+    with torch.no_grad():  # every input once per factor: the same id, the same draws
+        clean = Encoded.of(model, x_t[rows]).repeat(len(factors)) if keep.any() else None
     with Progress(len(GEOMETRIES), "latent certificate attacks", enabled=run.progress) as bar:
         for geometry in GEOMETRIES:
             radius = out["latent_margin"] if geometry == "l2" else out["t_lower"]
             p = np.full((len(out), len(factors)), np.nan)
             if keep.any():
-                p[keep] = _probabilities(model, x_t[torch.as_tensor(keep)],
-                                         index_t[torch.as_tensor(keep)],
+                p[keep] = _probabilities(model, x_t[rows], index_t[rows], clean,
                                          radius.to_numpy()[keep], factors, config, attack,
                                          geometry == "whitened", run)
             out = out.join(_verdicts(p, len(inside), factors, radius.to_numpy(), config,
@@ -98,20 +100,20 @@ def latent_tightness(model: nn.Module, x: torch.Tensor | np.ndarray,
     return out
 
 
-def _probabilities(model: nn.Module, x: torch.Tensor, index: torch.Tensor, radius: np.ndarray,
-                   factors: tuple[float, ...], config: CertifyConfig, attack: AttackConfig,
-                   whitened: bool, run: RunConfig) -> np.ndarray:
+def _probabilities(model: nn.Module, x: torch.Tensor, index: torch.Tensor, clean: Encoded,
+                   radius: np.ndarray, factors: tuple[float, ...], config: CertifyConfig,
+                   attack: AttackConfig, whitened: bool, run: RunConfig) -> np.ndarray:
     """Fresh-draw estimates of ``P(robust)`` after the attack at each factor, ``(B, F)``:
-    every input is repeated once per factor (same id, so the same common draws)."""
+    every input is repeated once per factor (same id, so the same common draws); ``clean``
+    is the repeated inputs' encoding."""
     n_f = len(factors)
     xs = x.repeat_interleave(n_f, 0)
     ids = index.repeat_interleave(n_f, 0)
     radii = torch.as_tensor(np.outer(radius, factors).reshape(-1), dtype=x.dtype,
                             device=x.device)
     shift = latent_attack(model, xs, radii, r=config.r, config=attack, seed=config.seed,
-                          index=ids, whitened=whitened)
+                          index=ids, whitened=whitened, clean=clean)
     with torch.no_grad():
-        clean = Encoded.of(model, xs)
         dist = montecarlo.distortion_norms(
             model, clean.mu + shift, clean.sigma, index=ids, n_samples=attack.n_check,
             seed=config.seed, max_rows=montecarlo.rows_for_budget(run.memory_mb,
