@@ -558,6 +558,12 @@ def test_the_corpus_is_large_and_covers_every_command() -> None:
                         "train", "convert"}
 
 
+def test_docs_state_the_corpus_size_and_it_reaches_the_latent_commands() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
+    assert f"runs the {len(CASES)} cases of a generated corpus" in doc
+    assert {c.argv[0] for c in CASES if c.argv} >= {"latent-attack", "latent-margin", "measure"}
+
+
 def test_the_payloads_run_when_unpickled(tmp_path) -> None:
     """The control: a hostile pickle of the corpus does create its marker when a reader does
     unpickle it, so "no marker" in a case means the payload was refused."""
